@@ -1,0 +1,290 @@
+//! Settings from flags, environment and an optional TOML file: a flag beats its
+//! `HOLDFAST_*` variable, which beats the file, which beats the default. Each setting is
+//! declared once below; `validate` runs at start and names the setting that is wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::Channel;
+use crate::store::Durability;
+
+/// The longest hold TTL any configuration may allow: a week.
+pub const HOLD_TTL_S_CEILING: u64 = 7 * 24 * 3600;
+const _: () = assert!(900 <= HOLD_TTL_S_CEILING);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        /// One layer of settings (flags + env, or the file); unset fields fall through.
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct SettingsLayer {
+            /// TOML file with any of these settings (snake_case keys).
+            #[arg(long, env = "HOLDFAST_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            /// Admin key: needed for /v1/skus*, may act for any channel on /v1/holds*.
+            #[arg(long, env = "HOLDFAST_ADMIN_KEY", hide_env_values = true)]
+            pub admin_key: Option<String>,
+            /// Channel key as NAME=KEY; repeat the flag, or HOLDFAST_CHANNEL_KEYS="web=k1,app=k2".
+            #[arg(long = "channel-key", env = "HOLDFAST_CHANNEL_KEYS", value_delimiter = ',', hide_env_values = true)]
+            #[serde(default)]
+            pub channel_keys: Vec<String>,
+            $( $(#[$doc])* #[arg(long, env = $env)] pub $field: Option<$ty>, )*
+        }
+
+        /// Resolved settings; every field has its value.
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            pub admin_key: Option<String>,
+            /// Channel name → key.
+            pub channel_keys: BTreeMap<Channel, String>,
+            $( $(#[$doc])* pub $field: $ty, )*
+        }
+
+        impl SettingsLayer {
+            fn over(self, lower: SettingsLayer) -> SettingsLayer {
+                SettingsLayer {
+                    config: self.config.or(lower.config),
+                    admin_key: self.admin_key.or(lower.admin_key),
+                    channel_keys: if self.channel_keys.is_empty() { lower.channel_keys } else { self.channel_keys },
+                    $( $field: self.$field.or(lower.$field), )*
+                }
+            }
+
+            fn resolve(self) -> Result<Settings, ConfigError> {
+                Ok(Settings {
+                    channel_keys: parse_channel_keys(&self.channel_keys)?,
+                    admin_key: self.admin_key,
+                    $( $field: self.$field.unwrap_or_else(|| $default), )*
+                })
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "HOLDFAST_LISTEN";
+    /// Directory of the embedded sled database (created if missing).
+    data_dir: PathBuf = PathBuf::from("./holdfast-data"), "HOLDFAST_DATA_DIR";
+    /// What a 2xx waits for: fsync (survives power loss), flush (survives kill -9), none.
+    durability: Durability = Durability::Fsync, "HOLDFAST_DURABILITY";
+    /// Hold time-to-live when a request names none, in seconds.
+    hold_ttl_s: u64 = 900, "HOLDFAST_HOLD_TTL_S";
+    /// Longest TTL a request may ask for, in seconds.
+    hold_ttl_s_max: u64 = 3600, "HOLDFAST_HOLD_TTL_S_MAX";
+    /// How long an ended hold (released, expired, fulfilled) still answers GET, in seconds.
+    hold_retention_s: u64 = 24 * 3600, "HOLDFAST_HOLD_RETENTION_S";
+    /// Most holds kept in memory, live and ended; past it the oldest ended ones are forgotten.
+    holds_max: usize = 2_000_000, "HOLDFAST_HOLDS_MAX";
+    /// Most lines in one hold.
+    hold_lines_max: usize = 50, "HOLDFAST_HOLD_LINES_MAX";
+    /// Most open hold lines (held or committed) on one SKU.
+    sku_hold_lines_max: usize = 1_000_000, "HOLDFAST_SKU_HOLD_LINES_MAX";
+    /// Most SKUs the server tracks.
+    sku_count_max: usize = 100_000, "HOLDFAST_SKU_COUNT_MAX";
+    /// Mailbox capacity of each SKU actor.
+    sku_mailbox_max: usize = 4096, "HOLDFAST_SKU_MAILBOX_MAX";
+    /// How long a request waits for a SKU actor before a 503, in milliseconds.
+    actor_send_timeout_ms: u64 = 5_000, "HOLDFAST_ACTOR_SEND_TIMEOUT_MS";
+    /// Largest request body, in bytes.
+    body_bytes_max: usize = 64 * 1024, "HOLDFAST_BODY_BYTES_MAX";
+    /// Most SKUs in one availability query.
+    availability_skus_max: usize = 100, "HOLDFAST_AVAILABILITY_SKUS_MAX";
+    /// Most idempotency keys remembered.
+    idempotency_keys_max: usize = 2_000_000, "HOLDFAST_IDEMPOTENCY_KEYS_MAX";
+    /// How long an idempotency key's answer is remembered, in seconds.
+    idempotency_ttl_s: u64 = 24 * 3600, "HOLDFAST_IDEMPOTENCY_TTL_S";
+    /// Period of the expiry sweep, in milliseconds (expiry lands within one period).
+    expiry_tick_ms: u64 = 200, "HOLDFAST_EXPIRY_TICK_MS";
+    /// Most events written under one journal flush.
+    journal_batch_events_max: usize = 4096, "HOLDFAST_JOURNAL_BATCH_EVENTS_MAX";
+    /// Most bytes written under one journal flush.
+    journal_batch_bytes_max: usize = 4 * 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
+    /// Events waiting for the journal past which new holds get 503.
+    journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
+    /// HTTP worker threads (0: one per core).
+    http_workers: usize = 0, "HOLDFAST_HTTP_WORKERS";
+    /// Most open HTTP connections per worker.
+    http_connections_max: usize = 25_000, "HOLDFAST_HTTP_CONNECTIONS_MAX";
+}
+
+fn parse_channel_keys(raw: &[String]) -> Result<BTreeMap<Channel, String>, ConfigError> {
+    let mut keys = BTreeMap::new();
+    for entry in raw.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (name, key) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid("channel_keys", "each entry must be NAME=KEY"))?;
+        let channel =
+            Channel::parse(name.trim()).map_err(|err| invalid("channel_keys", err.to_string()))?;
+        if key.is_empty() {
+            return Err(invalid("channel_keys", format!("channel {channel} has an empty key")));
+        }
+        if keys.insert(channel.clone(), key.to_owned()).is_some() {
+            return Err(invalid("channel_keys", format!("channel {channel} is named twice")));
+        }
+    }
+    Ok(keys)
+}
+
+impl SettingsLayer {
+    /// Settings from these flags/env over the file they name (if any) over defaults.
+    pub fn load(self) -> Result<Settings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => SettingsLayer::default(),
+        };
+        let settings = self.over(file).resolve()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+fn read_file(path: &Path) -> Result<SettingsLayer, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| invalid("config", format!("cannot read {}: {err}", path.display())))?;
+    toml::from_str(&text).map_err(|err| invalid("config", format!("{}: {err}", path.display())))
+}
+
+impl Settings {
+    /// Defaults with a given data dir: the starting point for tests and tools.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        let layer = SettingsLayer {
+            data_dir: Some(data_dir.to_path_buf()),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..SettingsLayer::default()
+        };
+        layer.resolve().unwrap_or_else(|_| unreachable!("no channel keys to parse"))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.admin_key.is_none() && self.channel_keys.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold_ttl_s_max == 0 || self.hold_ttl_s_max > HOLD_TTL_S_CEILING {
+            return Err(invalid("hold_ttl_s_max", format!("must be 1..={HOLD_TTL_S_CEILING}")));
+        }
+        if self.hold_ttl_s == 0 || self.hold_ttl_s > self.hold_ttl_s_max {
+            return Err(invalid(
+                "hold_ttl_s",
+                format!("must be 1..={} (hold_ttl_s_max)", self.hold_ttl_s_max),
+            ));
+        }
+        let positive = [
+            ("holds_max", self.holds_max),
+            ("hold_lines_max", self.hold_lines_max),
+            ("sku_hold_lines_max", self.sku_hold_lines_max),
+            ("sku_count_max", self.sku_count_max),
+            ("sku_mailbox_max", self.sku_mailbox_max),
+            ("body_bytes_max", self.body_bytes_max),
+            ("availability_skus_max", self.availability_skus_max),
+            ("idempotency_keys_max", self.idempotency_keys_max),
+            ("journal_batch_events_max", self.journal_batch_events_max),
+            ("journal_batch_bytes_max", self.journal_batch_bytes_max),
+            ("journal_backlog_max", self.journal_backlog_max),
+            ("http_connections_max", self.http_connections_max),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(name, "must be at least 1"));
+        }
+        if !(10..=1_000).contains(&self.expiry_tick_ms) {
+            return Err(invalid("expiry_tick_ms", "must be 10..=1000 so expiry lands within a second"));
+        }
+        if self.actor_send_timeout_ms == 0 {
+            return Err(invalid("actor_send_timeout_ms", "must be at least 1"));
+        }
+        if self.is_open() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{} is not a loopback address; without --admin-key or --channel-key \
+                     holdfast runs open and only listens on loopback",
+                    self.listen
+                ),
+            ));
+        }
+        if let Some(admin) = &self.admin_key {
+            if admin.is_empty() {
+                return Err(invalid("admin_key", "must not be empty"));
+            }
+            if self.channel_keys.values().any(|key| key == admin) {
+                return Err(invalid("admin_key", "must differ from every channel key"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !self.channel_keys.values().all(|key| seen.insert(key)) {
+            return Err(invalid("channel_keys", "two channels share a key"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(toml_text: &str) -> SettingsLayer {
+        toml::from_str(toml_text).expect("test TOML parses")
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file = layer("hold_ttl_s = 60\nhold_ttl_s_max = 120\nlisten = \"127.0.0.1:9000\"");
+        let flags = SettingsLayer {
+            hold_ttl_s: Some(30),
+            ..SettingsLayer::default()
+        };
+        let settings = flags.over(file).resolve().expect("resolves");
+        assert_eq!(settings.hold_ttl_s, 30);
+        assert_eq!(settings.hold_ttl_s_max, 120);
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.holds_max, 2_000_000);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<SettingsLayer>("hold_ttl = 5").is_err());
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let cases: [(&str, &str); 5] = [
+            ("hold_ttl_s = 0", "hold_ttl_s"),
+            ("hold_ttl_s = 4000", "hold_ttl_s"),
+            ("holds_max = 0", "holds_max"),
+            ("listen = \"0.0.0.0:8080\"", "listen"),
+            ("channel_keys = [\"web\"]", "channel_keys"),
+        ];
+        for (text, setting) in cases {
+            let err = layer(text).resolve().and_then(|s| s.validate().map(|()| s));
+            assert_eq!(err.map(drop).map_err(|e| e.setting), Err(setting), "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_allow_any_listen_address() {
+        let settings = layer("listen = \"0.0.0.0:8080\"\nchannel_keys = [\"web=k1\"]\nadmin_key = \"a\"")
+            .resolve()
+            .expect("resolves");
+        assert!(settings.validate().is_ok());
+        assert_eq!(settings.channel_keys.len(), 1);
+    }
+}

@@ -1,0 +1,149 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::ParseError;
+
+/// Longest id the API accepts (API.md: ids are 1–64 chars of `[A-Za-z0-9._:-]`).
+pub const ID_LEN_MAX: usize = 64;
+
+fn check_id(kind: &str, raw: &str) -> Result<(), ParseError> {
+    if raw.is_empty() || raw.len() > ID_LEN_MAX {
+        return Err(ParseError(format!(
+            "{kind} must be 1 to {ID_LEN_MAX} characters long, got {}",
+            raw.len()
+        )));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if let Some(bad) = raw.chars().find(|c| !allowed(*c)) {
+        return Err(ParseError(format!(
+            "{kind} may only contain A-Z a-z 0-9 . _ : -, found {bad:?}"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                check_id($kind, raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A stock-keeping unit: the thing a shopper buys and one actor owns.
+    SkuId,
+    "sku"
+);
+string_id!(
+    /// A sales channel (web, app, marketplace, store ...); holds and quotas belong to one.
+    Channel,
+    "channel"
+);
+string_id!(
+    /// The shopper a hold is for; per-customer limits count by it.
+    CustomerId,
+    "customer_id"
+);
+string_id!(
+    /// The client's name for one logical attempt, so a retry is recognised as the same one.
+    IdempotencyKey,
+    "Idempotency-Key"
+);
+
+impl Channel {
+    /// The channel of holds made without channel keys configured and without naming one.
+    pub fn default_channel() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+/// A hold's id: a ULID, so ids sort by creation time and cannot be guessed from a counter.
+/// Stored as its 128-bit value; shown as the 26-character text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HoldId(Ulid);
+
+impl Serialize for HoldId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u128(self.0 .0)
+    }
+}
+
+impl<'de> Deserialize<'de> for HoldId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        u128::deserialize(deserializer).map(|bits| Self(Ulid(bits)))
+    }
+}
+
+impl HoldId {
+    pub fn new() -> Self {
+        Self(Ulid::new())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        Ulid::from_str(raw)
+            .map(Self)
+            .map_err(|_| ParseError(format!("hold id must be a 26-character ULID, got {raw:?}")))
+    }
+
+    /// Spreads holds over shards; the random bits of a ULID are uniform.
+    pub fn shard_of(&self, shard_count: usize) -> usize {
+        let low = u64::try_from(self.0 .0 & u128::from(u64::MAX)).unwrap_or(0);
+        usize::try_from(low % u64::try_from(shard_count).unwrap_or(1)).unwrap_or(0)
+    }
+}
+
+impl Default for HoldId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for HoldId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet_and_length() {
+        assert!(SkuId::parse("SKU-1.a_b:c").is_ok());
+        assert!(SkuId::parse(&"x".repeat(64)).is_ok());
+        assert!(SkuId::parse(&"x".repeat(65)).is_err());
+        assert!(SkuId::parse("").is_err());
+        assert!(SkuId::parse("a b").is_err());
+        assert!(SkuId::parse("ü").is_err());
+    }
+
+    #[test]
+    fn hold_ids_round_trip_through_text() {
+        let id = HoldId::new();
+        assert_eq!(HoldId::parse(&id.to_string()), Ok(id));
+        assert!(HoldId::parse("not-a-ulid").is_err());
+    }
+}

@@ -1,0 +1,40 @@
+use serde::{Deserialize, Serialize};
+
+use super::ParseError;
+
+/// Largest unit count anywhere (on hand, safety stock, a line). Keeps every sum of counters
+/// far from u64 overflow: held + committed <= on_hand <= UNITS_MAX.
+pub const UNITS_MAX: u64 = 1_000_000_000_000;
+
+/// Units on one hold line: at least 1, at most UNITS_MAX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Quantity(u64);
+
+impl Quantity {
+    pub fn parse(raw: i64) -> Result<Self, ParseError> {
+        match u64::try_from(raw) {
+            Ok(units) if (1..=UNITS_MAX).contains(&units) => Ok(Self(units)),
+            _ => Err(ParseError(format!(
+                "quantity must be an integer from 1 to {UNITS_MAX}, got {raw}"
+            ))),
+        }
+    }
+
+    pub fn units(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantity_refuses_zero_negative_and_huge() {
+        assert!(Quantity::parse(0).is_err());
+        assert!(Quantity::parse(-1).is_err());
+        assert!(Quantity::parse(i64::MAX).is_err());
+        assert_eq!(Quantity::parse(3).map(Quantity::units), Ok(3));
+    }
+}

@@ -1,0 +1,281 @@
+//! The book of holds: the one place that decides a hold's status, so a confirm racing its
+//! own expiry has exactly one winner. SKU actors follow what the book decided. Holds are
+//! spread over shards by id; each shard also indexes its deadlines (for the expiry sweep)
+//! and its ended holds (for bounded retention).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use super::idempotency::IdempotencyRecord;
+use super::record::HoldRecord;
+use crate::domain::{HoldId, HoldStatus};
+use crate::sku::state::LineTarget;
+use crate::store::{Event, Journal};
+
+const SHARD_COUNT: usize = 64;
+
+/// What a client (or the expiry sweep) asks of a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Confirm,
+    Release,
+    Fulfil,
+    /// The sweep's request; only acts once the deadline has passed.
+    Expire,
+}
+
+/// The result of asking: the hold afterwards, what its lines must do, and whether the
+/// request is answered with success or with 409.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub record: HoldRecord,
+    pub lines: Option<LineTarget>,
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    #[error("hold {0} not found")]
+    NotFound(HoldId),
+    #[error("the hold table is full ({0} holds, none old enough to forget)")]
+    Full(usize),
+}
+
+/// The status a hold moves to, if any, and whether the request succeeds.
+fn decide(status: HoldStatus, action: Action, overdue: bool) -> (Option<HoldStatus>, bool) {
+    use HoldStatus as S;
+    match (status, action) {
+        (S::Held, _) if overdue => (Some(S::Expired), action == Action::Expire),
+        (S::Held, Action::Confirm) => (Some(S::Confirmed), true),
+        (S::Held, Action::Release) => (Some(S::Released), true),
+        (S::Held, Action::Fulfil | Action::Expire) => (None, false),
+        (S::Confirmed | S::Fulfilled, Action::Confirm) => (None, true),
+        (S::Confirmed, Action::Fulfil) => (Some(S::Fulfilled), true),
+        (S::Fulfilled, Action::Fulfil) => (None, true),
+        (S::Released, Action::Release) => (None, true),
+        _ => (None, false),
+    }
+}
+
+pub fn line_target(status: HoldStatus) -> Option<LineTarget> {
+    match status {
+        HoldStatus::Held => None,
+        HoldStatus::Confirmed => Some(LineTarget::Committed),
+        HoldStatus::Released | HoldStatus::Expired => Some(LineTarget::Released),
+        HoldStatus::Fulfilled => Some(LineTarget::Fulfilled),
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    holds: HashMap<HoldId, HoldRecord>,
+    /// Held holds by deadline.
+    deadlines: BTreeSet<(u64, HoldId)>,
+    /// Ended holds by the time they may be forgotten.
+    ended: BTreeSet<(u64, HoldId)>,
+}
+
+impl Shard {
+    fn forget_oldest_ended(&mut self) -> bool {
+        match self.ended.pop_first() {
+            Some((_, id)) => self.holds.remove(&id).is_some(),
+            None => false,
+        }
+    }
+}
+
+pub struct HoldBook {
+    shards: Box<[Mutex<Shard>]>,
+    journal: Journal,
+    /// Holds in the book, live and ended.
+    count: AtomicUsize,
+    /// Most holds kept; past it the oldest ended holds are forgotten early.
+    holds_max: usize,
+    /// How long an ended hold still answers GET.
+    retention_ms: u64,
+}
+
+impl HoldBook {
+    pub fn new(journal: Journal, holds_max: usize, retention_ms: u64) -> Self {
+        let shards = (0..SHARD_COUNT).map(|_| Mutex::default()).collect();
+        Self {
+            shards,
+            journal,
+            count: AtomicUsize::new(0),
+            holds_max,
+            retention_ms,
+        }
+    }
+
+    fn shard(&self, id: &HoldId) -> &Mutex<Shard> {
+        &self.shards[id.shard_of(SHARD_COUNT)]
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a freshly reserved hold and journals it. Its lines are already reserved.
+    pub fn insert(&self, hold: HoldRecord, idempotency: IdempotencyRecord) -> Result<(), BookError> {
+        let mut shard = self.shard(&hold.id).lock();
+        if self.len() >= self.holds_max {
+            if !shard.forget_oldest_ended() {
+                return Err(BookError::Full(self.len()));
+            }
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.index(&mut shard, hold.clone());
+        self.journal.append(Event::HoldPlaced { hold, idempotency });
+        Ok(())
+    }
+
+    /// Puts a hold back as the journal recorded it (recovery), without journaling again.
+    pub fn restore(&self, hold: HoldRecord) {
+        let mut shard = self.shard(&hold.id).lock();
+        if let Some(old) = shard.holds.remove(&hold.id) {
+            shard.deadlines.remove(&(old.expires_at_ms, old.id));
+            shard.ended.remove(&(old.updated_at_ms + self.retention_ms, old.id));
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.index(&mut shard, hold);
+    }
+
+    fn index(&self, shard: &mut Shard, hold: HoldRecord) {
+        if hold.status == HoldStatus::Held {
+            shard.deadlines.insert((hold.expires_at_ms, hold.id));
+        } else if hold.status.is_final() {
+            shard.ended.insert((hold.updated_at_ms + self.retention_ms, hold.id));
+        }
+        shard.holds.insert(hold.id, hold);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, id: &HoldId) -> Option<HoldRecord> {
+        self.shard(id).lock().holds.get(id).cloned()
+    }
+
+    /// Applies `action` to a hold at time `now_ms`; a held hold past its deadline is
+    /// expired whatever the action, so the deadline rules, not the sweep's timing.
+    pub fn transition(&self, id: &HoldId, action: Action, now_ms: u64) -> Result<Transition, BookError> {
+        let mut shard = self.shard(id).lock();
+        let record = shard.holds.get(id).ok_or(BookError::NotFound(*id))?;
+        let overdue = now_ms >= record.expires_at_ms;
+        let (next, accepted) = decide(record.status, action, overdue);
+        let Some(status) = next else {
+            return Ok(Transition {
+                record: record.clone(),
+                lines: None,
+                accepted,
+            });
+        };
+        let record = self.move_to(&mut shard, id, status, now_ms)?;
+        Ok(Transition {
+            record,
+            lines: line_target(status),
+            accepted,
+        })
+    }
+
+    fn move_to(
+        &self,
+        shard: &mut Shard,
+        id: &HoldId,
+        status: HoldStatus,
+        now_ms: u64,
+    ) -> Result<HoldRecord, BookError> {
+        let record = shard.holds.get_mut(id).ok_or(BookError::NotFound(*id))?;
+        let was = record.status;
+        record.status = status;
+        record.updated_at_ms = now_ms;
+        let record = record.clone();
+        if was == HoldStatus::Held {
+            shard.deadlines.remove(&(record.expires_at_ms, *id));
+        }
+        if status.is_final() {
+            shard.ended.insert((now_ms + self.retention_ms, *id));
+        }
+        self.journal.append(Event::HoldStatusChanged {
+            hold_id: *id,
+            status,
+            at_ms: now_ms,
+        });
+        Ok(record)
+    }
+
+    /// Expires up to `max` held holds whose deadline is at or before `now_ms`.
+    pub fn expire_due(&self, now_ms: u64, max: usize) -> Vec<HoldRecord> {
+        let mut expired = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            while expired.len() < max {
+                let due = match shard.deadlines.first() {
+                    Some(&(deadline, id)) if deadline <= now_ms => id,
+                    _ => break,
+                };
+                match self.move_to(&mut shard, &due, HoldStatus::Expired, now_ms) {
+                    Ok(record) => expired.push(record),
+                    Err(_) => {
+                        shard.deadlines.pop_first();
+                    }
+                }
+            }
+        }
+        expired
+    }
+
+    /// Forgets ended holds whose retention has run out. Returns how many.
+    pub fn forget_ended(&self, now_ms: u64) -> usize {
+        let mut forgotten = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            while matches!(shard.ended.first(), Some(&(until, _)) if until <= now_ms) {
+                if shard.forget_oldest_ended() {
+                    forgotten += 1;
+                }
+            }
+        }
+        self.count.fetch_sub(forgotten, Ordering::Relaxed);
+        forgotten
+    }
+
+    /// Every hold in the book (recovery and snapshots).
+    pub fn all(&self) -> Vec<HoldRecord> {
+        let mut all = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            all.extend(shard.lock().holds.values().cloned());
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use HoldStatus as S;
+
+    #[test]
+    fn an_overdue_held_hold_expires_whatever_is_asked() {
+        for action in [Action::Confirm, Action::Release, Action::Fulfil] {
+            assert_eq!(decide(S::Held, action, true), (Some(S::Expired), false));
+        }
+        assert_eq!(decide(S::Held, Action::Expire, true), (Some(S::Expired), true));
+        assert_eq!(decide(S::Held, Action::Expire, false), (None, false));
+    }
+
+    #[test]
+    fn repeats_succeed_without_change_and_wrong_states_conflict() {
+        assert_eq!(decide(S::Confirmed, Action::Confirm, false), (None, true));
+        assert_eq!(decide(S::Released, Action::Release, false), (None, true));
+        assert_eq!(decide(S::Fulfilled, Action::Fulfil, false), (None, true));
+        assert_eq!(decide(S::Expired, Action::Confirm, false), (None, false));
+        assert_eq!(decide(S::Released, Action::Confirm, false), (None, false));
+        assert_eq!(decide(S::Confirmed, Action::Release, false), (None, false));
+        assert_eq!(decide(S::Held, Action::Fulfil, false), (None, false));
+    }
+}

@@ -1,0 +1,190 @@
+//! The hold coordinator: places a cart by asking each line's SKU actor to reserve, all
+//! at once; if any line is refused, the lines already taken are released before the
+//! answer, so a cart is all or nothing. Status changes go to the [`HoldBook`] first, which
+//! decides, and then to the SKU actors, which follow. Every answer waits for the journal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::book::{Action, BookError, HoldBook};
+use super::idempotency::IdempotencyRecord;
+use super::record::{HoldLine, HoldRecord};
+use crate::clock::now_ms;
+use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, SkuId};
+use crate::metrics as m;
+use crate::sku::messages::{Reserve, SettleLine};
+use crate::sku::state::LineTarget;
+use crate::sku::{SkuDirectory, SkuEntry, SkuError};
+use crate::store::{Journal, JournalError};
+
+/// A validated cart.
+#[derive(Debug, Clone)]
+pub struct PlaceHold {
+    pub lines: Vec<HoldLine>,
+    pub channel: Channel,
+    pub customer_id: CustomerId,
+    pub ttl_s: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HoldError {
+    #[error("unknown sku {0}")]
+    UnknownSku(SkuId),
+    #[error("sku {sku} has {available} units available, {requested} requested")]
+    SoldOut {
+        sku: SkuId,
+        available: u64,
+        requested: u64,
+    },
+    #[error("hold {0} not found")]
+    NotFound(HoldId),
+    #[error("hold {} is {}", .0.id, .0.status.as_str())]
+    Conflict(Box<HoldRecord>),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<JournalError> for HoldError {
+    fn from(err: JournalError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+impl From<BookError> for HoldError {
+    fn from(err: BookError) -> Self {
+        match err {
+            BookError::NotFound(id) => Self::NotFound(id),
+            BookError::Full(_) => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
+pub struct Reservations {
+    pub directory: Arc<SkuDirectory>,
+    pub book: Arc<HoldBook>,
+    pub journal: Journal,
+    /// How long a request waits on one SKU actor's mailbox before giving up with 503.
+    pub actor_send_timeout: Duration,
+}
+
+impl Reservations {
+    /// Reserves every line or none; the answer waits until the hold is durable.
+    pub async fn place(
+        &self,
+        request: PlaceHold,
+        idempotency: IdempotencyRecord,
+    ) -> Result<HoldRecord, HoldError> {
+        self.journal.accepting().map_err(HoldError::Unavailable)?;
+        let entries = request
+            .lines
+            .iter()
+            .map(|line| {
+                self.directory
+                    .get(&line.sku)
+                    .ok_or_else(|| HoldError::UnknownSku(line.sku.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let hold_id = HoldId::new();
+        let reserves = entries.iter().zip(&request.lines).map(|(entry, line)| {
+            let reserve = Reserve {
+                hold_id,
+                quantity: line.quantity,
+                channel: request.channel.clone(),
+            };
+            entry.addr.send(reserve).timeout(self.actor_send_timeout)
+        });
+        let refusal = join_all(reserves).await.into_iter().find_map(|reply| match reply {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(HoldError::from(err)),
+            Err(err) => Some(HoldError::Unavailable(format!("sku actor did not answer: {err}"))),
+        });
+        if let Some(err) = refusal {
+            settle(&entries, hold_id, LineTarget::Released).await;
+            return Err(err);
+        }
+        let now = now_ms();
+        let hold = HoldRecord {
+            id: hold_id,
+            lines: request.lines,
+            channel: request.channel,
+            customer_id: request.customer_id,
+            status: HoldStatus::Held,
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
+            updated_at_ms: now,
+        };
+        if let Err(err) = self.book.insert(hold.clone(), idempotency) {
+            settle(&entries, hold_id, LineTarget::Released).await;
+            return Err(err.into());
+        }
+        self.journal.barrier().await?;
+        Ok(hold)
+    }
+
+    /// Confirms, releases or fulfils a hold. A repeat of a change that already happened
+    /// succeeds again; a change the hold's state forbids is a `Conflict`.
+    pub async fn change(&self, hold_id: HoldId, action: Action) -> Result<HoldRecord, HoldError> {
+        let transition = self.book.transition(&hold_id, action, now_ms())?;
+        if let Some(target) = transition.lines {
+            self.settle_hold(&transition.record, target).await;
+            m::hold_ended(transition.record.status);
+        }
+        // Also for a repeat: the change it repeats may still be on its way to disk.
+        self.journal.barrier().await?;
+        if transition.accepted {
+            Ok(transition.record)
+        } else {
+            Err(HoldError::Conflict(Box::new(transition.record)))
+        }
+    }
+
+    /// Expires up to `max` holds whose deadline has passed and gives their units back.
+    pub async fn expire_due(&self, max: usize) -> usize {
+        let expired = self.book.expire_due(now_ms(), max);
+        for hold in &expired {
+            self.settle_hold(hold, LineTarget::Released).await;
+            m::hold_ended(HoldStatus::Expired);
+        }
+        expired.len()
+    }
+
+    async fn settle_hold(&self, hold: &HoldRecord, target: LineTarget) {
+        let entries: Vec<SkuEntry> = hold
+            .lines
+            .iter()
+            .filter_map(|line| self.directory.get(&line.sku))
+            .collect();
+        settle(&entries, hold.id, target).await;
+    }
+}
+
+/// Sends a line change that must arrive: no timeout, the actor answers once it has run.
+async fn settle(entries: &[SkuEntry], hold_id: HoldId, target: LineTarget) {
+    let sends = entries
+        .iter()
+        .map(|entry| entry.addr.send(SettleLine { hold_id, target }));
+    for reply in join_all(sends).await {
+        if let Err(err) = reply {
+            tracing::error!(%hold_id, %err, "Line change did not reach its SKU actor.");
+        }
+    }
+}
+
+impl From<SkuError> for HoldError {
+    fn from(err: SkuError) -> Self {
+        match err {
+            SkuError::SoldOut {
+                sku,
+                available,
+                requested,
+            } => Self::SoldOut {
+                sku,
+                available,
+                requested,
+            },
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Idempotency keys for `POST /v1/holds`. A key is scoped to the channel that used it.
+//! The first request with a key runs; a parallel request with the same key and body waits
+//! for it and gets its answer; a later one gets the stored answer; a different body under
+//! the same key is a mismatch (422). Answers that did not run to an outcome (429, 503,
+//! validation errors) are not stored, so a retry runs afresh.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+const SHARD_COUNT: usize = 64;
+
+/// SHA-256 of the canonical request, so two bodies that mean the same thing match.
+pub type Fingerprint = [u8; 32];
+
+pub fn fingerprint(canonical: &[u8]) -> Fingerprint {
+    Sha256::digest(canonical).into()
+}
+
+/// What the journal keeps of a key, beside the answer it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// `channel/key`.
+    pub scope_key: String,
+    pub fingerprint: Fingerprint,
+    pub at_ms: u64,
+}
+
+/// The answer a key replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Arc<[u8]>,
+}
+
+enum Entry {
+    Running {
+        fingerprint: Fingerprint,
+        /// Dropped when the run ends, which wakes every waiter.
+        _finished: watch::Sender<()>,
+        waiters: watch::Receiver<()>,
+    },
+    Done {
+        fingerprint: Fingerprint,
+        response: StoredResponse,
+    },
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<String, Entry>,
+    /// Done keys in the order they may be forgotten.
+    forget_queue: VecDeque<(u64, String)>,
+}
+
+pub struct IdempotencyStore {
+    shards: Box<[Mutex<Shard>]>,
+    count: AtomicUsize,
+    keys_max: usize,
+    ttl_ms: u64,
+}
+
+/// What to do with a request carrying a key.
+pub enum Begin {
+    /// First with this key: run it, then `complete` or drop the ticket.
+    Run(RunTicket),
+    /// Already answered: send this.
+    Replay(StoredResponse),
+    /// Running elsewhere with the same body: wait, then ask again.
+    Wait(watch::Receiver<()>),
+    /// The key was used with a different body.
+    Mismatch,
+    /// The key table is at its configured maximum.
+    Full(usize),
+}
+
+/// Proof that this request owns its key's run. Dropping it without `complete` frees the key.
+pub struct RunTicket {
+    store: Arc<IdempotencyStore>,
+    scope_key: String,
+    completed: bool,
+}
+
+pub fn scope_key(channel: &str, key: &str) -> String {
+    format!("{channel}/{key}")
+}
+
+impl IdempotencyStore {
+    pub fn new(keys_max: usize, ttl_ms: u64) -> Self {
+        Self {
+            shards: (0..SHARD_COUNT).map(|_| Mutex::default()).collect(),
+            count: AtomicUsize::new(0),
+            keys_max,
+            ttl_ms,
+        }
+    }
+
+    fn shard(&self, scope_key: &str) -> &Mutex<Shard> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(scope_key);
+        let index = usize::try_from(hash % SHARD_COUNT as u64).unwrap_or(0);
+        &self.shards[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn begin(self: &Arc<Self>, scope_key: String, fingerprint: Fingerprint) -> Begin {
+        let mut shard = self.shard(&scope_key).lock();
+        match shard.entries.get(&scope_key) {
+            Some(Entry::Done {
+                fingerprint: seen,
+                response,
+            }) => {
+                if *seen == fingerprint {
+                    Begin::Replay(response.clone())
+                } else {
+                    Begin::Mismatch
+                }
+            }
+            Some(Entry::Running {
+                fingerprint: seen,
+                waiters,
+                ..
+            }) => {
+                if *seen == fingerprint {
+                    Begin::Wait(waiters.clone())
+                } else {
+                    Begin::Mismatch
+                }
+            }
+            None => {
+                let count = self.len();
+                if count >= self.keys_max {
+                    return Begin::Full(count);
+                }
+                let (finished, waiters) = watch::channel(());
+                let running = Entry::Running {
+                    fingerprint,
+                    _finished: finished,
+                    waiters,
+                };
+                shard.entries.insert(scope_key.clone(), running);
+                self.count.fetch_add(1, Ordering::Relaxed);
+                Begin::Run(RunTicket {
+                    store: Arc::clone(self),
+                    scope_key,
+                    completed: false,
+                })
+            }
+        }
+    }
+
+    /// Records a key's answer as the journal has it (recovery), without a run.
+    pub fn restore(&self, record: &IdempotencyRecord, response: StoredResponse) {
+        let mut shard = self.shard(&record.scope_key).lock();
+        self.store_done(&mut shard, record.scope_key.clone(), record.fingerprint, response, record.at_ms);
+    }
+
+    fn store_done(
+        &self,
+        shard: &mut Shard,
+        scope_key: String,
+        fingerprint: Fingerprint,
+        response: StoredResponse,
+        at_ms: u64,
+    ) {
+        let done = Entry::Done {
+            fingerprint,
+            response,
+        };
+        if shard.entries.insert(scope_key.clone(), done).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.forget_queue.push_back((at_ms + self.ttl_ms, scope_key));
+    }
+
+    /// Forgets answers older than the key TTL. Returns how many.
+    pub fn forget_expired(&self, now_ms: u64) -> usize {
+        let mut forgotten = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            while matches!(shard.forget_queue.front(), Some((until, _)) if *until <= now_ms) {
+                let Some((_, key)) = shard.forget_queue.pop_front() else {
+                    break;
+                };
+                if matches!(shard.entries.get(&key), Some(Entry::Done { .. })) {
+                    shard.entries.remove(&key);
+                    forgotten += 1;
+                }
+            }
+        }
+        self.count.fetch_sub(forgotten, Ordering::Relaxed);
+        forgotten
+    }
+}
+
+impl RunTicket {
+    /// Stores the answer for replay and wakes the waiters.
+    pub fn complete(mut self, fingerprint: Fingerprint, response: StoredResponse, now_ms: u64) {
+        let store = Arc::clone(&self.store);
+        let mut shard = store.shard(&self.scope_key).lock();
+        store.store_done(&mut shard, self.scope_key.clone(), fingerprint, response, now_ms);
+        self.completed = true;
+    }
+}
+
+impl Drop for RunTicket {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
+        }
+        let mut shard = self.store.shard(&self.scope_key).lock();
+        if matches!(shard.entries.get(&self.scope_key), Some(Entry::Running { .. })) {
+            shard.entries.remove(&self.scope_key);
+            self.store.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16) -> StoredResponse {
+        StoredResponse {
+            status,
+            body: Arc::from(&b"{}"[..]),
+        }
+    }
+
+    #[test]
+    fn a_completed_key_replays_and_a_different_body_mismatches() {
+        let store = Arc::new(IdempotencyStore::new(10, 1_000));
+        let Begin::Run(ticket) = store.begin("web/k".into(), [1; 32]) else {
+            panic!("first use must run");
+        };
+        assert!(matches!(store.begin("web/k".into(), [1; 32]), Begin::Wait(_)));
+        assert!(matches!(store.begin("web/k".into(), [2; 32]), Begin::Mismatch));
+        ticket.complete([1; 32], response(201), 0);
+        assert!(matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(r) if r.status == 201));
+        assert!(matches!(store.begin("web/k".into(), [2; 32]), Begin::Mismatch));
+        assert!(matches!(store.begin("app/k".into(), [2; 32]), Begin::Run(_)));
+    }
+
+    #[test]
+    fn a_dropped_run_frees_the_key_and_the_table_is_bounded() {
+        let store = Arc::new(IdempotencyStore::new(1, 1_000));
+        let ticket = store.begin("web/a".into(), [1; 32]);
+        assert!(matches!(store.begin("web/b".into(), [1; 32]), Begin::Full(1)));
+        drop(ticket);
+        assert_eq!(store.len(), 0);
+        assert!(matches!(store.begin("web/a".into(), [1; 32]), Begin::Run(_)));
+    }
+
+    #[test]
+    fn answers_are_forgotten_after_the_ttl() {
+        let store = Arc::new(IdempotencyStore::new(10, 1_000));
+        if let Begin::Run(ticket) = store.begin("web/k".into(), [1; 32]) {
+            ticket.complete([1; 32], response(201), 5_000);
+        }
+        assert_eq!(store.forget_expired(5_999), 0);
+        assert_eq!(store.forget_expired(6_000), 1);
+        assert!(store.is_empty());
+    }
+}

@@ -1,0 +1,61 @@
+use serde::{Deserialize, Serialize};
+
+use crate::clock::rfc3339;
+use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
+
+/// One line of a cart: units of one SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldLine {
+    pub sku: SkuId,
+    pub quantity: Quantity,
+}
+
+/// A hold as the book keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub id: HoldId,
+    /// At least one line, no SKU twice.
+    pub lines: Vec<HoldLine>,
+    /// The channel whose stock the hold draws on; fixed for the hold's life.
+    pub channel: Channel,
+    pub customer_id: CustomerId,
+    pub status: HoldStatus,
+    pub created_at_ms: u64,
+    /// Absolute wall-clock deadline: an unpaid hold is expired once it has passed.
+    pub expires_at_ms: u64,
+    /// When the status last changed.
+    pub updated_at_ms: u64,
+}
+
+/// The hold as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct HoldView<'a> {
+    pub hold_id: String,
+    pub status: HoldStatus,
+    pub expires_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub lines: &'a [HoldLine],
+    pub channel: &'a Channel,
+    pub customer_id: &'a CustomerId,
+}
+
+impl HoldRecord {
+    pub fn view(&self) -> HoldView<'_> {
+        HoldView {
+            hold_id: self.id.to_string(),
+            status: self.status,
+            expires_at: rfc3339(self.expires_at_ms),
+            created_at: rfc3339(self.created_at_ms),
+            updated_at: rfc3339(self.updated_at_ms),
+            lines: &self.lines,
+            channel: &self.channel,
+            customer_id: &self.customer_id,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // A view of plain strings and integers always serializes.
+        serde_json::to_vec(&self.view()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,161 @@
+//! Every error answer is RFC 9457 `application/problem+json` with a relative `type`
+//! (`/problems/<name>`), a `title`, the `status`, a `detail` a person can act on, and
+//! extensions where API.md names them.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+use crate::domain::{HoldId, HoldStatus, SkuId};
+use crate::hold::HoldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a valid `Authorization: Bearer <key>` header is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{detail}")]
+    NotFound { detail: String, sku: Option<SkuId> },
+    #[error("sku {sku} has {available} units available, {requested} requested")]
+    SoldOut {
+        sku: SkuId,
+        available: u64,
+        requested: u64,
+    },
+    #[error("{detail}")]
+    Conflict {
+        detail: String,
+        hold: Option<(HoldId, HoldStatus)>,
+    },
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            detail: detail.into(),
+            sku: None,
+        }
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            detail: detail.into(),
+            hold: None,
+        }
+    }
+
+    fn name_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Invalid(_) => ("invalid-request", "The request is not valid"),
+            Self::Unauthorized => ("unauthorized", "Authentication required"),
+            Self::Forbidden(_) => ("forbidden", "Not allowed for this key"),
+            Self::NotFound { .. } => ("not-found", "Not found"),
+            Self::SoldOut { .. } => ("sold-out", "Sold out"),
+            Self::Conflict { .. } => ("conflict", "Conflicts with the current state"),
+            Self::IdempotencyMismatch => ("idempotency-mismatch", "Idempotency key reused"),
+            Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+        }
+    }
+
+    /// The problem document, also stored for idempotent replay of refusals.
+    pub fn problem(&self) -> Value {
+        let (name, title) = self.name_and_title();
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("/problems/{name}")));
+        body.insert("title".into(), json!(title));
+        body.insert("status".into(), json!(self.status_code().as_u16()));
+        body.insert("detail".into(), json!(self.to_string()));
+        match self {
+            Self::SoldOut {
+                sku,
+                available,
+                requested,
+            } => {
+                body.insert("sku".into(), json!(sku));
+                body.insert("available".into(), json!(available));
+                body.insert("requested".into(), json!(requested));
+            }
+            Self::NotFound { sku: Some(sku), .. } => {
+                body.insert("sku".into(), json!(sku));
+            }
+            Self::Conflict {
+                hold: Some((id, status)),
+                ..
+            } => {
+                body.insert("hold_id".into(), json!(id.to_string()));
+                body.insert("hold_status".into(), json!(status));
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::SoldOut { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.body(self.problem().to_string())
+    }
+}
+
+impl From<HoldError> for ApiError {
+    fn from(err: HoldError) -> Self {
+        match err {
+            HoldError::UnknownSku(sku) => Self::NotFound {
+                detail: format!("unknown sku {sku}"),
+                sku: Some(sku),
+            },
+            HoldError::SoldOut {
+                sku,
+                available,
+                requested,
+            } => Self::SoldOut {
+                sku,
+                available,
+                requested,
+            },
+            HoldError::NotFound(id) => Self::not_found(format!("hold {id} not found")),
+            HoldError::Conflict(hold) => Self::Conflict {
+                detail: format!("hold {} is {}", hold.id, hold.status.as_str()),
+                hold: Some((hold.id, hold.status)),
+            },
+            HoldError::Unavailable(detail) => Self::Unavailable(detail),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Hold endpoints for checkout (channel keys): place a hold with an idempotency key,
+//! read it, confirm, release, fulfil.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Principal;
+use super::body::{parse_json, read_limited};
+use super::error::PROBLEM_JSON;
+use super::{ApiError, AppState};
+use crate::clock::now_ms;
+use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId};
+use crate::hold::idempotency::{fingerprint, scope_key, Begin, IdempotencyRecord, RunTicket, StoredResponse};
+use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
+use crate::metrics::{self as m, HoldOutcome};
+use crate::store::Event;
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    lines: Vec<LineBody>,
+    customer_id: String,
+    channel: Option<String>,
+    ttl_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBody {
+    sku: String,
+    quantity: i64,
+}
+
+/// What the fingerprint covers: the request as it will run, so bodies that differ only
+/// in spacing or field order are the same request.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    lines: &'a [HoldLine],
+    customer_id: &'a CustomerId,
+    channel: &'a Channel,
+    ttl_s: u64,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::Invalid(detail.into())
+}
+
+fn validate(body: HoldBody, principal: &Principal, state: &AppState) -> Result<PlaceHold, ApiError> {
+    let settings = &state.settings;
+    let lines_max = settings.hold_lines_max;
+    if body.lines.is_empty() || body.lines.len() > lines_max {
+        return Err(invalid(format!(
+            "lines must have 1 to {lines_max} entries, got {}",
+            body.lines.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for (index, line) in body.lines.iter().enumerate() {
+        let sku = SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
+        let quantity =
+            Quantity::parse(line.quantity).map_err(|e| invalid(format!("lines[{index}].quantity: {e}")))?;
+        if !seen.insert(sku.clone()) {
+            return Err(invalid(format!(
+                "lines[{index}]: sku {sku} appears twice; put its total quantity on one line"
+            )));
+        }
+        lines.push(HoldLine { sku, quantity });
+    }
+    let customer_id = CustomerId::parse(&body.customer_id).map_err(|e| invalid(e.to_string()))?;
+    let named = match body.channel.as_deref() {
+        Some(raw) => Some(Channel::parse(raw).map_err(|e| invalid(e.to_string()))?),
+        None => None,
+    };
+    let channel = principal.hold_channel(named)?;
+    let ttl_max = settings.hold_ttl_s_max;
+    let ttl_s = match body.ttl_seconds {
+        None => settings.hold_ttl_s,
+        Some(ttl) => u64::try_from(ttl)
+            .ok()
+            .filter(|ttl| (1..=ttl_max).contains(ttl))
+            .ok_or_else(|| invalid(format!("ttl_seconds must be 1 to {ttl_max}, got {ttl}")))?,
+    };
+    Ok(PlaceHold {
+        lines,
+        channel,
+        customer_id,
+        ttl_s,
+    })
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
+    let raw = request
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| invalid("the Idempotency-Key header is required"))?
+        .to_str()
+        .map_err(|_| invalid("the Idempotency-Key header must be ASCII"))?;
+    IdempotencyKey::parse(raw).map_err(|e| invalid(e.to_string()))
+}
+
+fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    if status.is_success() {
+        response.content_type(mime_json());
+    } else {
+        response.content_type(PROBLEM_JSON);
+    }
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.body(stored.body.to_vec())
+}
+
+fn mime_json() -> header::ContentType {
+    header::ContentType::json()
+}
+
+/// `POST /v1/holds`.
+pub async fn place_hold(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let answer = place_hold_inner(&request, payload, &state).await;
+    if let Err(err) = &answer {
+        let outcome = match err {
+            ApiError::Unavailable(_) => HoldOutcome::Error,
+            _ => HoldOutcome::Rejected,
+        };
+        m::hold_outcome(outcome, started.elapsed());
+    }
+    answer
+}
+
+async fn place_hold_inner(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let principal = state.auth.authenticate(request)?;
+    let key = idempotency_key(request)?;
+    let body = read_limited(request, payload, state.settings.body_bytes_max).await?;
+    let hold = validate(parse_json(&body)?, &principal, state)?;
+    let canonical = Canonical {
+        lines: &hold.lines,
+        customer_id: &hold.customer_id,
+        channel: &hold.channel,
+        ttl_s: hold.ttl_s,
+    };
+    let print = fingerprint(&serde_json::to_vec(&canonical).unwrap_or_default());
+    let scope = scope_key(hold.channel.as_str(), key.as_str());
+    loop {
+        match state.idempotency.begin(scope.clone(), print) {
+            Begin::Replay(stored) => return Ok(stored_answer(&stored, true)),
+            Begin::Wait(mut finished) => {
+                // Wakes when the running request ends; then ask again.
+                let _ = finished.changed().await;
+            }
+            Begin::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            Begin::Full(count) => {
+                return Err(ApiError::Unavailable(format!(
+                    "{count} idempotency keys are remembered, the configured maximum"
+                )))
+            }
+            Begin::Run(ticket) => {
+                let record = IdempotencyRecord {
+                    scope_key: scope,
+                    fingerprint: print,
+                    at_ms: now_ms(),
+                };
+                // Runs detached so a client hanging up cannot stop a cart half-way.
+                let run = actix_web::rt::spawn(run_place(state.clone().into_inner(), hold, record, ticket, started));
+                return run
+                    .await
+                    .map_err(|err| ApiError::Unavailable(format!("hold placement failed: {err}")))?;
+            }
+        }
+    }
+}
+
+async fn run_place(
+    state: Arc<AppState>,
+    hold: PlaceHold,
+    record: IdempotencyRecord,
+    ticket: RunTicket,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let print = record.fingerprint;
+    match state.reservations.place(hold, record.clone()).await {
+        Ok(placed) => {
+            let stored = StoredResponse {
+                status: StatusCode::CREATED.as_u16(),
+                body: Arc::from(placed.to_json()),
+            };
+            ticket.complete(print, stored.clone(), record.at_ms);
+            m::hold_outcome(HoldOutcome::Held, started.elapsed());
+            tracing::debug!(hold_id = %placed.id, "Hold placed.");
+            Ok(stored_answer(&stored, false))
+        }
+        Err(err @ HoldError::SoldOut { .. }) => {
+            let refusal = ApiError::from(err);
+            let stored = StoredResponse {
+                status: StatusCode::CONFLICT.as_u16(),
+                body: Arc::from(refusal.problem().to_string().into_bytes()),
+            };
+            state.journal.append(Event::Refused {
+                idempotency: record.clone(),
+                status: stored.status,
+                body: stored.body.to_vec(),
+            });
+            state
+                .journal
+                .barrier()
+                .await
+                .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+            ticket.complete(print, stored.clone(), record.at_ms);
+            m::hold_outcome(HoldOutcome::SoldOut, started.elapsed());
+            Ok(stored_answer(&stored, false))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
+    HoldId::parse(raw).map_err(|err| invalid(err.to_string()))
+}
+
+/// The hold, if it exists and this key may see it.
+fn visible_hold(request: &HttpRequest, state: &AppState, raw_id: &str) -> Result<HoldRecord, ApiError> {
+    let principal = state.auth.authenticate(request)?;
+    let id = parse_hold_id(raw_id)?;
+    let hold = state
+        .reservations
+        .book
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("hold {id} not found")))?;
+    principal.may_access(&hold.channel)?;
+    Ok(hold)
+}
+
+fn hold_answer(hold: &HoldRecord) -> HttpResponse {
+    HttpResponse::Ok().content_type(mime_json()).body(hold.to_json())
+}
+
+/// `GET /v1/holds/{hold_id}`.
+pub async fn get_hold(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let hold = visible_hold(&request, &state, &path)?;
+    Ok(hold_answer(&hold))
+}
+
+async fn change_hold(
+    request: HttpRequest,
+    raw_id: &str,
+    state: web::Data<AppState>,
+    action: Action,
+) -> Result<HttpResponse, ApiError> {
+    let hold = visible_hold(&request, &state, raw_id)?;
+    let change = actix_web::rt::spawn(async move { state.reservations.change(hold.id, action).await });
+    let changed = change
+        .await
+        .map_err(|err| ApiError::Unavailable(format!("hold change failed: {err}")))??;
+    Ok(hold_answer(&changed))
+}
+
+/// `POST /v1/holds/{hold_id}/confirm`: payment succeeded.
+pub async fn confirm(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    change_hold(request, &path, state, Action::Confirm).await
+}
+
+/// `POST /v1/holds/{hold_id}/release`: shopper abandoned or payment failed.
+pub async fn release(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    change_hold(request, &path, state, Action::Release).await
+}
+
+/// `POST /v1/holds/{hold_id}/fulfil`: shipped.
+pub async fn fulfil(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    change_hold(request, &path, state, Action::Fulfil).await
+}

@@ -1,0 +1,98 @@
+//! The HTTP edge: one file per route group, `error` for problem+json answers, `auth` for
+//! bearer keys, `body` for bounded JSON bodies. Handlers validate into domain types and
+//! hand off to the core.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod holds;
+pub mod skus;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::hold::idempotency::IdempotencyStore;
+use crate::hold::Reservations;
+use crate::sku::SkuDirectory;
+use crate::store::Journal;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Settings,
+    pub auth: auth::Auth,
+    pub directory: Arc<SkuDirectory>,
+    pub reservations: Arc<Reservations>,
+    pub idempotency: Arc<IdempotencyStore>,
+    pub journal: Journal,
+    /// False until recovery is done, and again once shutdown starts.
+    pub ready: Arc<AtomicBool>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn actor_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.actor_send_timeout_ms)
+    }
+}
+
+/// Registers every route. A known path with a wrong method answers 405, an unknown path
+/// 404, both as problem+json.
+pub fn routes(config: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    config
+        .service(resource("/health/live").route(web::get().to(health::live)))
+        .service(resource("/health/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            resource("/v1/skus/{sku}")
+                .route(web::put().to(skus::put_sku))
+                .route(web::get().to(skus::get_sku)),
+        )
+        .service(resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)))
+        .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
+        .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
+        .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
+        .service(resource("/v1/holds/{hold_id}/confirm").route(web::post().to(holds::confirm)))
+        .service(resource("/v1/holds/{hold_id}/release").route(web::post().to(holds::release)))
+        .service(resource("/v1/holds/{hold_id}/fulfil").route(web::post().to(holds::fulfil)))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such path"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Counts every request by route pattern (a closed set), method and status class.
+pub async fn record_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    let response = next.call(request).await?;
+    crate::metrics::http_request(route, method, response.status().as_u16(), started.elapsed());
+    Ok(response)
+}

@@ -1,0 +1,174 @@
+//! Stock endpoints for the back office (admin key): set, adjust, read a SKU; and the
+//! cheap availability read a storefront polls (any key).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::body::read_json;
+use super::{ApiError, AppState};
+use crate::domain::{AdjustReason, SkuId, UNITS_MAX};
+use crate::sku::messages::{Adjust, GetView, SetStock};
+use crate::sku::{SkuEntry, SkuError, SkuView};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockBody {
+    on_hand: i64,
+    #[serde(default)]
+    safety_stock: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustmentBody {
+    delta: i64,
+    reason: AdjustReason,
+}
+
+fn units(name: &str, value: i64) -> Result<u64, ApiError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|units| *units <= UNITS_MAX)
+        .ok_or_else(|| ApiError::Invalid(format!("{name} must be an integer from 0 to {UNITS_MAX}, got {value}")))
+}
+
+fn parse_sku(raw: &str) -> Result<SkuId, ApiError> {
+    SkuId::parse(raw).map_err(|err| ApiError::Invalid(err.to_string()))
+}
+
+fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiError> {
+    state.directory.get(sku).ok_or_else(|| ApiError::NotFound {
+        detail: format!("unknown sku {sku}"),
+        sku: Some(sku.clone()),
+    })
+}
+
+impl From<SkuError> for ApiError {
+    fn from(err: SkuError) -> Self {
+        match err {
+            SkuError::Invalid(detail) => Self::Invalid(detail),
+            SkuError::Conflict(detail) => Self::conflict(detail),
+            other => Self::conflict(other.to_string()),
+        }
+    }
+}
+
+fn mailbox_error(err: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("sku actor did not answer: {err}"))
+}
+
+/// Answers with the view once the change it reflects is durable.
+async fn durable_view(state: &AppState, view: SkuView) -> Result<HttpResponse, ApiError> {
+    state
+        .journal
+        .barrier()
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `PUT /v1/skus/{sku}`: creates the SKU or hard-resets its stock; holds stay.
+pub async fn put_sku(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let sku = parse_sku(&path)?;
+    let body: StockBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let on_hand = units("on_hand", body.on_hand)?;
+    let safety_stock = units("safety_stock", body.safety_stock)?;
+    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    let entry = state
+        .directory
+        .get_or_create(&sku)
+        .map_err(|err| ApiError::conflict(err.to_string()))?;
+    let view = entry
+        .addr
+        .send(SetStock {
+            on_hand,
+            safety_stock,
+        })
+        .timeout(state.actor_send_timeout())
+        .await
+        .map_err(mailbox_error)??;
+    durable_view(&state, view).await
+}
+
+/// `POST /v1/skus/{sku}/adjustments`: moves on-hand by a delta for a reason.
+pub async fn post_adjustment(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let sku = parse_sku(&path)?;
+    let body: AdjustmentBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    if body.delta == 0 || body.delta.unsigned_abs() > UNITS_MAX {
+        return Err(ApiError::Invalid(format!(
+            "delta must be a non-zero integer from -{UNITS_MAX} to {UNITS_MAX}, got {}",
+            body.delta
+        )));
+    }
+    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    let entry = known_sku(&state, &sku)?;
+    let view = entry
+        .addr
+        .send(Adjust {
+            delta: body.delta,
+            reason: body.reason,
+        })
+        .timeout(state.actor_send_timeout())
+        .await
+        .map_err(mailbox_error)??;
+    durable_view(&state, view).await
+}
+
+/// `GET /v1/skus/{sku}`.
+pub async fn get_sku(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let sku = parse_sku(&path)?;
+    let entry = known_sku(&state, &sku)?;
+    let view = entry
+        .addr
+        .send(GetView)
+        .timeout(state.actor_send_timeout())
+        .await
+        .map_err(mailbox_error)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `GET /v1/availability?sku=A&sku=B` → `{"A": 12, "B": 0}`, read from each actor's
+/// published gauge without a message hop.
+pub async fn get_availability(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.authenticate(&request)?;
+    let limit = state.settings.availability_skus_max;
+    let mut answer = BTreeMap::new();
+    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+        if name != "sku" {
+            return Err(ApiError::Invalid(format!("unknown query parameter {name:?}; use sku=")));
+        }
+        if answer.len() >= limit {
+            return Err(ApiError::Invalid(format!("at most {limit} sku parameters per request")));
+        }
+        let sku = parse_sku(&value)?;
+        let available = known_sku(&state, &sku)?.gauge.available.load(Ordering::Relaxed);
+        answer.insert(sku, available);
+    }
+    if answer.is_empty() {
+        return Err(ApiError::Invalid("name at least one sku: ?sku=A&sku=B".into()));
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}

@@ -1,0 +1,130 @@
+//! Metric names, their descriptions, and the Prometheus recorder. Names follow
+//! `holdfast_<noun>_<unit>[_total]`; label values come only from closed sets (route
+//! patterns, status classes, outcomes), never from request data such as SKU ids.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::HoldStatus;
+
+pub const HTTP_REQUESTS_TOTAL: &str = "holdfast_http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "holdfast_http_request_duration_seconds";
+pub const HOLD_OUTCOMES_TOTAL: &str = "holdfast_hold_outcomes_total";
+pub const HOLD_DURATION_SECONDS: &str = "holdfast_hold_duration_seconds";
+pub const HOLDS_ENDED_TOTAL: &str = "holdfast_holds_ended_total";
+pub const JOURNAL_BATCH_EVENTS: &str = "holdfast_journal_batch_events";
+pub const JOURNAL_BATCH_BYTES: &str = "holdfast_journal_batch_bytes";
+pub const JOURNAL_FLUSH_DURATION_SECONDS: &str = "holdfast_journal_flush_duration_seconds";
+pub const RECOVERY_DURATION_SECONDS: &str = "holdfast_recovery_duration_seconds";
+pub const BUILD_INFO: &str = "holdfast_build_info";
+
+/// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
+/// milliseconds, a stalled request is seconds.
+const LATENCY_BUCKETS_S: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+const BATCH_EVENTS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+const BATCH_BYTES_BUCKETS: &[f64] = &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0];
+
+/// How a hold request ended, as counted in `holdfast_hold_outcomes_total{outcome}`.
+#[derive(Debug, Clone, Copy)]
+pub enum HoldOutcome {
+    Held,
+    SoldOut,
+    QueueFull,
+    Limit,
+    Rejected,
+    Error,
+}
+
+impl HoldOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::SoldOut => "sold_out",
+            Self::QueueFull => "queue_full",
+            Self::Limit => "limit",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Installs the process-wide recorder once and returns its handle; later calls (several
+/// servers in one test process) share it.
+pub fn install() -> Result<PrometheusHandle, String> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = build()
+                .and_then(PrometheusBuilder::install_recorder)
+                .map_err(|err| format!("metrics recorder: {err}"))?;
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .map_err(|err| format!("metrics upkeep thread: {err}"))?;
+            Ok(handle)
+        })
+        .clone()
+}
+
+fn build() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)?
+        .set_buckets_for_metric(Matcher::Full(JOURNAL_BATCH_EVENTS.into()), BATCH_EVENTS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(JOURNAL_BATCH_BYTES.into()), BATCH_BYTES_BUCKETS)
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests by route pattern, method and status class.");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency by route pattern.");
+    describe_counter!(HOLD_OUTCOMES_TOTAL, Unit::Count, "Hold requests by outcome.");
+    describe_histogram!(HOLD_DURATION_SECONDS, Unit::Seconds, "Time to place a hold, durable, from request to answer.");
+    describe_counter!(HOLDS_ENDED_TOTAL, Unit::Count, "Holds that left the held state, by new status.");
+    describe_histogram!(JOURNAL_BATCH_EVENTS, Unit::Count, "Events written under one journal flush.");
+    describe_histogram!(JOURNAL_BATCH_BYTES, Unit::Bytes, "Encoded bytes written under one journal flush.");
+    describe_histogram!(JOURNAL_FLUSH_DURATION_SECONDS, Unit::Seconds, "Time to write and flush one journal batch.");
+    describe_gauge!(RECOVERY_DURATION_SECONDS, Unit::Seconds, "Time the last start-up spent recovering state.");
+    describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; the version label tells the build.");
+}
+
+pub fn http_request(route: String, method: &'static str, status: u16, elapsed: Duration) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route.clone()).record(elapsed.as_secs_f64());
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method, "status" => class).increment(1);
+}
+
+pub fn hold_outcome(outcome: HoldOutcome, elapsed: Duration) {
+    counter!(HOLD_OUTCOMES_TOTAL, "outcome" => outcome.label()).increment(1);
+    histogram!(HOLD_DURATION_SECONDS, "outcome" => outcome.label()).record(elapsed.as_secs_f64());
+}
+
+pub fn hold_ended(status: HoldStatus) {
+    counter!(HOLDS_ENDED_TOTAL, "status" => status.as_str()).increment(1);
+}
+
+pub fn journal_batch(events: usize, bytes: usize, elapsed: Duration) {
+    histogram!(JOURNAL_BATCH_EVENTS).record(events as f64);
+    histogram!(JOURNAL_BATCH_BYTES).record(bytes as f64);
+    histogram!(JOURNAL_FLUSH_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn recovery(elapsed: Duration) {
+    gauge!(RECOVERY_DURATION_SECONDS).set(elapsed.as_secs_f64());
+}

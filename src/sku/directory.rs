@@ -1,0 +1,107 @@
+//! Finds the actor for a SKU, creating it on first use on one of a fixed set of Arbiters
+//! (one per core) chosen by a hash of the SKU, so cold SKUs share threads and a hot SKU
+//! is one actor. The map is bounded by `sku_count_max`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::Arc;
+
+use actix::{Actor, Addr, ArbiterHandle};
+use parking_lot::RwLock;
+
+use super::actor::{SkuActor, SkuGauge};
+use super::state::SkuState;
+use crate::domain::SkuId;
+use crate::store::Journal;
+
+/// What the directory hands out for a SKU.
+#[derive(Clone)]
+pub struct SkuEntry {
+    pub addr: Addr<SkuActor>,
+    pub gauge: Arc<SkuGauge>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the server already tracks {0} SKUs, the configured maximum")]
+pub struct DirectoryFull(pub usize);
+
+pub struct SkuDirectory {
+    arbiters: Vec<ArbiterHandle>,
+    entries: RwLock<HashMap<SkuId, SkuEntry>>,
+    journal: Journal,
+    sku_count_max: usize,
+    lines_max: usize,
+    mailbox_max: usize,
+}
+
+impl SkuDirectory {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        journal: Journal,
+        sku_count_max: usize,
+        lines_max: usize,
+        mailbox_max: usize,
+    ) -> Self {
+        assert!(!arbiters.is_empty(), "the directory needs at least one arbiter");
+        Self {
+            arbiters,
+            entries: RwLock::default(),
+            journal,
+            sku_count_max,
+            lines_max,
+            mailbox_max,
+        }
+    }
+
+    pub fn get(&self, sku: &SkuId) -> Option<SkuEntry> {
+        self.entries.read().get(sku).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The SKU's actor, started with empty stock if the SKU is new.
+    pub fn get_or_create(&self, sku: &SkuId) -> Result<SkuEntry, DirectoryFull> {
+        if let Some(entry) = self.get(sku) {
+            return Ok(entry);
+        }
+        self.install(sku, SkuState::default())
+    }
+
+    /// Starts the SKU's actor with `state` (recovery), unless it already runs.
+    pub fn install(&self, sku: &SkuId, state: SkuState) -> Result<SkuEntry, DirectoryFull> {
+        let mut entries = self.entries.write();
+        if let Some(entry) = entries.get(sku) {
+            return Ok(entry.clone());
+        }
+        if entries.len() >= self.sku_count_max {
+            return Err(DirectoryFull(entries.len()));
+        }
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(sku);
+        let arbiter_count = u64::try_from(self.arbiters.len()).unwrap_or(1);
+        let index = usize::try_from(hash % arbiter_count).unwrap_or(0);
+        let gauge = Arc::new(SkuGauge::default());
+        let actor = SkuActor::new(
+            sku.clone(),
+            state,
+            self.journal.clone(),
+            Arc::clone(&gauge),
+            self.lines_max,
+            self.mailbox_max,
+        );
+        let addr = SkuActor::start_in_arbiter(&self.arbiters[index], move |_| actor);
+        let entry = SkuEntry { addr, gauge };
+        entries.insert(sku.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    pub fn skus(&self) -> Vec<SkuEntry> {
+        self.entries.read().values().cloned().collect()
+    }
+}

@@ -1,0 +1,44 @@
+//! Messages a [`super::SkuActor`] answers. Every change to a SKU is one of these.
+
+use actix::Message;
+
+use super::state::{LineTarget, SkuError, SkuView};
+use crate::domain::{AdjustReason, Channel, HoldId, Quantity};
+
+/// Take `quantity` units into a new hold line, or refuse (sold out, too many lines).
+#[derive(Message)]
+#[rtype(result = "Result<(), SkuError>")]
+pub struct Reserve {
+    pub hold_id: HoldId,
+    pub quantity: Quantity,
+    pub channel: Channel,
+}
+
+/// Bring a hold's line to where the hold book moved the hold. Never refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SettleLine {
+    pub hold_id: HoldId,
+    pub target: LineTarget,
+}
+
+/// Hard-reset on-hand and safety stock (start-of-day feed).
+#[derive(Message)]
+#[rtype(result = "Result<SkuView, SkuError>")]
+pub struct SetStock {
+    pub on_hand: u64,
+    pub safety_stock: u64,
+}
+
+/// Move on-hand by a signed delta, for a reason.
+#[derive(Message)]
+#[rtype(result = "Result<SkuView, SkuError>")]
+pub struct Adjust {
+    pub delta: i64,
+    pub reason: AdjustReason,
+}
+
+/// Read the SKU's counters.
+#[derive(Message)]
+#[rtype(result = "SkuView")]
+pub struct GetView;

@@ -1,0 +1,11 @@
+//! Stock per SKU: the pure state machine (`state`), the actor that owns one SKU's state
+//! (`actor`), its messages, and the directory that finds or creates the actor for a SKU.
+
+pub mod actor;
+pub mod directory;
+pub mod messages;
+pub mod state;
+
+pub use actor::SkuActor;
+pub use directory::{SkuDirectory, SkuEntry};
+pub use state::{SkuChange, SkuError, SkuState, SkuView};

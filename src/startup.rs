@@ -1,0 +1,266 @@
+//! Building and running the server: open the data dir, replay the journal, start the SKU
+//! actors and the journal writer, settle what a crash left open, then serve.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::Arbiter;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Settings;
+use crate::hold::idempotency::IdempotencyStore;
+use crate::hold::{expiry, HoldBook, Reservations};
+use crate::http::{self, AppState};
+use crate::sku::messages::SettleLine;
+use crate::sku::state::LineTarget;
+use crate::sku::SkuDirectory;
+use crate::store::recovery::{self, Replayed};
+use crate::store::{Journal, JournalSettings};
+
+/// The on-disk format this build reads and writes. Bump it when `Event` changes shape.
+pub const DATA_FORMAT_VERSION: u8 = 1;
+const FORMAT_FILE: &str = "holdfast.format";
+const JOURNAL_TREE: &str = "journal";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Recovery(#[from] recovery::RecoveryError),
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    arbiters: Vec<Arbiter>,
+    journal_thread: JoinHandle<()>,
+    db: sled::Db,
+}
+
+fn data_dir_error(path: &Path, reason: impl Into<String>) -> StartupError {
+    StartupError::DataDir {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Refuses a data dir this build does not understand; stamps a fresh one.
+fn check_format(data_dir: &Path) -> Result<(), StartupError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| data_dir_error(data_dir, e.to_string()))?;
+    let format_file = data_dir.join(FORMAT_FILE);
+    match std::fs::read(&format_file) {
+        Ok(bytes) if bytes == [DATA_FORMAT_VERSION] => Ok(()),
+        Ok(bytes) => Err(data_dir_error(
+            data_dir,
+            format!("format version {bytes:?} is not {DATA_FORMAT_VERSION}, the version this build reads; nothing was changed"),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let has_data = std::fs::read_dir(data_dir)?.next().is_some();
+            if has_data {
+                return Err(data_dir_error(
+                    data_dir,
+                    format!("has files but no {FORMAT_FILE}; it is not a holdfast data dir, nothing was changed"),
+                ));
+            }
+            std::fs::write(&format_file, [DATA_FORMAT_VERSION])?;
+            Ok(())
+        }
+        Err(err) => Err(data_dir_error(data_dir, err.to_string())),
+    }
+}
+
+fn open_db(data_dir: &Path) -> Result<sled::Db, StartupError> {
+    sled::Config::new()
+        .path(data_dir.join("sled"))
+        .open()
+        .map_err(|err| match err {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                data_dir_error(data_dir, format!("is in use by another holdfast process ({io})"))
+            }
+            other => data_dir_error(data_dir, other.to_string()),
+        })
+}
+
+impl Application {
+    /// Builds everything and recovers state; call inside an actix System.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let metrics = crate::metrics::install().map_err(StartupError::Other)?;
+        let recovery_started = Instant::now();
+        check_format(&settings.data_dir)?;
+        let db = open_db(&settings.data_dir)?;
+        let journal_tree = db.open_tree(JOURNAL_TREE)?;
+        let replayed = recovery::replay(&journal_tree)?;
+        let journal_settings = JournalSettings {
+            durability: settings.durability,
+            batch_events_max: settings.journal_batch_events_max,
+            batch_bytes_max: settings.journal_batch_bytes_max,
+            backlog_max: settings.journal_backlog_max,
+            data_file: settings.data_dir.join("sled").join("db"),
+        };
+        let (journal, journal_thread) = Journal::start(db.clone(), journal_tree, journal_settings)?;
+
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let directory = Arc::new(SkuDirectory::new(
+            arbiters.iter().map(Arbiter::handle).collect(),
+            journal.clone(),
+            settings.sku_count_max,
+            settings.sku_hold_lines_max,
+            settings.sku_mailbox_max,
+        ));
+        let book = Arc::new(HoldBook::new(
+            journal.clone(),
+            settings.holds_max,
+            settings.hold_retention_s.saturating_mul(1_000),
+        ));
+        let reservations = Arc::new(Reservations {
+            directory: Arc::clone(&directory),
+            book,
+            journal: journal.clone(),
+            actor_send_timeout: Duration::from_millis(settings.actor_send_timeout_ms),
+        });
+        let idempotency = Arc::new(IdempotencyStore::new(
+            settings.idempotency_keys_max,
+            settings.idempotency_ttl_s.saturating_mul(1_000),
+        ));
+        let events = replayed.events;
+        restore(replayed, &reservations, &idempotency).await?;
+        crate::metrics::recovery(recovery_started.elapsed());
+        tracing::info!(events, elapsed_ms = recovery_started.elapsed().as_millis(), "Recovery done.");
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(AppState {
+            auth: http::auth::Auth::new(&settings),
+            settings: settings.clone(),
+            directory,
+            reservations: Arc::clone(&reservations),
+            idempotency: Arc::clone(&idempotency),
+            journal,
+            ready: Arc::clone(&ready),
+            metrics,
+        });
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(http::record_request))
+                .configure(http::routes)
+        })
+        .listen(listener)?
+        .max_connections(settings.http_connections_max)
+        .shutdown_timeout(30);
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        let server = server.run();
+        let tick = Duration::from_millis(settings.expiry_tick_ms);
+        actix_web::rt::spawn(expiry::run(reservations, idempotency, tick));
+        if settings.is_open() {
+            tracing::warn!(listen = %settings.listen, "No keys configured: holdfast runs open, on loopback only.");
+        }
+        ready.store(true, Ordering::Release);
+        tracing::info!(listen = %settings.listen, port, "Serving.");
+        Ok(Self {
+            port,
+            server,
+            state,
+            arbiters,
+            journal_thread,
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM: stop accepting, finish in-flight
+    /// requests), then makes everything journaled durable and stops the actors.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let Self {
+            server,
+            state,
+            arbiters,
+            journal_thread,
+            db,
+            ..
+        } = self;
+        let served = server.await;
+        state.ready.store(false, Ordering::Release);
+        let flushed = state.journal.barrier().await;
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        db.flush()?;
+        served?;
+        flushed.map_err(|err| StartupError::Other(err.to_string()))?;
+        drop(journal_thread);
+        Ok(())
+    }
+}
+
+/// Installs the replayed state, settles what the crash left open, and expires holds whose
+/// deadline passed while the server was down — all before the server says ready.
+async fn restore(
+    replayed: Replayed,
+    reservations: &Reservations,
+    idempotency: &IdempotencyStore,
+) -> Result<(), StartupError> {
+    let orphans = replayed.orphan_lines();
+    for (sku, state) in replayed.skus {
+        reservations
+            .directory
+            .install(&sku, state)
+            .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
+    }
+    for (record, answer) in &replayed.answers {
+        idempotency.restore(record, answer.clone());
+    }
+    for (sku, hold_id) in orphans {
+        if let Some(entry) = reservations.directory.get(&sku) {
+            let settle = SettleLine {
+                hold_id,
+                target: LineTarget::Released,
+            };
+            entry.addr.send(settle).await.map_err(|e| StartupError::Other(e.to_string()))?;
+        }
+    }
+    for hold in replayed.holds.into_values() {
+        let target = crate::hold::book::line_target(hold.status);
+        reservations.book.restore(hold.clone());
+        if let Some(target) = target {
+            for line in &hold.lines {
+                if let Some(entry) = reservations.directory.get(&line.sku) {
+                    let settle = SettleLine {
+                        hold_id: hold.id,
+                        target,
+                    };
+                    entry.addr.send(settle).await.map_err(|e| StartupError::Other(e.to_string()))?;
+                }
+            }
+        }
+    }
+    while reservations.expire_due(expiry::EXPIRIES_PER_TICK_MAX).await > 0 {}
+    reservations
+        .journal
+        .barrier()
+        .await
+        .map_err(|err| StartupError::Other(err.to_string()))?;
+    Ok(())
+}

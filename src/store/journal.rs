@@ -1,0 +1,259 @@
+//! The journal writer: one thread that takes events in batches, writes each batch to sled,
+//! makes it durable with one flush, and only then answers the barriers queued behind it.
+//! Appending never blocks an actor; a request learns its change is durable by awaiting
+//! [`Journal::barrier`], which resolves once everything appended before it is on disk.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::events::Event;
+use crate::metrics as m;
+
+/// How hard the writer works to make a batch survive a crash before acknowledging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// sled flush, then fdatasync of its data file: survives kill -9 and power loss.
+    Fsync,
+    /// sled flush only (sync_file_range on Linux): survives kill -9, not power loss.
+    Flush,
+    /// Written to sled's page cache, never flushed by us: a crash may lose recent acks.
+    None,
+}
+
+/// Limits of one batch and of the backlog in front of the writer.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    pub durability: Durability,
+    /// Most events written under one flush.
+    pub batch_events_max: usize,
+    /// Most encoded bytes written under one flush.
+    pub batch_bytes_max: usize,
+    /// Events waiting for the writer past which new holds are refused with 503.
+    pub backlog_max: usize,
+    /// sled's data file, fdatasync'ed after each flush when durability is `fsync`.
+    pub data_file: PathBuf,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal failed to write and refuses further changes: {0}")]
+    Failed(String),
+    #[error("the journal writer has stopped")]
+    Stopped,
+}
+
+enum Message {
+    Event(Box<Event>),
+    Barrier(oneshot::Sender<Result<(), JournalError>>),
+}
+
+/// Cheap, cloneable handle for appending events and awaiting their durability.
+#[derive(Clone)]
+pub struct Journal {
+    sender: Sender<Message>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Events appended but not yet written.
+    backlog: AtomicUsize,
+    /// Set after a write or flush error; from then on every barrier fails.
+    failed: AtomicBool,
+    backlog_max: usize,
+    /// Sequence number of the last event written.
+    last_seq: AtomicU64,
+}
+
+impl Journal {
+    /// Starts the writer thread on `tree`. Returns the handle and the thread, which ends
+    /// once every handle is dropped and the remaining events are written.
+    pub fn start(
+        db: sled::Db,
+        tree: sled::Tree,
+        settings: JournalSettings,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let last_seq = match tree.last() {
+            Ok(Some((key, _))) => decode_seq(&key),
+            Ok(None) => 0,
+            Err(err) => return Err(std::io::Error::other(err)),
+        };
+        let data_file = match settings.durability {
+            Durability::Fsync => Some(File::open(&settings.data_file)?),
+            Durability::Flush | Durability::None => None,
+        };
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            backlog: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            backlog_max: settings.backlog_max,
+            last_seq: AtomicU64::new(last_seq),
+        });
+        let writer = Writer {
+            db,
+            tree,
+            data_file,
+            settings,
+            shared: Arc::clone(&shared),
+            next_seq: last_seq + 1,
+        };
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(receiver))?;
+        Ok((Self { sender, shared }, thread))
+    }
+
+    /// Queues an event. Never blocks: the backlog is bounded upstream, because new holds
+    /// are refused while [`Journal::accepting`] says no.
+    pub fn append(&self, event: Event) {
+        self.shared.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(Message::Event(Box::new(event))).is_err() {
+            self.shared.failed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves once every event appended before this call is durable.
+    pub async fn barrier(&self) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.sender
+            .send(Message::Barrier(done))
+            .map_err(|_| JournalError::Stopped)?;
+        wait.await.map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Whether new work may start: the writer is healthy and not too far behind.
+    pub fn accepting(&self) -> Result<(), String> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err("the journal has failed; see the server log".into());
+        }
+        let backlog = self.shared.backlog.load(Ordering::Relaxed);
+        if backlog > self.shared.backlog_max {
+            return Err(format!(
+                "the journal is {backlog} events behind (limit {}); retry shortly",
+                self.shared.backlog_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sequence number of the last event written to sled.
+    pub fn last_seq(&self) -> u64 {
+        self.shared.last_seq.load(Ordering::Acquire)
+    }
+}
+
+pub fn encode_seq(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn decode_seq(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let len = key.len().min(8);
+    bytes[..len].copy_from_slice(&key[..len]);
+    u64::from_be_bytes(bytes)
+}
+
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    data_file: Option<File>,
+    settings: JournalSettings,
+    shared: Arc<Shared>,
+    next_seq: u64,
+}
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<Message>) {
+        let mut barriers = Vec::new();
+        while let Ok(first) = receiver.recv() {
+            let mut batch = sled::Batch::default();
+            let (mut events, mut bytes) = (0usize, 0usize);
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Event(event) => {
+                        bytes += self.encode_into(&mut batch, &event);
+                        events += 1;
+                    }
+                    Message::Barrier(done) => barriers.push(done),
+                }
+                if events >= self.settings.batch_events_max
+                    || bytes >= self.settings.batch_bytes_max
+                {
+                    break;
+                }
+                next = match receiver.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                };
+            }
+            let outcome = self.commit(batch, events, bytes);
+            self.shared.backlog.fetch_sub(events, Ordering::Relaxed);
+            for done in barriers.drain(..) {
+                let _receiver_gone = done.send(outcome.clone());
+            }
+        }
+        if let Err(err) = self.db.flush() {
+            tracing::error!(%err, "Final journal flush failed.");
+        }
+    }
+
+    fn encode_into(&mut self, batch: &mut sled::Batch, event: &Event) -> usize {
+        match postcard::to_stdvec(event) {
+            Ok(value) => {
+                let len = value.len();
+                batch.insert(&encode_seq(self.next_seq), value);
+                self.next_seq += 1;
+                len
+            }
+            Err(err) => {
+                // Every Event is plain data; failing to encode one is a bug, not an I/O error.
+                tracing::error!(%err, ?event, "Journal event could not be encoded.");
+                self.shared.failed.store(true, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: sled::Batch, events: usize, bytes: usize) -> Result<(), JournalError> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(JournalError::Failed("an earlier write failed".into()));
+        }
+        if events == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let written = self.tree.apply_batch(batch).map_err(|e| e.to_string());
+        let durable = written.and_then(|()| self.make_durable());
+        if let Err(err) = durable {
+            tracing::error!(%err, "Journal write failed; refusing further changes.");
+            self.shared.failed.store(true, Ordering::Relaxed);
+            return Err(JournalError::Failed(err));
+        }
+        self.shared.last_seq.store(self.next_seq - 1, Ordering::Release);
+        m::journal_batch(events, bytes, started.elapsed());
+        Ok(())
+    }
+
+    fn make_durable(&self) -> Result<(), String> {
+        match self.settings.durability {
+            Durability::None => Ok(()),
+            Durability::Flush => self.db.flush().map(drop).map_err(|e| e.to_string()),
+            Durability::Fsync => {
+                self.db.flush().map_err(|e| e.to_string())?;
+                match &self.data_file {
+                    Some(file) => file.sync_data().map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
