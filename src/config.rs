@@ -135,10 +135,16 @@ fn parse_channel_keys(raw: &[String]) -> Result<BTreeMap<Channel, String>, Confi
         let channel =
             Channel::parse(name.trim()).map_err(|err| invalid("channel_keys", err.to_string()))?;
         if key.is_empty() {
-            return Err(invalid("channel_keys", format!("channel {channel} has an empty key")));
+            return Err(invalid(
+                "channel_keys",
+                format!("channel {channel} has an empty key"),
+            ));
         }
         if keys.insert(channel.clone(), key.to_owned()).is_some() {
-            return Err(invalid("channel_keys", format!("channel {channel} is named twice")));
+            return Err(invalid(
+                "channel_keys",
+                format!("channel {channel} is named twice"),
+            ));
         }
     }
     Ok(keys)
@@ -171,7 +177,9 @@ impl Settings {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ..SettingsLayer::default()
         };
-        layer.resolve().unwrap_or_else(|_| unreachable!("no channel keys to parse"))
+        layer
+            .resolve()
+            .unwrap_or_else(|_| unreachable!("no channel keys to parse"))
     }
 
     pub fn is_open(&self) -> bool {
@@ -180,7 +188,10 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.hold_ttl_s_max == 0 || self.hold_ttl_s_max > HOLD_TTL_S_CEILING {
-            return Err(invalid("hold_ttl_s_max", format!("must be 1..={HOLD_TTL_S_CEILING}")));
+            return Err(invalid(
+                "hold_ttl_s_max",
+                format!("must be 1..={HOLD_TTL_S_CEILING}"),
+            ));
         }
         if self.hold_ttl_s == 0 || self.hold_ttl_s > self.hold_ttl_s_max {
             return Err(invalid(
@@ -206,7 +217,10 @@ impl Settings {
             return Err(invalid(name, "must be at least 1"));
         }
         if !(10..=1_000).contains(&self.expiry_tick_ms) {
-            return Err(invalid("expiry_tick_ms", "must be 10..=1000 so expiry lands within a second"));
+            return Err(invalid(
+                "expiry_tick_ms",
+                "must be 10..=1000 so expiry lands within a second",
+            ));
         }
         if self.actor_send_timeout_ms == 0 {
             return Err(invalid("actor_send_timeout_ms", "must be at least 1"));
@@ -281,9 +295,10 @@ mod tests {
 
     #[test]
     fn keys_allow_any_listen_address() {
-        let settings = layer("listen = \"0.0.0.0:8080\"\nchannel_keys = [\"web=k1\"]\nadmin_key = \"a\"")
-            .resolve()
-            .expect("resolves");
+        let settings =
+            layer("listen = \"0.0.0.0:8080\"\nchannel_keys = [\"web=k1\"]\nadmin_key = \"a\"")
+                .resolve()
+                .expect("resolves");
         assert!(settings.validate().is_ok());
         assert_eq!(settings.channel_keys.len(), 1);
     }

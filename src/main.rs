@@ -22,6 +22,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let Command::Serve(layer) = Cli::parse().command;
     let settings = match layer.load() {
@@ -32,7 +33,10 @@ fn main() -> ExitCode {
         }
     };
     let served = actix_web::rt::System::new().block_on(async move {
-        Application::build(settings).await?.run_until_stopped().await
+        Application::build(settings)
+            .await?
+            .run_until_stopped()
+            .await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::HoldStatus;
@@ -27,8 +29,19 @@ const LATENCY_BUCKETS_S: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-const BATCH_EVENTS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
-const BATCH_BYTES_BUCKETS: &[f64] = &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0];
+const BATCH_EVENTS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+const BATCH_BYTES_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+];
 
 /// How a hold request ended, as counted in `holdfast_hold_outcomes_total{outcome}`.
 #[derive(Debug, Clone, Copy)]
@@ -81,21 +94,67 @@ pub fn install() -> Result<PrometheusHandle, String> {
 fn build() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)?
-        .set_buckets_for_metric(Matcher::Full(JOURNAL_BATCH_EVENTS.into()), BATCH_EVENTS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(JOURNAL_BATCH_BYTES.into()), BATCH_BYTES_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Full(JOURNAL_BATCH_EVENTS.into()),
+            BATCH_EVENTS_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(JOURNAL_BATCH_BYTES.into()),
+            BATCH_BYTES_BUCKETS,
+        )
 }
 
 fn describe() {
-    describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests by route pattern, method and status class.");
-    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency by route pattern.");
-    describe_counter!(HOLD_OUTCOMES_TOTAL, Unit::Count, "Hold requests by outcome.");
-    describe_histogram!(HOLD_DURATION_SECONDS, Unit::Seconds, "Time to place a hold, durable, from request to answer.");
-    describe_counter!(HOLDS_ENDED_TOTAL, Unit::Count, "Holds that left the held state, by new status.");
-    describe_histogram!(JOURNAL_BATCH_EVENTS, Unit::Count, "Events written under one journal flush.");
-    describe_histogram!(JOURNAL_BATCH_BYTES, Unit::Bytes, "Encoded bytes written under one journal flush.");
-    describe_histogram!(JOURNAL_FLUSH_DURATION_SECONDS, Unit::Seconds, "Time to write and flush one journal batch.");
-    describe_gauge!(RECOVERY_DURATION_SECONDS, Unit::Seconds, "Time the last start-up spent recovering state.");
-    describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; the version label tells the build.");
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        Unit::Count,
+        "HTTP requests by route pattern, method and status class."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency by route pattern."
+    );
+    describe_counter!(
+        HOLD_OUTCOMES_TOTAL,
+        Unit::Count,
+        "Hold requests by outcome."
+    );
+    describe_histogram!(
+        HOLD_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to place a hold, durable, from request to answer."
+    );
+    describe_counter!(
+        HOLDS_ENDED_TOTAL,
+        Unit::Count,
+        "Holds that left the held state, by new status."
+    );
+    describe_histogram!(
+        JOURNAL_BATCH_EVENTS,
+        Unit::Count,
+        "Events written under one journal flush."
+    );
+    describe_histogram!(
+        JOURNAL_BATCH_BYTES,
+        Unit::Bytes,
+        "Encoded bytes written under one journal flush."
+    );
+    describe_histogram!(
+        JOURNAL_FLUSH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to write and flush one journal batch."
+    );
+    describe_gauge!(
+        RECOVERY_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time the last start-up spent recovering state."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; the version label tells the build."
+    );
 }
 
 pub fn http_request(route: String, method: &'static str, status: u16, elapsed: Duration) {
@@ -106,8 +165,10 @@ pub fn http_request(route: String, method: &'static str, status: u16, elapsed: D
         400..=499 => "4xx",
         _ => "5xx",
     };
-    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route.clone()).record(elapsed.as_secs_f64());
-    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method, "status" => class).increment(1);
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method, "status" => class)
+        .increment(1);
 }
 
 pub fn hold_outcome(outcome: HoldOutcome, elapsed: Duration) {

@@ -88,8 +88,14 @@ fn open_db(data_dir: &Path) -> Result<sled::Db, StartupError> {
         .path(data_dir.join("sled"))
         .open()
         .map_err(|err| match err {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                data_dir_error(data_dir, format!("is in use by another holdfast process ({io})"))
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                data_dir_error(
+                    data_dir,
+                    format!("is in use by another holdfast process ({io})"),
+                )
             }
             other => data_dir_error(data_dir, other.to_string()),
         })
@@ -140,7 +146,11 @@ impl Application {
         let events = replayed.events;
         restore(replayed, &reservations, &idempotency).await?;
         crate::metrics::recovery(recovery_started.elapsed());
-        tracing::info!(events, elapsed_ms = recovery_started.elapsed().as_millis(), "Recovery done.");
+        tracing::info!(
+            events,
+            elapsed_ms = recovery_started.elapsed().as_millis(),
+            "Recovery done."
+        );
 
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
@@ -164,11 +174,13 @@ impl Application {
         })
         .listen(listener)?
         .max_connections(settings.http_connections_max)
+        .disable_signals()
         .shutdown_timeout(30);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
         let server = server.run();
+        actix_web::rt::spawn(stop_on_signal(server.handle(), Arc::clone(&ready)));
         let tick = Duration::from_millis(settings.expiry_tick_ms);
         actix_web::rt::spawn(expiry::run(reservations, idempotency, tick));
         if settings.is_open() {
@@ -215,6 +227,26 @@ impl Application {
     }
 }
 
+/// SIGTERM or SIGINT: say not-ready at once (load balancers stop sending), stop
+/// accepting, and let in-flight requests finish; `run_until_stopped` then flushes.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle, ready: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL.");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "Shutting down: draining in-flight requests.");
+    ready.store(false, Ordering::Release);
+    server.stop(true).await;
+}
+
 /// Installs the replayed state, settles what the crash left open, and expires holds whose
 /// deadline passed while the server was down — all before the server says ready.
 async fn restore(
@@ -238,7 +270,11 @@ async fn restore(
                 hold_id,
                 target: LineTarget::Released,
             };
-            entry.addr.send(settle).await.map_err(|e| StartupError::Other(e.to_string()))?;
+            entry
+                .addr
+                .send(settle)
+                .await
+                .map_err(|e| StartupError::Other(e.to_string()))?;
         }
     }
     for hold in replayed.holds.into_values() {
@@ -251,7 +287,11 @@ async fn restore(
                         hold_id: hold.id,
                         target,
                     };
-                    entry.addr.send(settle).await.map_err(|e| StartupError::Other(e.to_string()))?;
+                    entry
+                        .addr
+                        .send(settle)
+                        .await
+                        .map_err(|e| StartupError::Other(e.to_string()))?;
                 }
             }
         }

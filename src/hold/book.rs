@@ -122,7 +122,11 @@ impl HoldBook {
     }
 
     /// Adds a freshly reserved hold and journals it. Its lines are already reserved.
-    pub fn insert(&self, hold: HoldRecord, idempotency: IdempotencyRecord) -> Result<(), BookError> {
+    pub fn insert(
+        &self,
+        hold: HoldRecord,
+        idempotency: IdempotencyRecord,
+    ) -> Result<(), BookError> {
         let mut shard = self.shard(&hold.id).lock();
         if self.len() >= self.holds_max {
             if !shard.forget_oldest_ended() {
@@ -140,7 +144,9 @@ impl HoldBook {
         let mut shard = self.shard(&hold.id).lock();
         if let Some(old) = shard.holds.remove(&hold.id) {
             shard.deadlines.remove(&(old.expires_at_ms, old.id));
-            shard.ended.remove(&(old.updated_at_ms + self.retention_ms, old.id));
+            shard
+                .ended
+                .remove(&(old.updated_at_ms + self.retention_ms, old.id));
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         self.index(&mut shard, hold);
@@ -150,7 +156,9 @@ impl HoldBook {
         if hold.status == HoldStatus::Held {
             shard.deadlines.insert((hold.expires_at_ms, hold.id));
         } else if hold.status.is_final() {
-            shard.ended.insert((hold.updated_at_ms + self.retention_ms, hold.id));
+            shard
+                .ended
+                .insert((hold.updated_at_ms + self.retention_ms, hold.id));
         }
         shard.holds.insert(hold.id, hold);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +170,12 @@ impl HoldBook {
 
     /// Applies `action` to a hold at time `now_ms`; a held hold past its deadline is
     /// expired whatever the action, so the deadline rules, not the sweep's timing.
-    pub fn transition(&self, id: &HoldId, action: Action, now_ms: u64) -> Result<Transition, BookError> {
+    pub fn transition(
+        &self,
+        id: &HoldId,
+        action: Action,
+        now_ms: u64,
+    ) -> Result<Transition, BookError> {
         let mut shard = self.shard(id).lock();
         let record = shard.holds.get(id).ok_or(BookError::NotFound(*id))?;
         let overdue = now_ms >= record.expires_at_ms;
@@ -264,7 +277,10 @@ mod tests {
         for action in [Action::Confirm, Action::Release, Action::Fulfil] {
             assert_eq!(decide(S::Held, action, true), (Some(S::Expired), false));
         }
-        assert_eq!(decide(S::Held, Action::Expire, true), (Some(S::Expired), true));
+        assert_eq!(
+            decide(S::Held, Action::Expire, true),
+            (Some(S::Expired), true)
+        );
         assert_eq!(decide(S::Held, Action::Expire, false), (None, false));
     }
 

@@ -95,11 +95,16 @@ impl Reservations {
             };
             entry.addr.send(reserve).timeout(self.actor_send_timeout)
         });
-        let refusal = join_all(reserves).await.into_iter().find_map(|reply| match reply {
-            Ok(Ok(())) => None,
-            Ok(Err(err)) => Some(HoldError::from(err)),
-            Err(err) => Some(HoldError::Unavailable(format!("sku actor did not answer: {err}"))),
-        });
+        let refusal = join_all(reserves)
+            .await
+            .into_iter()
+            .find_map(|reply| match reply {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(HoldError::from(err)),
+                Err(err) => Some(HoldError::Unavailable(format!(
+                    "sku actor did not answer: {err}"
+                ))),
+            });
         if let Some(err) = refusal {
             settle(&entries, hold_id, LineTarget::Released).await;
             return Err(err);
@@ -142,7 +147,12 @@ impl Reservations {
 
     /// Expires up to `max` holds whose deadline has passed and gives their units back.
     pub async fn expire_due(&self, max: usize) -> usize {
-        let expired = self.book.expire_due(now_ms(), max);
+        self.expire_due_at(now_ms(), max).await
+    }
+
+    /// As [`Self::expire_due`], as if the time were `now_ms`.
+    pub async fn expire_due_at(&self, now_ms: u64, max: usize) -> usize {
+        let expired = self.book.expire_due(now_ms, max);
         for hold in &expired {
             self.settle_hold(hold, LineTarget::Released).await;
             m::hold_ended(HoldStatus::Expired);

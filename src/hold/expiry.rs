@@ -12,7 +12,11 @@ use crate::clock::now_ms;
 /// Most holds expired per tick, so one tick's work is bounded; the rest go next tick.
 pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
 
-pub async fn run(reservations: Arc<Reservations>, idempotency: Arc<IdempotencyStore>, tick: Duration) {
+pub async fn run(
+    reservations: Arc<Reservations>,
+    idempotency: Arc<IdempotencyStore>,
+    tick: Duration,
+) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

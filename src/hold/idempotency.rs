@@ -165,7 +165,13 @@ impl IdempotencyStore {
     /// Records a key's answer as the journal has it (recovery), without a run.
     pub fn restore(&self, record: &IdempotencyRecord, response: StoredResponse) {
         let mut shard = self.shard(&record.scope_key).lock();
-        self.store_done(&mut shard, record.scope_key.clone(), record.fingerprint, response, record.at_ms);
+        self.store_done(
+            &mut shard,
+            record.scope_key.clone(),
+            record.fingerprint,
+            response,
+            record.at_ms,
+        );
     }
 
     fn store_done(
@@ -183,7 +189,9 @@ impl IdempotencyStore {
         if shard.entries.insert(scope_key.clone(), done).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
-        shard.forget_queue.push_back((at_ms + self.ttl_ms, scope_key));
+        shard
+            .forget_queue
+            .push_back((at_ms + self.ttl_ms, scope_key));
     }
 
     /// Forgets answers older than the key TTL. Returns how many.
@@ -211,7 +219,13 @@ impl RunTicket {
     pub fn complete(mut self, fingerprint: Fingerprint, response: StoredResponse, now_ms: u64) {
         let store = Arc::clone(&self.store);
         let mut shard = store.shard(&self.scope_key).lock();
-        store.store_done(&mut shard, self.scope_key.clone(), fingerprint, response, now_ms);
+        store.store_done(
+            &mut shard,
+            self.scope_key.clone(),
+            fingerprint,
+            response,
+            now_ms,
+        );
         self.completed = true;
     }
 }
@@ -222,7 +236,10 @@ impl Drop for RunTicket {
             return;
         }
         let mut shard = self.store.shard(&self.scope_key).lock();
-        if matches!(shard.entries.get(&self.scope_key), Some(Entry::Running { .. })) {
+        if matches!(
+            shard.entries.get(&self.scope_key),
+            Some(Entry::Running { .. })
+        ) {
             shard.entries.remove(&self.scope_key);
             self.store.count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -246,22 +263,42 @@ mod tests {
         let Begin::Run(ticket) = store.begin("web/k".into(), [1; 32]) else {
             panic!("first use must run");
         };
-        assert!(matches!(store.begin("web/k".into(), [1; 32]), Begin::Wait(_)));
-        assert!(matches!(store.begin("web/k".into(), [2; 32]), Begin::Mismatch));
+        assert!(matches!(
+            store.begin("web/k".into(), [1; 32]),
+            Begin::Wait(_)
+        ));
+        assert!(matches!(
+            store.begin("web/k".into(), [2; 32]),
+            Begin::Mismatch
+        ));
         ticket.complete([1; 32], response(201), 0);
-        assert!(matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(r) if r.status == 201));
-        assert!(matches!(store.begin("web/k".into(), [2; 32]), Begin::Mismatch));
-        assert!(matches!(store.begin("app/k".into(), [2; 32]), Begin::Run(_)));
+        assert!(
+            matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(r) if r.status == 201)
+        );
+        assert!(matches!(
+            store.begin("web/k".into(), [2; 32]),
+            Begin::Mismatch
+        ));
+        assert!(matches!(
+            store.begin("app/k".into(), [2; 32]),
+            Begin::Run(_)
+        ));
     }
 
     #[test]
     fn a_dropped_run_frees_the_key_and_the_table_is_bounded() {
         let store = Arc::new(IdempotencyStore::new(1, 1_000));
         let ticket = store.begin("web/a".into(), [1; 32]);
-        assert!(matches!(store.begin("web/b".into(), [1; 32]), Begin::Full(1)));
+        assert!(matches!(
+            store.begin("web/b".into(), [1; 32]),
+            Begin::Full(1)
+        ));
         drop(ticket);
         assert_eq!(store.len(), 0);
-        assert!(matches!(store.begin("web/a".into(), [1; 32]), Begin::Run(_)));
+        assert!(matches!(
+            store.begin("web/a".into(), [1; 32]),
+            Begin::Run(_)
+        ));
     }
 
     #[test]

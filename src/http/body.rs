@@ -24,7 +24,8 @@ pub async fn read_limited(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| ApiError::Invalid(format!("could not read the body: {err}")))?;
+        let chunk =
+            chunk.map_err(|err| ApiError::Invalid(format!("could not read the body: {err}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -39,7 +40,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::Invalid("the request needs a JSON body".into()));
     }
-    serde_json::from_slice(body).map_err(|err| ApiError::Invalid(format!("invalid JSON body: {err}")))
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::Invalid(format!("invalid JSON body: {err}")))
 }
 
 pub async fn read_json<T: DeserializeOwned>(

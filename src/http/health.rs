@@ -15,7 +15,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     if state.ready.load(Ordering::Acquire) {
         Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
     } else {
-        Err(ApiError::Unavailable("not ready: recovering or shutting down".into()))
+        Err(ApiError::Unavailable(
+            "not ready: recovering or shutting down".into(),
+        ))
     }
 }
 

@@ -15,7 +15,9 @@ use super::error::PROBLEM_JSON;
 use super::{ApiError, AppState};
 use crate::clock::now_ms;
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId};
-use crate::hold::idempotency::{fingerprint, scope_key, Begin, IdempotencyRecord, RunTicket, StoredResponse};
+use crate::hold::idempotency::{
+    fingerprint, scope_key, Begin, IdempotencyRecord, RunTicket, StoredResponse,
+};
 use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::store::Event;
@@ -38,21 +40,26 @@ struct LineBody {
     quantity: i64,
 }
 
-/// What the fingerprint covers: the request as it will run, so bodies that differ only
-/// in spacing or field order are the same request.
+/// What the fingerprint covers: the request as the client sent it, parsed, so bodies
+/// that differ only in spacing or field order match, while server-side defaults (which
+/// may change across a restart) do not make a faithful retry look different.
 #[derive(Serialize)]
 struct Canonical<'a> {
     lines: &'a [HoldLine],
     customer_id: &'a CustomerId,
     channel: &'a Channel,
-    ttl_s: u64,
+    ttl_seconds: Option<i64>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::Invalid(detail.into())
 }
 
-fn validate(body: HoldBody, principal: &Principal, state: &AppState) -> Result<PlaceHold, ApiError> {
+fn validate(
+    body: HoldBody,
+    principal: &Principal,
+    state: &AppState,
+) -> Result<PlaceHold, ApiError> {
     let settings = &state.settings;
     let lines_max = settings.hold_lines_max;
     if body.lines.is_empty() || body.lines.len() > lines_max {
@@ -64,9 +71,10 @@ fn validate(body: HoldBody, principal: &Principal, state: &AppState) -> Result<P
     let mut seen = HashSet::new();
     let mut lines = Vec::with_capacity(body.lines.len());
     for (index, line) in body.lines.iter().enumerate() {
-        let sku = SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
-        let quantity =
-            Quantity::parse(line.quantity).map_err(|e| invalid(format!("lines[{index}].quantity: {e}")))?;
+        let sku =
+            SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
+        let quantity = Quantity::parse(line.quantity)
+            .map_err(|e| invalid(format!("lines[{index}].quantity: {e}")))?;
         if !seen.insert(sku.clone()) {
             return Err(invalid(format!(
                 "lines[{index}]: sku {sku} appears twice; put its total quantity on one line"
@@ -151,12 +159,14 @@ async fn place_hold_inner(
     let principal = state.auth.authenticate(request)?;
     let key = idempotency_key(request)?;
     let body = read_limited(request, payload, state.settings.body_bytes_max).await?;
-    let hold = validate(parse_json(&body)?, &principal, state)?;
+    let body: HoldBody = parse_json(&body)?;
+    let ttl_seconds = body.ttl_seconds;
+    let hold = validate(body, &principal, state)?;
     let canonical = Canonical {
         lines: &hold.lines,
         customer_id: &hold.customer_id,
         channel: &hold.channel,
-        ttl_s: hold.ttl_s,
+        ttl_seconds,
     };
     let print = fingerprint(&serde_json::to_vec(&canonical).unwrap_or_default());
     let scope = scope_key(hold.channel.as_str(), key.as_str());
@@ -180,10 +190,16 @@ async fn place_hold_inner(
                     at_ms: now_ms(),
                 };
                 // Runs detached so a client hanging up cannot stop a cart half-way.
-                let run = actix_web::rt::spawn(run_place(state.clone().into_inner(), hold, record, ticket, started));
-                return run
-                    .await
-                    .map_err(|err| ApiError::Unavailable(format!("hold placement failed: {err}")))?;
+                let run = actix_web::rt::spawn(run_place(
+                    state.clone().into_inner(),
+                    hold,
+                    record,
+                    ticket,
+                    started,
+                ));
+                return run.await.map_err(|err| {
+                    ApiError::Unavailable(format!("hold placement failed: {err}"))
+                })?;
             }
         }
     }
@@ -237,7 +253,11 @@ fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
 }
 
 /// The hold, if it exists and this key may see it.
-fn visible_hold(request: &HttpRequest, state: &AppState, raw_id: &str) -> Result<HoldRecord, ApiError> {
+fn visible_hold(
+    request: &HttpRequest,
+    state: &AppState,
+    raw_id: &str,
+) -> Result<HoldRecord, ApiError> {
     let principal = state.auth.authenticate(request)?;
     let id = parse_hold_id(raw_id)?;
     let hold = state
@@ -250,7 +270,9 @@ fn visible_hold(request: &HttpRequest, state: &AppState, raw_id: &str) -> Result
 }
 
 fn hold_answer(hold: &HoldRecord) -> HttpResponse {
-    HttpResponse::Ok().content_type(mime_json()).body(hold.to_json())
+    HttpResponse::Ok()
+        .content_type(mime_json())
+        .body(hold.to_json())
 }
 
 /// `GET /v1/holds/{hold_id}`.
@@ -270,7 +292,8 @@ async fn change_hold(
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
     let hold = visible_hold(&request, &state, raw_id)?;
-    let change = actix_web::rt::spawn(async move { state.reservations.change(hold.id, action).await });
+    let change =
+        actix_web::rt::spawn(async move { state.reservations.change(hold.id, action).await });
     let changed = change
         .await
         .map_err(|err| ApiError::Unavailable(format!("hold change failed: {err}")))??;

@@ -60,7 +60,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::put().to(skus::put_sku))
                 .route(web::get().to(skus::get_sku)),
         )
-        .service(resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)))
+        .service(
+            resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)),
+        )
         .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
         .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
         .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
@@ -84,7 +86,9 @@ pub async fn record_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let method = match *request.method() {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -32,7 +32,11 @@ fn units(name: &str, value: i64) -> Result<u64, ApiError> {
     u64::try_from(value)
         .ok()
         .filter(|units| *units <= UNITS_MAX)
-        .ok_or_else(|| ApiError::Invalid(format!("{name} must be an integer from 0 to {UNITS_MAX}, got {value}")))
+        .ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "{name} must be an integer from 0 to {UNITS_MAX}, got {value}"
+            ))
+        })
 }
 
 fn parse_sku(raw: &str) -> Result<SkuId, ApiError> {
@@ -158,17 +162,26 @@ pub async fn get_availability(
     let mut answer = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
         if name != "sku" {
-            return Err(ApiError::Invalid(format!("unknown query parameter {name:?}; use sku=")));
+            return Err(ApiError::Invalid(format!(
+                "unknown query parameter {name:?}; use sku="
+            )));
         }
         if answer.len() >= limit {
-            return Err(ApiError::Invalid(format!("at most {limit} sku parameters per request")));
+            return Err(ApiError::Invalid(format!(
+                "at most {limit} sku parameters per request"
+            )));
         }
         let sku = parse_sku(&value)?;
-        let available = known_sku(&state, &sku)?.gauge.available.load(Ordering::Relaxed);
+        let available = known_sku(&state, &sku)?
+            .gauge
+            .available
+            .load(Ordering::Relaxed);
         answer.insert(sku, available);
     }
     if answer.is_empty() {
-        return Err(ApiError::Invalid("name at least one sku: ?sku=A&sku=B".into()));
+        return Err(ApiError::Invalid(
+            "name at least one sku: ?sku=A&sku=B".into(),
+        ));
     }
     Ok(HttpResponse::Ok().json(answer))
 }

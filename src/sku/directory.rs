@@ -42,7 +42,10 @@ impl SkuDirectory {
         lines_max: usize,
         mailbox_max: usize,
     ) -> Self {
-        assert!(!arbiters.is_empty(), "the directory needs at least one arbiter");
+        assert!(
+            !arbiters.is_empty(),
+            "the directory needs at least one arbiter"
+        );
         Self {
             arbiters,
             entries: RwLock::default(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -190,10 +190,7 @@ impl Writer {
                 {
                     break;
                 }
-                next = match receiver.try_recv() {
-                    Ok(message) => Some(message),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                next = receiver.try_recv().ok();
             }
             let outcome = self.commit(batch, events, bytes);
             self.shared.backlog.fetch_sub(events, Ordering::Relaxed);
@@ -223,7 +220,12 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: sled::Batch, events: usize, bytes: usize) -> Result<(), JournalError> {
+    fn commit(
+        &mut self,
+        batch: sled::Batch,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), JournalError> {
         if self.shared.failed.load(Ordering::Relaxed) {
             return Err(JournalError::Failed("an earlier write failed".into()));
         }
@@ -238,7 +240,9 @@ impl Writer {
             self.shared.failed.store(true, Ordering::Relaxed);
             return Err(JournalError::Failed(err));
         }
-        self.shared.last_seq.store(self.next_seq - 1, Ordering::Release);
+        self.shared
+            .last_seq
+            .store(self.next_seq - 1, Ordering::Release);
         m::journal_batch(events, bytes, started.elapsed());
         Ok(())
     }

@@ -1,0 +1,140 @@
+//! Bearer keys: the admin key for stock, channel keys for holds, each channel confined
+//! to its own holds; health and metrics stay open.
+
+mod common;
+
+use common::{spawn_with_keys, ADMIN_KEY, APP_KEY, WEB_KEY};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+fn cart(channel: Option<&str>) -> String {
+    let mut body = json!({"lines": [{"sku": "K", "quantity": 1}], "customer_id": "c"});
+    if let Some(channel) = channel {
+        body["channel"] = json!(channel);
+    }
+    body.to_string()
+}
+
+#[actix_web::test]
+async fn keys_decide_who_may_do_what() {
+    let server = spawn_with_keys().await;
+    let stock = Some(r#"{"on_hand": 10}"#);
+    let none = server
+        .send_as(None, Method::PUT, "/v1/skus/K", stock, &[])
+        .await;
+    assert_eq!(
+        (none.status, none.problem_type()),
+        (StatusCode::UNAUTHORIZED, "/problems/unauthorized")
+    );
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+    let wrong = server
+        .send_as(Some("guess"), Method::PUT, "/v1/skus/K", stock, &[])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let channel = server
+        .send_as(Some(WEB_KEY), Method::PUT, "/v1/skus/K", stock, &[])
+        .await;
+    assert_eq!(
+        (channel.status, channel.problem_type()),
+        (StatusCode::FORBIDDEN, "/problems/forbidden")
+    );
+    assert_eq!(
+        server
+            .send_as(Some(ADMIN_KEY), Method::PUT, "/v1/skus/K", stock, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let post = |key: &'static str, idem: &'static str, body: String| {
+        let server = &server;
+        async move {
+            server
+                .send_as(
+                    Some(key),
+                    Method::POST,
+                    "/v1/holds",
+                    Some(&body),
+                    &[("Idempotency-Key", idem)],
+                )
+                .await
+        }
+    };
+    let web = post(WEB_KEY, "w1", cart(None)).await;
+    assert_eq!(
+        (web.status, web.body["channel"].as_str()),
+        (StatusCode::CREATED, Some("web"))
+    );
+    let web_id = web.body["hold_id"].as_str().unwrap().to_owned();
+    let posing = post(WEB_KEY, "w2", cart(Some("app"))).await;
+    assert_eq!(
+        posing.status,
+        StatusCode::FORBIDDEN,
+        "a web key cannot hold for app"
+    );
+    let for_app = post(ADMIN_KEY, "a1", cart(Some("app"))).await;
+    assert_eq!(
+        for_app.body["channel"], "app",
+        "the admin acts for a named channel"
+    );
+    assert_eq!(
+        post(APP_KEY, "w1", cart(None)).await.status,
+        StatusCode::CREATED,
+        "keys are scoped per channel"
+    );
+
+    let path = format!("/v1/holds/{web_id}");
+    let peek = server
+        .send_as(Some(APP_KEY), Method::GET, &path, None, &[])
+        .await;
+    assert_eq!(peek.status, StatusCode::FORBIDDEN);
+    let confirm = server
+        .send_as(
+            Some(APP_KEY),
+            Method::POST,
+            &format!("{path}/confirm"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server
+            .send_as(Some(WEB_KEY), Method::GET, &path, None, &[])
+            .await
+            .body["status"],
+        "held"
+    );
+    assert_eq!(
+        server
+            .send_as(Some(ADMIN_KEY), Method::GET, &path, None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let view = server
+        .send_as(Some(ADMIN_KEY), Method::GET, "/v1/skus/K", None, &[])
+        .await;
+    assert_eq!(view.body["held"], 3);
+
+    let availability = server
+        .send_as(
+            Some(WEB_KEY),
+            Method::GET,
+            "/v1/availability?sku=K",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(availability.body, json!({"K": 7}));
+    for open in ["/health/live", "/health/ready", "/metrics"] {
+        assert_eq!(
+            server
+                .send_as(None, Method::GET, open, None, &[])
+                .await
+                .status,
+            StatusCode::OK,
+            "{open}"
+        );
+    }
+}

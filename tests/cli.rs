@@ -1,0 +1,166 @@
+//! The real binary: configuration errors name the setting, precedence is flag > env >
+//! file > default, bad data dirs are refused untouched, and a graceful stop keeps state.
+
+mod common;
+
+use common::{binary, Process};
+use reqwest::StatusCode;
+
+fn refused(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Bad configuration stops the server at start with a message naming the setting.
+#[test]
+fn bad_configuration_fails_at_start_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("holdfast.toml");
+    std::fs::write(&file, "hold_ttl = 5\n").unwrap();
+    let file = file.to_str().unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
+        (&["--hold-ttl-s", "0"], &[], "`hold_ttl_s`"),
+        (&["--hold-ttl-s", "7200"], &[], "`hold_ttl_s`"),
+        (&["--listen", "0.0.0.0:0"], &[], "`listen`"),
+        (&[], &[("HOLDFAST_HOLDS_MAX", "0")], "`holds_max`"),
+        (&["--config", file], &[], "`config`"),
+        (&["--channel-key", "web"], &[], "`channel_keys`"),
+    ];
+    for (args, env, setting) in cases {
+        let (code, stderr) = refused(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(setting),
+            "{args:?} {env:?} should name {setting}: {stderr}"
+        );
+    }
+    let (code, stderr) = refused(&["--hold-ttl-s", "ten"], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--hold-ttl-s"), "{stderr}");
+}
+
+async fn ttl_of_a_default_hold(args: &[&str], env: &[(&str, &str)], file: &str) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("holdfast.toml");
+    std::fs::write(&config, file).unwrap();
+    let mut extra = vec!["--config", config.to_str().unwrap()];
+    extra.extend_from_slice(args);
+    let process = Process::start(&dir.path().join("data"), &extra, env);
+    let server = process.server(None).as_test_server(dir);
+    server.put_sku("T", 1, 0).await;
+    let hold = server.hold("t", &[("T", 1)]).await;
+    let parse = |field: &str| {
+        let text = hold.body[field].as_str().unwrap().to_owned();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    u64::try_from((parse("expires_at") - parse("created_at")).whole_seconds()).unwrap()
+}
+
+/// A flag beats its environment variable, which beats the TOML file, which beats the default.
+#[actix_web::test]
+async fn flags_beat_env_which_beats_the_file() {
+    let file = "hold_ttl_s = 50\nhold_ttl_s_max = 100\n";
+    let env = [("HOLDFAST_HOLD_TTL_S", "60")];
+    assert_eq!(
+        ttl_of_a_default_hold(&["--hold-ttl-s", "70"], &env, file).await,
+        70
+    );
+    assert_eq!(ttl_of_a_default_hold(&[], &env, file).await, 60);
+    assert_eq!(ttl_of_a_default_hold(&[], &[], file).await, 50);
+    assert_eq!(ttl_of_a_default_hold(&[], &[], "").await, 900);
+}
+
+/// A directory that is not a holdfast data dir, or is from another format version, is
+/// refused with a clear error and left as it was.
+#[test]
+fn foreign_or_future_data_dirs_are_refused_untouched() {
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
+    let output = binary()
+        .args(["serve", "--data-dir"])
+        .arg(foreign.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a holdfast data dir"));
+    let names: Vec<_> = std::fs::read_dir(foreign.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("notes.txt")]);
+
+    let future = tempfile::tempdir().unwrap();
+    std::fs::write(future.path().join("holdfast.format"), [99u8]).unwrap();
+    let output = binary()
+        .args(["serve", "--data-dir"])
+        .arg(future.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("format version"));
+    assert_eq!(
+        std::fs::read(future.path().join("holdfast.format")).unwrap(),
+        [99u8]
+    );
+}
+
+/// A second process on a data dir in use is refused; the first keeps serving.
+#[actix_web::test]
+async fn a_data_dir_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Process::start(dir.path(), &[], &[]);
+    let output = binary()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another holdfast process"));
+    let live = reqwest::get(format!("{}/health/live", first.base))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
+/// SIGTERM drains, flushes and exits 0; the restarted server shows identical SKU views,
+/// the same holds, and replays idempotent answers.
+#[actix_web::test]
+async fn graceful_stop_keeps_everything_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let process = Process::start(&data, &[], &[]);
+    let server = process
+        .server(None)
+        .as_test_server(tempfile::tempdir().unwrap());
+    server.put_sku("G", 20, 2).await;
+    server.put_sku("H", 5, 0).await;
+    let kept = server.hold("kept", &[("G", 3), ("H", 1)]).await;
+    let paid = server.hold("paid", &[("G", 2)]).await;
+    let paid_id = paid.body["hold_id"].as_str().unwrap().to_owned();
+    server.act(&paid_id, "confirm").await;
+    let before = (server.sku("G").await, server.sku("H").await);
+    assert_eq!(process.terminate().code(), Some(0));
+
+    let process = Process::start(&data, &[], &[]);
+    let server = process.server(None).as_test_server(dir);
+    assert_eq!((server.sku("G").await, server.sku("H").await), before);
+    let retry = server.hold("kept", &[("G", 3), ("H", 1)]).await;
+    assert_eq!(
+        (retry.status, &retry.body),
+        (StatusCode::CREATED, &kept.body)
+    );
+    assert_eq!(server.get_hold(&paid_id).await.body["status"], "confirmed");
+}

@@ -1,0 +1,305 @@
+//! Test harness: starts the real `Application` on 127.0.0.1:0 with a temp data dir and
+//! speaks HTTP to it.
+#![allow(dead_code)]
+
+use holdfast::{Application, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const ADMIN_KEY: &str = "admin-key-for-tests";
+pub const WEB_KEY: &str = "web-key-for-tests";
+pub const APP_KEY: &str = "app-key-for-tests";
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Bearer key sent by the helpers (None: no Authorization header).
+    pub key: Option<String>,
+    pub data_dir: TempDir,
+}
+
+/// A server in open mode (no keys) with default settings changed by `configure`.
+pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestServer {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::for_data_dir(data_dir.path());
+    settings.http_workers = 2;
+    configure(&mut settings);
+    let key = settings.admin_key.clone();
+    let app = Application::build(settings).await.expect("server builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestServer {
+        base,
+        client: reqwest::Client::new(),
+        key,
+        data_dir,
+    }
+}
+
+pub async fn spawn() -> TestServer {
+    spawn_with(|_| {}).await
+}
+
+/// A server with an admin key and two channel keys (web, app).
+pub async fn spawn_with_keys() -> TestServer {
+    spawn_with(|s| {
+        s.admin_key = Some(ADMIN_KEY.into());
+        s.channel_keys.insert(
+            holdfast::domain::Channel::parse("web").unwrap(),
+            WEB_KEY.into(),
+        );
+        s.channel_keys.insert(
+            holdfast::domain::Channel::parse("app").unwrap(),
+            APP_KEY.into(),
+        );
+    })
+    .await
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with this server's key (if any) and returns status, JSON and headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        self.send_as(self.key.as_deref(), method, path, body, headers)
+            .await
+    }
+
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("request is answered");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body is read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn put_sku(&self, sku: &str, on_hand: u64, safety_stock: u64) -> Answer {
+        let body = json!({"on_hand": on_hand, "safety_stock": safety_stock}).to_string();
+        let answer = self
+            .send(Method::PUT, &format!("/v1/skus/{sku}"), Some(&body), &[])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "PUT sku: {}", answer.body);
+        answer
+    }
+
+    pub async fn sku(&self, sku: &str) -> Value {
+        let answer = self
+            .send(Method::GET, &format!("/v1/skus/{sku}"), None, &[])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "GET sku: {}", answer.body);
+        answer.body
+    }
+
+    /// `POST /v1/holds` with `lines` as (sku, quantity) and a given idempotency key.
+    pub async fn hold(&self, key: &str, lines: &[(&str, i64)]) -> Answer {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(sku, q)| json!({"sku": sku, "quantity": q}))
+            .collect();
+        let body = json!({"lines": lines, "customer_id": "c-1"}).to_string();
+        self.hold_raw(key, &body).await
+    }
+
+    pub async fn hold_raw(&self, key: &str, body: &str) -> Answer {
+        self.send(
+            Method::POST,
+            "/v1/holds",
+            Some(body),
+            &[("Idempotency-Key", key)],
+        )
+        .await
+    }
+
+    pub async fn act(&self, hold_id: &str, action: &str) -> Answer {
+        self.send(
+            Method::POST,
+            &format!("/v1/holds/{hold_id}/{action}"),
+            None,
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get_hold(&self, hold_id: &str) -> Answer {
+        self.send(Method::GET, &format!("/v1/holds/{hold_id}"), None, &[])
+            .await
+    }
+}
+
+/// `held + committed + available == on_hand − safety_stock` whenever nothing is oversold.
+pub fn assert_conserved(view: &Value) {
+    let n = |field: &str| {
+        view[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} in {view}"))
+    };
+    let sellable = n("on_hand").saturating_sub(n("safety_stock"));
+    assert!(n("held") + n("committed") <= sellable, "oversold: {view}");
+    assert_eq!(
+        n("held") + n("committed") + n("available"),
+        sellable,
+        "not conserved: {view}"
+    );
+}
+
+impl TestServer {
+    /// `hold` with owned arguments, for building many futures in a loop.
+    pub async fn hold_owned(&self, key: String, lines: Vec<(&str, i64)>) -> Answer {
+        self.hold(&key, &lines).await
+    }
+}
+
+/// The real `holdfast` binary, started as a child process.
+pub struct Process {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub base: String,
+}
+
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+}
+
+impl Process {
+    /// Starts `holdfast serve` on a free loopback port and waits until it logs that it serves.
+    pub fn start(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let mut command = binary();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("holdfast starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("holdfast logged before exiting")
+                .expect("log line");
+            if let Some(rest) = line
+                .split("port=")
+                .nth(1)
+                .filter(|_| line.contains("Serving."))
+            {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<u16>()
+                    .expect("port number");
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Process {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().expect("holdfast exits")
+    }
+
+    pub fn server(&self, key: Option<&str>) -> ProcessClient {
+        ProcessClient {
+            base: self.base.clone(),
+            key: key.map(str::to_owned),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HTTP helpers against a child process (same shape as `TestServer`'s).
+pub struct ProcessClient {
+    pub base: String,
+    pub key: Option<String>,
+    pub client: reqwest::Client,
+}
+
+impl ProcessClient {
+    pub fn as_test_server(&self, data_dir: TempDir) -> TestServer {
+        TestServer {
+            base: self.base.clone(),
+            client: self.client.clone(),
+            key: self.key.clone(),
+            data_dir,
+        }
+    }
+}

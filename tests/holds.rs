@@ -1,0 +1,301 @@
+//! Holds over HTTP: races on the last units, all-or-nothing carts, the lifecycle, expiry
+//! and idempotent retries.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_conserved, spawn, spawn_with};
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// Invariant 1 under contention: 300 shoppers race for 100 units; exactly 100 win.
+#[actix_web::test]
+async fn three_hundred_concurrent_holds_on_a_hundred_units_take_exactly_a_hundred() {
+    let server = spawn().await;
+    server.put_sku("HOT", 105, 5).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("race-{i}")).collect();
+    let answers = join_all(keys.iter().map(|key| server.hold(key, &[("HOT", 1)]))).await;
+    let held = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count();
+    let sold_out = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CONFLICT && a.problem_type() == "/problems/sold-out")
+        .count();
+    assert_eq!((held, sold_out), (100, 200));
+    let view = server.sku("HOT").await;
+    assert_eq!(view["held"], 100);
+    assert_eq!(view["available"], 0);
+    assert_conserved(&view);
+    let last = answers
+        .iter()
+        .find(|a| a.status == StatusCode::CONFLICT)
+        .expect("a refusal");
+    assert_eq!(last.body["sku"], "HOT");
+    assert_eq!(last.body["available"], 0);
+}
+
+/// Invariant 5: carts racing with single-line holds never keep part of a cart.
+#[actix_web::test]
+async fn multi_line_carts_under_contention_never_take_part_of_a_cart() {
+    let server = spawn().await;
+    server.put_sku("A", 50, 0).await;
+    server.put_sku("B", 30, 0).await;
+    let carts = (0..80).map(|i| server.hold_owned(format!("cart-{i}"), vec![("A", 1), ("B", 1)]));
+    let singles = (0..40).map(|i| server.hold_owned(format!("single-{i}"), vec![("A", 1)]));
+    let (carts, singles) = tokio::join!(join_all(carts), join_all(singles));
+    let carts_won = carts
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count() as u64;
+    let singles_won = singles
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count() as u64;
+    assert!(carts
+        .iter()
+        .chain(&singles)
+        .all(|a| a.status == StatusCode::CREATED || a.status == StatusCode::CONFLICT));
+    let a = server.sku("A").await;
+    let b = server.sku("B").await;
+    assert_eq!(
+        b["held"], carts_won,
+        "every won cart holds one B, lost carts none"
+    );
+    assert_eq!(
+        a["held"],
+        carts_won + singles_won,
+        "A is held only by won carts and singles"
+    );
+    assert_eq!(carts_won, 30, "B runs out after 30 carts");
+    assert_conserved(&a);
+    assert_conserved(&b);
+}
+
+/// The lifecycle: repeated confirm is 200 with the same body; confirm after release is
+/// 409; fulfil lowers on_hand and committed together; fulfil before confirm is 409.
+#[actix_web::test]
+async fn confirm_release_and_fulfil_follow_the_hold_state_machine() {
+    let server = spawn().await;
+    server.put_sku("S", 10, 0).await;
+    let paid = server.hold("paid", &[("S", 2)]).await;
+    let paid_id = paid.body["hold_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.act(&paid_id, "fulfil").await.status,
+        StatusCode::CONFLICT,
+        "not paid yet"
+    );
+    let first = server.act(&paid_id, "confirm").await;
+    let again = server.act(&paid_id, "confirm").await;
+    assert_eq!(
+        (first.status, again.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(first.body, again.body);
+    assert_eq!(first.body["status"], "confirmed");
+    assert_eq!(
+        server.act(&paid_id, "release").await.status,
+        StatusCode::CONFLICT
+    );
+    let view = server.sku("S").await;
+    assert_eq!(
+        (view["held"].as_u64(), view["committed"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    let fulfilled = server.act(&paid_id, "fulfil").await;
+    assert_eq!(fulfilled.body["status"], "fulfilled");
+    let view = server.sku("S").await;
+    assert_eq!(
+        (view["on_hand"].as_u64(), view["committed"].as_u64()),
+        (Some(8), Some(0))
+    );
+    assert_eq!(view["available"], 8);
+    assert_eq!(
+        server.act(&paid_id, "fulfil").await.status,
+        StatusCode::OK,
+        "repeat is 200"
+    );
+
+    let dropped = server.hold("dropped", &[("S", 3)]).await;
+    let dropped_id = dropped.body["hold_id"].as_str().unwrap().to_owned();
+    let released = server.act(&dropped_id, "release").await;
+    assert_eq!(released.body["status"], "released");
+    assert_eq!(
+        server.act(&dropped_id, "release").await.status,
+        StatusCode::OK
+    );
+    let late = server.act(&dropped_id, "confirm").await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.problem_type(), "/problems/conflict");
+    assert_eq!(late.body["hold_status"], "released");
+    let view = server.sku("S").await;
+    assert_eq!(view["available"], 8);
+    assert_conserved(&view);
+}
+
+/// Expiry: a 1 s hold frees its units within 2 s, reads `expired`, and cannot be confirmed.
+#[actix_web::test]
+async fn a_one_second_hold_expires_within_two_seconds() {
+    let server = spawn().await;
+    server.put_sku("E", 5, 0).await;
+    let body =
+        json!({"lines": [{"sku": "E", "quantity": 5}], "customer_id": "c", "ttl_seconds": 1});
+    let hold = server.hold_raw("short", &body.to_string()).await;
+    assert_eq!(hold.status, StatusCode::CREATED);
+    let id = hold.body["hold_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.hold("blocked", &[("E", 1)]).await.status,
+        StatusCode::CONFLICT
+    );
+    let started = Instant::now();
+    loop {
+        let view = server.sku("E").await;
+        if view["available"] == 5 {
+            assert_eq!(view["held"], 0);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still held after 2 s: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.get_hold(&id).await.body["status"], "expired");
+    let confirm = server.act(&id, "confirm").await;
+    assert_eq!(confirm.status, StatusCode::CONFLICT);
+    assert_eq!(confirm.body["hold_status"], "expired");
+}
+
+/// A confirm that arrives after the deadline but before the sweep still loses: the
+/// deadline decides, not the sweep's timing.
+#[actix_web::test]
+async fn confirm_after_the_deadline_is_refused_even_before_the_sweep_runs() {
+    let server = spawn_with(|s| s.expiry_tick_ms = 1_000).await;
+    server.put_sku("D", 1, 0).await;
+    let body =
+        json!({"lines": [{"sku": "D", "quantity": 1}], "customer_id": "c", "ttl_seconds": 1});
+    let id = server.hold_raw("d", &body.to_string()).await.body["hold_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let confirm = server.act(&id, "confirm").await;
+    assert_eq!(confirm.status, StatusCode::CONFLICT);
+    assert_eq!(server.sku("D").await["available"], 1);
+}
+
+/// Invariant 4: retries with one key hold once, in sequence and in parallel; the same key
+/// with another body is 422.
+#[actix_web::test]
+async fn retries_with_one_idempotency_key_hold_once() {
+    let server = spawn().await;
+    server.put_sku("I", 100, 0).await;
+    let first = server.hold("same", &[("I", 2)]).await;
+    let retry = server.hold("same", &[("I", 2)]).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(first.body, retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let reordered = r#"{ "customer_id": "c-1", "lines": [ {"quantity": 2, "sku": "I"} ] }"#;
+    assert_eq!(
+        server.hold_raw("same", reordered).await.body,
+        first.body,
+        "same meaning, same answer"
+    );
+
+    let parallel = join_all((0..20).map(|_| server.hold("burst", &[("I", 3)]))).await;
+    let ids: std::collections::HashSet<_> =
+        parallel.iter().map(|a| a.body["hold_id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "one hold for one key");
+    assert!(parallel.iter().all(|a| a.status == StatusCode::CREATED));
+    assert_eq!(server.sku("I").await["held"], 5);
+
+    let changed = server.hold("same", &[("I", 1)]).await;
+    assert_eq!(changed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(changed.problem_type(), "/problems/idempotency-mismatch");
+    assert_eq!(server.sku("I").await["held"], 5);
+}
+
+/// A sold-out answer is remembered too: the retry gets the same 409 even once stock is back.
+#[actix_web::test]
+async fn a_sold_out_answer_replays_for_its_key() {
+    let server = spawn().await;
+    server.put_sku("R", 1, 0).await;
+    let taken = server.hold("taker", &[("R", 1)]).await;
+    let refused = server.hold("late", &[("R", 1)]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    server
+        .act(taken.body["hold_id"].as_str().unwrap(), "release")
+        .await;
+    let retry = server.hold("late", &[("R", 1)]).await;
+    assert_eq!(
+        (retry.status, &retry.body),
+        (StatusCode::CONFLICT, &refused.body)
+    );
+    assert_eq!(server.sku("R").await["available"], 1);
+}
+
+/// Availability is what a storefront polls; unknown SKUs are named.
+#[actix_web::test]
+async fn availability_reads_many_skus_at_once() {
+    let server = spawn().await;
+    server.put_sku("X", 7, 2).await;
+    server.put_sku("Y", 1, 0).await;
+    server.hold("y", &[("Y", 1)]).await;
+    let answer = server
+        .send(Method::GET, "/v1/availability?sku=X&sku=Y", None, &[])
+        .await;
+    assert_eq!(answer.body, json!({"X": 5, "Y": 0}));
+    let unknown = server
+        .send(Method::GET, "/v1/availability?sku=X&sku=NOPE", None, &[])
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.body["sku"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOPE"))
+    );
+}
+
+/// Health, readiness and the metrics the dashboard reads.
+#[actix_web::test]
+async fn health_and_metrics_answer() {
+    let server = spawn().await;
+    assert_eq!(
+        server
+            .send(Method::GET, "/health/live", None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .send(Method::GET, "/health/ready", None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server.put_sku("M", 1, 0).await;
+    server.hold("m1", &[("M", 1)]).await;
+    server.hold("m2", &[("M", 1)]).await;
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "holdfast_hold_outcomes_total{outcome=\"held\"}",
+        "holdfast_hold_outcomes_total{outcome=\"sold_out\"}",
+        "holdfast_hold_duration_seconds_bucket",
+        "holdfast_http_requests_total{route=\"/v1/holds\",method=\"POST\",status=\"2xx\"}",
+        "holdfast_journal_flush_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+}
