@@ -120,6 +120,10 @@ settings! {
     journal_batch_bytes_max: usize = 4 * 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
     /// Events waiting for the journal past which new holds get 503.
     journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
+    /// Write a snapshot (and trim the journal) after this many journal events ...
+    snapshot_every_events: u64 = 100_000, "HOLDFAST_SNAPSHOT_EVERY_EVENTS";
+    /// ... or after this many seconds with any new event, in seconds.
+    snapshot_every_s: u64 = 60, "HOLDFAST_SNAPSHOT_EVERY_S";
     /// HTTP worker threads (0: one per core).
     http_workers: usize = 0, "HOLDFAST_HTTP_WORKERS";
     /// Most open HTTP connections per worker.
@@ -221,6 +225,12 @@ impl Settings {
                 "expiry_tick_ms",
                 "must be 10..=1000 so expiry lands within a second",
             ));
+        }
+        if self.snapshot_every_events == 0 {
+            return Err(invalid("snapshot_every_events", "must be at least 1"));
+        }
+        if self.snapshot_every_s == 0 {
+            return Err(invalid("snapshot_every_s", "must be at least 1"));
         }
         if self.actor_send_timeout_ms == 0 {
             return Err(invalid("actor_send_timeout_ms", "must be at least 1"));

@@ -20,6 +20,8 @@ pub const HOLDS_ENDED_TOTAL: &str = "holdfast_holds_ended_total";
 pub const JOURNAL_BATCH_EVENTS: &str = "holdfast_journal_batch_events";
 pub const JOURNAL_BATCH_BYTES: &str = "holdfast_journal_batch_bytes";
 pub const JOURNAL_FLUSH_DURATION_SECONDS: &str = "holdfast_journal_flush_duration_seconds";
+pub const SNAPSHOT_DURATION_SECONDS: &str = "holdfast_snapshot_duration_seconds";
+pub const JOURNAL_ENTRIES: &str = "holdfast_journal_entries";
 pub const RECOVERY_DURATION_SECONDS: &str = "holdfast_recovery_duration_seconds";
 pub const BUILD_INFO: &str = "holdfast_build_info";
 
@@ -181,11 +183,21 @@ pub fn hold_ended(status: HoldStatus) {
 }
 
 pub fn journal_batch(events: usize, bytes: usize, elapsed: Duration) {
-    histogram!(JOURNAL_BATCH_EVENTS).record(events as f64);
-    histogram!(JOURNAL_BATCH_BYTES).record(bytes as f64);
+    histogram!(JOURNAL_BATCH_EVENTS).record(count_f64(events));
+    histogram!(JOURNAL_BATCH_BYTES).record(count_f64(bytes));
     histogram!(JOURNAL_FLUSH_DURATION_SECONDS).record(elapsed.as_secs_f64());
 }
 
 pub fn recovery(elapsed: Duration) {
     gauge!(RECOVERY_DURATION_SECONDS).set(elapsed.as_secs_f64());
+}
+
+pub fn snapshot(elapsed: Duration, journal_entries: usize) {
+    histogram!(SNAPSHOT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+    gauge!(JOURNAL_ENTRIES).set(count_f64(journal_entries));
+}
+
+/// Counts fit f64 exactly up to 2^53; ours are far below.
+fn count_f64(count: usize) -> f64 {
+    u32::try_from(count).map_or(f64::from(u32::MAX), f64::from)
 }

@@ -20,13 +20,16 @@ use crate::http::{self, AppState};
 use crate::sku::messages::SettleLine;
 use crate::sku::state::LineTarget;
 use crate::sku::SkuDirectory;
-use crate::store::recovery::{self, Replayed};
+use crate::store::image::Image;
+use crate::store::recovery;
+use crate::store::snapshot::{Compactor, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
 /// The on-disk format this build reads and writes. Bump it when `Event` changes shape.
 pub const DATA_FORMAT_VERSION: u8 = 1;
 const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
+const SNAPSHOT_TREE: &str = "snapshots";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -48,6 +51,7 @@ pub struct Application {
     state: web::Data<AppState>,
     arbiters: Vec<Arbiter>,
     journal_thread: JoinHandle<()>,
+    compactor: Compactor,
     db: sled::Db,
 }
 
@@ -104,12 +108,15 @@ fn open_db(data_dir: &Path) -> Result<sled::Db, StartupError> {
 impl Application {
     /// Builds everything and recovers state; call inside an actix System.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // Registered before anything else so a SIGTERM during start-up is not fatal.
+        let stop_signals = StopSignals::register()?;
         let metrics = crate::metrics::install().map_err(StartupError::Other)?;
         let recovery_started = Instant::now();
         check_format(&settings.data_dir)?;
         let db = open_db(&settings.data_dir)?;
         let journal_tree = db.open_tree(JOURNAL_TREE)?;
-        let replayed = recovery::replay(&journal_tree)?;
+        let snapshot_tree = db.open_tree(SNAPSHOT_TREE)?;
+        let image = recovery::recover(&journal_tree, &snapshot_tree)?;
         let journal_settings = JournalSettings {
             durability: settings.durability,
             batch_events_max: settings.journal_batch_events_max,
@@ -117,7 +124,25 @@ impl Application {
             backlog_max: settings.journal_backlog_max,
             data_file: settings.data_dir.join("sled").join("db"),
         };
-        let (journal, journal_thread) = Journal::start(db.clone(), journal_tree, journal_settings)?;
+        let (journal, journal_thread) = Journal::start(
+            db.clone(),
+            journal_tree.clone(),
+            journal_settings,
+            image.seq,
+        )?;
+        let snapshot_settings = SnapshotSettings {
+            every_events: settings.snapshot_every_events,
+            every_s: settings.snapshot_every_s,
+            hold_retention_ms: settings.hold_retention_s.saturating_mul(1_000),
+            answer_ttl_ms: settings.idempotency_ttl_s.saturating_mul(1_000),
+        };
+        let compactor = Compactor::start(
+            db.clone(),
+            journal_tree,
+            snapshot_tree,
+            image.clone(),
+            snapshot_settings,
+        )?;
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
@@ -143,11 +168,11 @@ impl Application {
             settings.idempotency_keys_max,
             settings.idempotency_ttl_s.saturating_mul(1_000),
         ));
-        let events = replayed.events;
-        restore(replayed, &reservations, &idempotency).await?;
+        let seq = image.seq;
+        restore(image, &reservations, &idempotency).await?;
         crate::metrics::recovery(recovery_started.elapsed());
         tracing::info!(
-            events,
+            seq,
             elapsed_ms = recovery_started.elapsed().as_millis(),
             "Recovery done."
         );
@@ -180,7 +205,7 @@ impl Application {
             server = server.workers(settings.http_workers);
         }
         let server = server.run();
-        actix_web::rt::spawn(stop_on_signal(server.handle(), Arc::clone(&ready)));
+        actix_web::rt::spawn(stop_signals.stop_server(server.handle(), Arc::clone(&ready)));
         let tick = Duration::from_millis(settings.expiry_tick_ms);
         actix_web::rt::spawn(expiry::run(reservations, idempotency, tick));
         if settings.is_open() {
@@ -194,6 +219,7 @@ impl Application {
             state,
             arbiters,
             journal_thread,
+            compactor,
             db,
         })
     }
@@ -210,6 +236,7 @@ impl Application {
             state,
             arbiters,
             journal_thread,
+            compactor,
             db,
             ..
         } = self;
@@ -219,6 +246,7 @@ impl Application {
         for arbiter in &arbiters {
             arbiter.stop();
         }
+        compactor.stop();
         db.flush()?;
         served?;
         flushed.map_err(|err| StartupError::Other(err.to_string()))?;
@@ -227,30 +255,38 @@ impl Application {
     }
 }
 
-/// SIGTERM or SIGINT: say not-ready at once (load balancers stop sending), stop
-/// accepting, and let in-flight requests finish; `run_until_stopped` then flushes.
-async fn stop_on_signal(server: actix_web::dev::ServerHandle, ready: Arc<AtomicBool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL.");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "Shutting down: draining in-flight requests.");
-    ready.store(false, Ordering::Release);
-    server.stop(true).await;
+/// SIGTERM and SIGINT, listened for from the start of `build`.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// On either signal: say not-ready at once (load balancers stop sending), stop
+    /// accepting, and let in-flight requests finish; `run_until_stopped` then flushes.
+    async fn stop_server(mut self, server: actix_web::dev::ServerHandle, ready: Arc<AtomicBool>) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "Shutting down: draining in-flight requests.");
+        ready.store(false, Ordering::Release);
+        server.stop(true).await;
+    }
 }
 
 /// Installs the replayed state, settles what the crash left open, and expires holds whose
 /// deadline passed while the server was down — all before the server says ready.
 async fn restore(
-    replayed: Replayed,
+    replayed: Image,
     reservations: &Reservations,
     idempotency: &IdempotencyStore,
 ) -> Result<(), StartupError> {
@@ -261,7 +297,7 @@ async fn restore(
             .install(&sku, state)
             .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
     }
-    for (record, answer) in &replayed.answers {
+    for (record, answer) in replayed.answers.values() {
         idempotency.restore(record, answer.clone());
     }
     for (sku, hold_id) in orphans {

@@ -70,7 +70,9 @@ async fn multi_line_carts_under_contention_never_take_part_of_a_cart() {
         carts_won + singles_won,
         "A is held only by won carts and singles"
     );
-    assert_eq!(carts_won, 30, "B runs out after 30 carts");
+    assert!(carts_won > 0, "some carts win");
+    let exhausted = a["available"] == 0 || b["available"] == 0;
+    assert!(exhausted, "carts only lose once A or B is gone: {a} {b}");
     assert_conserved(&a);
     assert_conserved(&b);
 }

@@ -87,7 +87,7 @@ fn engine() -> Engine {
         backlog_max: 1 << 20,
         data_file: PathBuf::new(),
     };
-    let (journal, _writer) = Journal::start(db, tree, settings).expect("journal starts");
+    let (journal, _writer) = Journal::start(db, tree, settings, 0).expect("journal starts");
     let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let directory = Arc::new(SkuDirectory::new(handles, journal.clone(), 10, 1_000, 64));

@@ -74,16 +74,19 @@ struct Shared {
 }
 
 impl Journal {
-    /// Starts the writer thread on `tree`. Returns the handle and the thread, which ends
-    /// once every handle is dropped and the remaining events are written.
+    /// Starts the writer thread on `tree`, numbering events after `covered_seq` (what a
+    /// snapshot covers; the journal may have been trimmed up to it) or after the journal's
+    /// last entry, whichever is later. Returns the handle and the thread, which ends once
+    /// every handle is dropped and the remaining events are written.
     pub fn start(
         db: sled::Db,
         tree: sled::Tree,
         settings: JournalSettings,
+        covered_seq: u64,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let last_seq = match tree.last() {
-            Ok(Some((key, _))) => decode_seq(&key),
-            Ok(None) => 0,
+            Ok(Some((key, _))) => decode_seq(&key).max(covered_seq),
+            Ok(None) => covered_seq,
             Err(err) => return Err(std::io::Error::other(err)),
         };
         let data_file = match settings.durability {

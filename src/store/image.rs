@@ -1,0 +1,134 @@
+//! The state the journal describes: SKU states, hold records and idempotency answers,
+//! built by applying events in sequence order. Recovery builds one from the latest snapshot
+//! plus the journal tail; the compactor keeps one up to date to write snapshots from.
+//! Both use [`Image::apply`], the same code, so a snapshot is exactly a replayed prefix.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::domain::{HoldId, SkuId};
+use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
+use crate::hold::HoldRecord;
+use crate::sku::SkuState;
+use crate::store::Event;
+
+#[derive(Clone, Default)]
+pub struct Image {
+    pub skus: HashMap<SkuId, SkuState>,
+    pub holds: HashMap<HoldId, HoldRecord>,
+    /// Idempotency answers by scope key.
+    pub answers: HashMap<String, (IdempotencyRecord, StoredResponse)>,
+    /// Sequence number of the last event applied (or covered by the snapshot loaded).
+    pub seq: u64,
+    /// Keys changed since the last snapshot write.
+    pub dirty: Dirty,
+}
+
+#[derive(Clone, Default)]
+pub struct Dirty {
+    pub skus: HashSet<SkuId>,
+    pub holds: HashSet<HoldId>,
+    pub answers: HashSet<String>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.skus.is_empty() && self.holds.is_empty() && self.answers.is_empty()
+    }
+}
+
+impl Image {
+    /// Applies the event written at `seq`. Events at or below the image's sequence are
+    /// already in it (a snapshot written just before a crash, the journal not yet trimmed)
+    /// and are skipped, so applying is never doubled.
+    pub fn apply(&mut self, seq: u64, event: Event) {
+        if seq <= self.seq {
+            return;
+        }
+        self.seq = seq;
+        match event {
+            Event::Sku { sku, change } => {
+                self.skus.entry(sku.clone()).or_default().apply(&change);
+                self.dirty.skus.insert(sku);
+            }
+            Event::HoldPlaced { hold, idempotency } => {
+                let answer = StoredResponse {
+                    status: 201,
+                    body: Arc::from(hold.to_json()),
+                };
+                self.remember(idempotency, answer);
+                self.dirty.holds.insert(hold.id);
+                self.holds.insert(hold.id, hold);
+            }
+            Event::HoldStatusChanged {
+                hold_id,
+                status,
+                at_ms,
+            } => {
+                if let Some(hold) = self.holds.get_mut(&hold_id) {
+                    hold.status = status;
+                    hold.updated_at_ms = at_ms;
+                    self.dirty.holds.insert(hold_id);
+                }
+            }
+            Event::Refused {
+                idempotency,
+                status,
+                body,
+            } => {
+                let answer = StoredResponse {
+                    status,
+                    body: Arc::from(body),
+                };
+                self.remember(idempotency, answer);
+            }
+        }
+    }
+
+    fn remember(&mut self, record: IdempotencyRecord, answer: StoredResponse) {
+        self.dirty.answers.insert(record.scope_key.clone());
+        self.answers
+            .insert(record.scope_key.clone(), (record, answer));
+    }
+
+    /// Drops ended holds and idempotency answers past their retention, as the live server
+    /// does, so the image (and the snapshot) stays bounded.
+    pub fn forget_expired(&mut self, now_ms: u64, hold_retention_ms: u64, answer_ttl_ms: u64) {
+        let old_holds: Vec<HoldId> = self
+            .holds
+            .values()
+            .filter(|h| {
+                h.status.is_final() && h.updated_at_ms.saturating_add(hold_retention_ms) <= now_ms
+            })
+            .map(|h| h.id)
+            .collect();
+        for id in old_holds {
+            self.holds.remove(&id);
+            self.dirty.holds.insert(id);
+        }
+        let old_answers: Vec<String> = self
+            .answers
+            .iter()
+            .filter(|(_, (record, _))| record.at_ms.saturating_add(answer_ttl_ms) <= now_ms)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in old_answers {
+            self.answers.remove(&key);
+            self.dirty.answers.insert(key);
+        }
+    }
+
+    /// Lines on SKUs whose hold never made it into the journal: a cart the crash cut off
+    /// before it was acknowledged. Their units must go back.
+    pub fn orphan_lines(&self) -> Vec<(SkuId, HoldId)> {
+        let mut orphans = Vec::new();
+        for (sku, state) in &self.skus {
+            for hold_id in state.lines.keys() {
+                if !self.holds.contains_key(hold_id) {
+                    orphans.push((sku.clone(), *hold_id));
+                }
+            }
+        }
+        orphans
+    }
+}
