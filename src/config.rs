@@ -121,7 +121,7 @@ settings! {
     /// Events waiting for the journal past which new holds get 503.
     journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
     /// Write a snapshot (and trim the journal) after this many journal events ...
-    snapshot_every_events: u64 = 100_000, "HOLDFAST_SNAPSHOT_EVERY_EVENTS";
+    snapshot_every_events: u64 = 20_000, "HOLDFAST_SNAPSHOT_EVERY_EVENTS";
     /// ... or after this many seconds with any new event, in seconds.
     snapshot_every_s: u64 = 60, "HOLDFAST_SNAPSHOT_EVERY_S";
     /// HTTP worker threads (0: one per core).
@@ -224,6 +224,12 @@ impl Settings {
             return Err(invalid(
                 "expiry_tick_ms",
                 "must be 10..=1000 so expiry lands within a second",
+            ));
+        }
+        if self.idempotency_ttl_s > self.hold_retention_s {
+            return Err(invalid(
+                "idempotency_ttl_s",
+                "must not exceed hold_retention_s: a placed hold's key answers with the hold",
             ));
         }
         if self.snapshot_every_events == 0 {

@@ -159,7 +159,7 @@ fn describe() {
     );
 }
 
-pub fn http_request(route: String, method: &'static str, status: u16, elapsed: Duration) {
+pub fn http_request(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
     let class = match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -167,8 +167,7 @@ pub fn http_request(route: String, method: &'static str, status: u16, elapsed: D
         400..=499 => "4xx",
         _ => "5xx",
     };
-    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route.clone())
-        .record(elapsed.as_secs_f64());
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route).record(elapsed.as_secs_f64());
     counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method, "status" => class)
         .increment(1);
 }

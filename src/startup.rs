@@ -291,14 +291,16 @@ async fn restore(
     idempotency: &IdempotencyStore,
 ) -> Result<(), StartupError> {
     let orphans = replayed.orphan_lines();
+    for (record, answer) in replayed.answers.values() {
+        if let Some(response) = replayed.response(answer) {
+            idempotency.restore(record, response);
+        }
+    }
     for (sku, state) in replayed.skus {
         reservations
             .directory
             .install(&sku, state)
             .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
-    }
-    for (record, answer) in replayed.answers.values() {
-        idempotency.restore(record, answer.clone());
     }
     for (sku, hold_id) in orphans {
         if let Some(entry) = reservations.directory.get(&sku) {

@@ -54,6 +54,15 @@ impl HoldRecord {
         }
     }
 
+    /// The hold as it was when placed: what its idempotency key answers forever after.
+    pub fn as_placed(&self) -> HoldRecord {
+        HoldRecord {
+            status: HoldStatus::Held,
+            updated_at_ms: self.created_at_ms,
+            ..self.clone()
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // A view of plain strings and integers always serializes.
         serde_json::to_vec(&self.view()).unwrap_or_default()

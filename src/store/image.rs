@@ -12,12 +12,21 @@ use crate::hold::HoldRecord;
 use crate::sku::SkuState;
 use crate::store::Event;
 
+/// What an idempotency key answers.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// The hold as placed (201). Kept as a reference: the hold holds the answer.
+    Placed(HoldId),
+    /// A refusal that ran (409 sold out), as sent.
+    Stored(StoredResponse),
+}
+
 #[derive(Clone, Default)]
 pub struct Image {
     pub skus: HashMap<SkuId, SkuState>,
     pub holds: HashMap<HoldId, HoldRecord>,
     /// Idempotency answers by scope key.
-    pub answers: HashMap<String, (IdempotencyRecord, StoredResponse)>,
+    pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
     pub seq: u64,
     /// Keys changed since the last snapshot write.
@@ -52,11 +61,7 @@ impl Image {
                 self.dirty.skus.insert(sku);
             }
             Event::HoldPlaced { hold, idempotency } => {
-                let answer = StoredResponse {
-                    status: 201,
-                    body: Arc::from(hold.to_json()),
-                };
-                self.remember(idempotency, answer);
+                self.remember(idempotency, Answer::Placed(hold.id));
                 self.dirty.holds.insert(hold.id);
                 self.holds.insert(hold.id, hold);
             }
@@ -80,12 +85,12 @@ impl Image {
                     status,
                     body: Arc::from(body),
                 };
-                self.remember(idempotency, answer);
+                self.remember(idempotency, Answer::Stored(answer));
             }
         }
     }
 
-    fn remember(&mut self, record: IdempotencyRecord, answer: StoredResponse) {
+    fn remember(&mut self, record: IdempotencyRecord, answer: Answer) {
         self.dirty.answers.insert(record.scope_key.clone());
         self.answers
             .insert(record.scope_key.clone(), (record, answer));
@@ -115,6 +120,17 @@ impl Image {
         for key in old_answers {
             self.answers.remove(&key);
             self.dirty.answers.insert(key);
+        }
+    }
+
+    /// The response an idempotency answer stands for, or None if its hold is gone.
+    pub fn response(&self, answer: &Answer) -> Option<StoredResponse> {
+        match answer {
+            Answer::Stored(response) => Some(response.clone()),
+            Answer::Placed(id) => self.holds.get(id).map(|hold| StoredResponse {
+                status: 201,
+                body: Arc::from(hold.as_placed().to_json()),
+            }),
         }
     }
 

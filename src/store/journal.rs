@@ -1,5 +1,8 @@
-//! The journal writer: one thread that takes events in batches, writes each batch to sled,
-//! makes it durable with one flush, and only then answers the barriers queued behind it.
+//! The journal writer: one thread that takes events in batches, writes each batch to sled
+//! as one record, makes it durable with one flush, and only then answers the barriers
+//! queued behind it. A record's key is the sequence number of its last event (big-endian,
+//! so keys sort by sequence); its value is the batch's events, postcard-encoded back to
+//! back. One sled insert per batch keeps the storage engine's work per event small.
 //! Appending never blocks an actor; a request learns its change is durable by awaiting
 //! [`Journal::barrier`], which resolves once everything appended before it is on disk.
 
@@ -157,6 +160,21 @@ pub fn encode_seq(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// Decodes a journal record into its events with their sequence numbers; `key` is the
+/// record's key (the last event's sequence number).
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<(u64, Event)>, postcard::Error> {
+    let mut events = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (event, tail) = postcard::take_from_bytes::<Event>(rest)?;
+        events.push(event);
+        rest = tail;
+    }
+    let last = decode_seq(key);
+    let first = last.saturating_sub(u64::try_from(events.len()).unwrap_or(0)) + 1;
+    Ok((first..).zip(events).collect())
+}
+
 pub fn decode_seq(key: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let len = key.len().min(8);
@@ -176,26 +194,27 @@ struct Writer {
 impl Writer {
     fn run(mut self, receiver: Receiver<Message>) {
         let mut barriers = Vec::new();
+        let mut record = Vec::new();
         while let Ok(first) = receiver.recv() {
-            let mut batch = sled::Batch::default();
-            let (mut events, mut bytes) = (0usize, 0usize);
+            let mut events = 0usize;
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
                     Message::Event(event) => {
-                        bytes += self.encode_into(&mut batch, &event);
+                        self.encode_into(&mut record, &event);
                         events += 1;
                     }
                     Message::Barrier(done) => barriers.push(done),
                 }
                 if events >= self.settings.batch_events_max
-                    || bytes >= self.settings.batch_bytes_max
+                    || record.len() >= self.settings.batch_bytes_max
                 {
                     break;
                 }
                 next = receiver.try_recv().ok();
             }
-            let outcome = self.commit(batch, events, bytes);
+            let outcome = self.commit(&record, events);
+            record.clear();
             self.shared.backlog.fetch_sub(events, Ordering::Relaxed);
             for done in barriers.drain(..) {
                 let _receiver_gone = done.send(outcome.clone());
@@ -206,29 +225,21 @@ impl Writer {
         }
     }
 
-    fn encode_into(&mut self, batch: &mut sled::Batch, event: &Event) -> usize {
-        match postcard::to_stdvec(event) {
-            Ok(value) => {
-                let len = value.len();
-                batch.insert(&encode_seq(self.next_seq), value);
+    fn encode_into(&mut self, record: &mut Vec<u8>, event: &Event) {
+        match postcard::to_extend(event, std::mem::take(record)) {
+            Ok(extended) => {
+                *record = extended;
                 self.next_seq += 1;
-                len
             }
             Err(err) => {
                 // Every Event is plain data; failing to encode one is a bug, not an I/O error.
                 tracing::error!(%err, ?event, "Journal event could not be encoded.");
                 self.shared.failed.store(true, Ordering::Relaxed);
-                0
             }
         }
     }
 
-    fn commit(
-        &mut self,
-        batch: sled::Batch,
-        events: usize,
-        bytes: usize,
-    ) -> Result<(), JournalError> {
+    fn commit(&mut self, record: &[u8], events: usize) -> Result<(), JournalError> {
         if self.shared.failed.load(Ordering::Relaxed) {
             return Err(JournalError::Failed("an earlier write failed".into()));
         }
@@ -236,17 +247,20 @@ impl Writer {
             return Ok(());
         }
         let started = Instant::now();
-        let written = self.tree.apply_batch(batch).map_err(|e| e.to_string());
+        let last_seq = self.next_seq - 1;
+        let written = self
+            .tree
+            .insert(encode_seq(last_seq), record)
+            .map(drop)
+            .map_err(|e| e.to_string());
         let durable = written.and_then(|()| self.make_durable());
         if let Err(err) = durable {
             tracing::error!(%err, "Journal write failed; refusing further changes.");
             self.shared.failed.store(true, Ordering::Relaxed);
             return Err(JournalError::Failed(err));
         }
-        self.shared
-            .last_seq
-            .store(self.next_seq - 1, Ordering::Release);
-        m::journal_batch(events, bytes, started.elapsed());
+        self.shared.last_seq.store(last_seq, Ordering::Release);
+        m::journal_batch(events, record.len(), started.elapsed());
         Ok(())
     }
 

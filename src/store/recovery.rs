@@ -8,7 +8,7 @@ use super::snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    #[error("journal entry {seq} cannot be decoded ({reason}); the data dir is corrupt or from another version")]
+    #[error("journal record {seq} cannot be decoded ({reason}); the data dir is corrupt or from another version")]
     Corrupt { seq: u64, reason: String },
     #[error("reading the journal: {0}")]
     Storage(#[from] sled::Error),

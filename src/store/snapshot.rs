@@ -1,8 +1,13 @@
 //! Snapshots and journal trimming. The compactor thread tails the journal into an
-//! [`Image`]; every `every_events` events or `every_s` seconds it writes what changed
-//! (each SKU's state, each hold, each idempotency answer) into the snapshot tree, tagged
-//! with the journal sequence it covers, in one atomic batch; then it deletes the journal
-//! up to that sequence. Recovery loads the snapshot and replays only the journal after it.
+//! [`Image`]; every `every_events` events or `every_s` seconds it writes what changed into
+//! the snapshot tree and then deletes the journal up to the sequence the snapshot covers.
+//! Recovery loads the snapshot and replays only the journal after it.
+//!
+//! Holds and idempotency answers are written first, in small chunks with pauses so a
+//! snapshot never takes a core for long. That is safe because replaying their events over
+//! a newer value ends at the same value. SKU counters are not like that (a replayed
+//! reservation would count twice), so every changed SKU state is written in one atomic
+//! batch together with the covered sequence number, last.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::image::Image;
-use super::journal::{decode_seq, encode_seq};
+use super::image::{Answer, Image};
+use super::journal::{decode_record, decode_seq, encode_seq};
 use super::recovery::RecoveryError;
-use super::Event;
 use crate::clock::now_ms;
+use crate::domain::HoldId;
 use crate::domain::SkuId;
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
@@ -26,10 +31,13 @@ const META_SEQ: &[u8] = b"m:seq";
 const SKU_PREFIX: u8 = b's';
 const HOLD_PREFIX: u8 = b'h';
 const ANSWER_PREFIX: u8 = b'i';
-/// Journal entries read per pass, so one pass's memory is bounded.
-const READ_PER_PASS_MAX: usize = 50_000;
-/// Journal keys deleted per batch while trimming.
-const TRIM_BATCH_MAX: usize = 10_000;
+/// Journal records (batches) read per pass, so one pass's memory is bounded.
+const READ_PER_PASS_MAX: usize = 5_000;
+/// Journal records deleted per batch while trimming.
+const TRIM_BATCH_MAX: usize = 1_000;
+/// Hold and answer keys written per chunk, and the pause between chunks.
+const CHUNK_KEYS_MAX: usize = 1_000;
+const CHUNK_PAUSE: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Clone)]
 pub struct SnapshotSettings {
@@ -42,10 +50,9 @@ pub struct SnapshotSettings {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredAnswer {
-    record: IdempotencyRecord,
-    status: u16,
-    body: Vec<u8>,
+enum StoredAnswer {
+    Placed(IdempotencyRecord, HoldId),
+    Stored(IdempotencyRecord, u16, Vec<u8>),
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -55,7 +62,7 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     key
 }
 
-fn hold_key(hold: &crate::domain::HoldId) -> Vec<u8> {
+fn hold_key(hold: &HoldId) -> Vec<u8> {
     key(HOLD_PREFIX, &postcard::to_stdvec(hold).unwrap_or_default())
 }
 
@@ -87,13 +94,16 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
             Some(&ANSWER_PREFIX) => {
                 let stored: StoredAnswer =
                     postcard::from_bytes(&value).map_err(|e| corrupt("answer", e))?;
-                let answer = StoredResponse {
-                    status: stored.status,
-                    body: Arc::from(stored.body),
+                let (record, answer) = match stored {
+                    StoredAnswer::Placed(record, id) => (record, Answer::Placed(id)),
+                    StoredAnswer::Stored(record, status, body) => {
+                        let body = Arc::from(body);
+                        (record, Answer::Stored(StoredResponse { status, body }))
+                    }
                 };
                 image
                     .answers
-                    .insert(stored.record.scope_key.clone(), (stored.record, answer));
+                    .insert(record.scope_key.clone(), (record, answer));
             }
             _ if &key[..] == META_SEQ => image.seq = decode_seq(&value),
             _ => return Err(corrupt("key", format!("unknown key {key:?}"))),
@@ -102,7 +112,8 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     Ok(image)
 }
 
-/// Applies the journal after the image's sequence.
+/// Applies up to `limit` journal records after the image's sequence; returns the events
+/// applied.
 pub fn replay_tail(
     journal: &sled::Tree,
     image: &mut Image,
@@ -114,60 +125,80 @@ pub fn replay_tail(
         .take(limit)
     {
         let (key, value) = entry?;
-        let seq = decode_seq(&key);
-        let event: Event = postcard::from_bytes(&value).map_err(|err| RecoveryError::Corrupt {
-            seq,
+        let events = decode_record(&key, &value).map_err(|err| RecoveryError::Corrupt {
+            seq: decode_seq(&key),
             reason: err.to_string(),
         })?;
-        image.apply(seq, event);
-        applied += 1;
+        for (seq, event) in events {
+            image.apply(seq, event);
+            applied += 1;
+        }
     }
     Ok(applied)
 }
 
-/// Writes what changed in the image since the last snapshot, atomically with the new
-/// sequence tag, and makes it durable.
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(value).map_err(|e| e.to_string())
+}
+
+/// Writes what changed in the image since the last snapshot and makes it durable: holds
+/// and answers in chunks, then the SKU states with the covered sequence atomically.
 fn write(db: &sled::Db, tree: &sled::Tree, image: &mut Image) -> Result<(), String> {
-    let mut batch = sled::Batch::default();
     let dirty = std::mem::take(&mut image.dirty);
-    for sku in &dirty.skus {
-        if let Some(state) = image.skus.get(sku) {
-            let value = postcard::to_stdvec(state).map_err(|e| e.to_string())?;
-            batch.insert(key(SKU_PREFIX, sku.as_str().as_bytes()), value);
-        }
-    }
+    let mut chunk = sled::Batch::default();
+    let mut in_chunk = 0;
+    let flush_chunk = |chunk: &mut sled::Batch, in_chunk: &mut usize| -> Result<(), String> {
+        tree.apply_batch(std::mem::take(chunk))
+            .map_err(|e| e.to_string())?;
+        *in_chunk = 0;
+        std::thread::sleep(CHUNK_PAUSE);
+        Ok(())
+    };
     for id in &dirty.holds {
         match image.holds.get(id) {
-            Some(hold) => batch.insert(
-                hold_key(id),
-                postcard::to_stdvec(hold).map_err(|e| e.to_string())?,
-            ),
-            None => batch.remove(hold_key(id)),
+            Some(hold) => chunk.insert(hold_key(id), encode(hold)?),
+            None => chunk.remove(hold_key(id)),
+        }
+        in_chunk += 1;
+        if in_chunk >= CHUNK_KEYS_MAX {
+            flush_chunk(&mut chunk, &mut in_chunk)?;
         }
     }
     for scope_key in &dirty.answers {
         let answer_key = key(ANSWER_PREFIX, scope_key.as_bytes());
         match image.answers.get(scope_key) {
-            Some((record, answer)) => {
-                let stored = StoredAnswer {
-                    record: record.clone(),
-                    status: answer.status,
-                    body: answer.body.to_vec(),
-                };
-                batch.insert(
+            Some((record, Answer::Placed(id))) => {
+                chunk.insert(
                     answer_key,
-                    postcard::to_stdvec(&stored).map_err(|e| e.to_string())?,
+                    encode(&StoredAnswer::Placed(record.clone(), *id))?,
                 );
             }
-            None => batch.remove(answer_key),
+            Some((record, Answer::Stored(response))) => {
+                let stored =
+                    StoredAnswer::Stored(record.clone(), response.status, response.body.to_vec());
+                chunk.insert(answer_key, encode(&stored)?);
+            }
+            None => chunk.remove(answer_key),
+        }
+        in_chunk += 1;
+        if in_chunk >= CHUNK_KEYS_MAX {
+            flush_chunk(&mut chunk, &mut in_chunk)?;
         }
     }
-    batch.insert(META_SEQ, &encode_seq(image.seq));
-    tree.apply_batch(batch).map_err(|e| e.to_string())?;
+    tree.apply_batch(chunk).map_err(|e| e.to_string())?;
+    let mut counters = sled::Batch::default();
+    for sku in &dirty.skus {
+        if let Some(state) = image.skus.get(sku) {
+            counters.insert(key(SKU_PREFIX, sku.as_str().as_bytes()), encode(state)?);
+        }
+    }
+    counters.insert(META_SEQ, &encode_seq(image.seq));
+    tree.apply_batch(counters).map_err(|e| e.to_string())?;
     db.flush().map(drop).map_err(|e| e.to_string())
 }
 
-/// Deletes journal entries up to and including `seq`; they are in the snapshot.
+/// Deletes journal records whose last event is at or before `seq`; they are in the
+/// snapshot. A record straddling `seq` stays; replay skips its covered events.
 fn trim(journal: &sled::Tree, seq: u64) -> Result<usize, String> {
     let mut trimmed = 0;
     loop {
@@ -186,6 +217,7 @@ fn trim(journal: &sled::Tree, seq: u64) -> Result<usize, String> {
         }
         journal.apply_batch(batch).map_err(|e| e.to_string())?;
         trimmed += keys;
+        std::thread::sleep(CHUNK_PAUSE);
     }
 }
 
