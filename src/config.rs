@@ -117,7 +117,7 @@ settings! {
     /// Most events written under one journal flush.
     journal_batch_events_max: usize = 4096, "HOLDFAST_JOURNAL_BATCH_EVENTS_MAX";
     /// Most bytes written under one journal flush.
-    journal_batch_bytes_max: usize = 4 * 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
+    journal_batch_bytes_max: usize = 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
     /// Events waiting for the journal past which new holds get 503.
     journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
     /// Write a snapshot (and trim the journal) after this many journal events ...

@@ -130,7 +130,10 @@ impl Application {
             journal_settings,
             image.seq,
         )?;
+        let sled_dir = settings.data_dir.join("sled");
         let snapshot_settings = SnapshotSettings {
+            fsync_dir: (settings.durability == crate::store::Durability::Fsync)
+                .then(|| sled_dir.clone()),
             every_events: settings.snapshot_every_events,
             every_s: settings.snapshot_every_s,
             hold_retention_ms: settings.hold_retention_s.saturating_mul(1_000),
@@ -168,15 +171,6 @@ impl Application {
             settings.idempotency_keys_max,
             settings.idempotency_ttl_s.saturating_mul(1_000),
         ));
-        let seq = image.seq;
-        restore(image, &reservations, &idempotency).await?;
-        crate::metrics::recovery(recovery_started.elapsed());
-        tracing::info!(
-            seq,
-            elapsed_ms = recovery_started.elapsed().as_millis(),
-            "Recovery done."
-        );
-
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
             auth: http::auth::Auth::new(&settings),
@@ -191,9 +185,12 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let readiness = http::Readiness(Arc::clone(&ready));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(readiness.clone())
+                .wrap(from_fn(http::readiness_gate))
                 .wrap(from_fn(http::record_request))
                 .configure(http::routes)
         })
@@ -206,6 +203,16 @@ impl Application {
         }
         let server = server.run();
         actix_web::rt::spawn(stop_signals.stop_server(server.handle(), Arc::clone(&ready)));
+        tracing::info!(listen = %settings.listen, port, "Listening; recovering before serving the API.");
+        let seq = image.seq;
+        restore(image, &reservations, &idempotency).await?;
+        crate::metrics::recovery(recovery_started.elapsed());
+        tracing::info!(
+            seq,
+            elapsed_ms = recovery_started.elapsed().as_millis(),
+            "Recovery done."
+        );
+
         let tick = Duration::from_millis(settings.expiry_tick_ms);
         actix_web::rt::spawn(expiry::run(reservations, idempotency, tick));
         if settings.is_open() {

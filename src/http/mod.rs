@@ -9,15 +9,15 @@ pub mod health;
 pub mod holds;
 pub mod skus;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, ResponseError};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
@@ -100,6 +100,29 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// Whether the API may be served: false while recovering and once shutdown has begun.
+#[derive(Clone)]
+pub struct Readiness(pub Arc<AtomicBool>);
+
+/// Answers 503 `unavailable` to everything but health and metrics while not ready, so no
+/// request sees state that recovery has not finished rebuilding.
+pub async fn readiness_gate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let ready = request
+        .app_data::<Readiness>()
+        .is_some_and(|ready| ready.0.load(Ordering::Acquire));
+    let always_open = request.path().starts_with("/health/") || request.path() == "/metrics";
+    if ready || always_open {
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
+    let refusal = ApiError::Unavailable("not ready: recovering or shutting down".into());
+    Ok(request
+        .into_response(refusal.error_response())
+        .map_into_right_body())
+}
+
 /// Counts every request by route pattern (a closed set), method and status class.
 pub async fn record_request(
     request: ServiceRequest,
@@ -117,4 +140,32 @@ pub async fn record_request(
     let response = next.call(request).await?;
     crate::metrics::http_request(route, method, response.status().as_u16(), started.elapsed());
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, App};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn the_api_answers_503_until_ready_while_health_stays_open() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let app = test::init_service(
+            App::new()
+                .app_data(Readiness(Arc::clone(&flag)))
+                .wrap(from_fn(readiness_gate))
+                .route("/v1/skus/{sku}", web::get().to(HttpResponse::Ok))
+                .route("/health/live", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        let call = |path: &'static str| {
+            test::call_service(&app, test::TestRequest::get().uri(path).to_request())
+        };
+        assert_eq!(call("/v1/skus/A").await.status(), 503);
+        assert_eq!(call("/health/live").await.status(), 200);
+        flag.store(true, Ordering::Release);
+        assert_eq!(call("/v1/skus/A").await.status(), 200);
+    }
 }

@@ -9,6 +9,10 @@
 //! reservation would count twice), so every changed SKU state is written in one atomic
 //! batch together with the covered sequence number, last.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,6 +45,9 @@ const CHUNK_PAUSE: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Clone)]
 pub struct SnapshotSettings {
+    /// sled's directory, synced before the journal is trimmed when durability is fsync
+    /// (None otherwise).
+    pub fsync_dir: Option<PathBuf>,
     /// Write a snapshot once this many events arrived since the last one.
     pub every_events: u64,
     /// ... or once this much time passed with at least one new event.
@@ -221,6 +228,36 @@ fn trim(journal: &sled::Tree, seq: u64) -> Result<usize, String> {
     }
 }
 
+/// Makes a snapshot survive power loss before the journal under it is deleted: sled's
+/// flush does not reach the drive, and sled 0.34 writes large values (a hot SKU's lines)
+/// to blob files it never syncs. Blob files never change once written, so each is synced
+/// once.
+struct DirSync {
+    dir: PathBuf,
+    synced_blobs: HashSet<OsString>,
+}
+
+impl DirSync {
+    fn sync(&mut self) -> std::io::Result<()> {
+        File::open(self.dir.join("db"))?.sync_data()?;
+        let blobs = self.dir.join("blobs");
+        let mut present = HashSet::new();
+        for entry in std::fs::read_dir(&blobs)? {
+            let name = entry?.file_name();
+            if !self.synced_blobs.contains(&name) {
+                match File::open(blobs.join(&name)).and_then(|f| f.sync_all()) {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    other => other?,
+                }
+            }
+            present.insert(name);
+        }
+        File::open(&blobs)?.sync_all()?;
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
 /// The running compactor; `stop` writes a last snapshot and ends the thread.
 pub struct Compactor {
     stop: Arc<AtomicBool>,
@@ -264,6 +301,10 @@ fn run(
 ) {
     let mut since_snapshot = 0u64;
     let mut last_snapshot = Instant::now();
+    let mut dir_sync = settings.fsync_dir.clone().map(|dir| DirSync {
+        dir,
+        synced_blobs: HashSet::new(),
+    });
     loop {
         let stopping = stop.load(Ordering::Acquire);
         match replay_tail(journal, &mut image, READ_PER_PASS_MAX) {
@@ -279,7 +320,12 @@ fn run(
         if due || stopping {
             let started = Instant::now();
             image.forget_expired(now_ms(), settings.hold_retention_ms, settings.answer_ttl_ms);
-            let written = write(db, snapshots, &mut image).and_then(|()| trim(journal, image.seq));
+            let written = write(db, snapshots, &mut image)
+                .and_then(|()| match dir_sync.as_mut() {
+                    Some(dir_sync) => dir_sync.sync().map_err(|e| e.to_string()),
+                    None => Ok(()),
+                })
+                .and_then(|()| trim(journal, image.seq));
             match written {
                 Ok(trimmed) => {
                     m::snapshot(started.elapsed(), journal.len());

@@ -1,0 +1,33 @@
+# Shared helpers for the bench scripts: start a release holdfast on a free port and a temp
+# data dir, drive it with wrk, parse wrk's figures, take medians.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bin="$root/target/release/holdfast"
+wrk_script="$root/../shared/bench/wrk-hold.lua"
+[ -f "$wrk_script" ] || wrk_script="$root/loadtest/bench/wrk-hold.lua"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_holdfast ARGS... : sets $hf_pid, $hf_url, $hf_dir
+start_holdfast() {
+  hf_dir=$(mktemp -d); local port; port=$(free_port)
+  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$hf_dir/data" "$@" >"$hf_dir/log" 2>&1 &
+  hf_pid=$!; hf_url="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -sf "$hf_url/health/ready" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "holdfast did not become ready: $(tail -3 "$hf_dir/log")" >&2; return 1
+}
+
+stop_holdfast() { kill -TERM "$hf_pid" 2>/dev/null || true; wait "$hf_pid" 2>/dev/null || true; rm -rf "$hf_dir"; }
+
+# wrk_holds SECONDS CONNS -> prints "rps p99_ms"
+wrk_holds() {
+  curl -sf -X PUT "$hf_url/v1/skus/HOT" -d '{"on_hand": 1000000000000}' >/dev/null
+  wrk -t2 -c"$2" -d"$1s" --latency -s "$wrk_script" "$hf_url" -- bench-key HOT | awk '
+    /Requests\/sec/ { rps = $2 }
+    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
+                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+    END { printf "%.0f %.2f\n", rps, ms }'
+}
+
+# median of the numbers on stdin
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
