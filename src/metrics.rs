@@ -147,6 +147,16 @@ fn describe() {
         Unit::Seconds,
         "Time to write and flush one journal batch."
     );
+    describe_histogram!(
+        SNAPSHOT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to write one snapshot and trim the journal."
+    );
+    describe_gauge!(
+        JOURNAL_ENTRIES,
+        Unit::Count,
+        "Journal records left after the last trim."
+    );
     describe_gauge!(
         RECOVERY_DURATION_SECONDS,
         Unit::Seconds,

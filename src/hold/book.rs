@@ -127,16 +127,43 @@ impl HoldBook {
         hold: HoldRecord,
         idempotency: IdempotencyRecord,
     ) -> Result<(), BookError> {
+        self.reserve_slot()?;
         let mut shard = self.shard(&hold.id).lock();
-        if self.len() >= self.holds_max {
-            if !shard.forget_oldest_ended() {
-                return Err(BookError::Full(self.len()));
-            }
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
         self.index(&mut shard, hold.clone());
         self.journal.append(Event::HoldPlaced { hold, idempotency });
         Ok(())
+    }
+
+    /// Counts a new hold in, strictly within `holds_max`: when the book is full the oldest
+    /// ended hold anywhere is forgotten to make room, or the insert is refused.
+    fn reserve_slot(&self) -> Result<(), BookError> {
+        if self.count.fetch_add(1, Ordering::AcqRel) < self.holds_max || self.forget_oldest_ended()
+        {
+            return Ok(());
+        }
+        let count = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+        Err(BookError::Full(count))
+    }
+
+    /// Forgets the ended hold whose retention runs out first, across all shards, locking
+    /// one shard at a time. Returns whether one was forgotten.
+    fn forget_oldest_ended(&self) -> bool {
+        let oldest = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(index, shard)| {
+                shard.lock().ended.first().map(|&(until, _)| (until, index))
+            })
+            .min();
+        let Some((_, index)) = oldest else {
+            return false;
+        };
+        let forgotten = self.shards[index].lock().forget_oldest_ended();
+        if forgotten {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+        forgotten
     }
 
     /// Puts a hold back as the journal recorded it (recovery), without journaling again.
@@ -147,7 +174,8 @@ impl HoldBook {
             shard
                 .ended
                 .remove(&(old.updated_at_ms + self.retention_ms, old.id));
-            self.count.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.count.fetch_add(1, Ordering::AcqRel);
         }
         self.index(&mut shard, hold);
     }
@@ -161,7 +189,6 @@ impl HoldBook {
                 .insert((hold.updated_at_ms + self.retention_ms, hold.id));
         }
         shard.holds.insert(hold.id, hold);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn get(&self, id: &HoldId) -> Option<HoldRecord> {
@@ -270,7 +297,84 @@ impl HoldBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Channel, CustomerId};
     use HoldStatus as S;
+
+    fn hold(status: HoldStatus) -> HoldRecord {
+        HoldRecord {
+            id: HoldId::new(),
+            lines: Vec::new(),
+            channel: Channel::default_channel(),
+            customer_id: CustomerId::parse("c").unwrap(),
+            status,
+            created_at_ms: 0,
+            expires_at_ms: 1_000,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn book(holds_max: usize) -> HoldBook {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("journal").unwrap();
+        let settings = crate::store::JournalSettings {
+            durability: crate::store::Durability::None,
+            batch_events_max: 16,
+            batch_bytes_max: 1 << 16,
+            backlog_max: 1 << 16,
+            data_file: std::path::PathBuf::new(),
+        };
+        let (journal, _writer) = Journal::start(db, tree, settings, 0).unwrap();
+        HoldBook::new(journal, holds_max, 60_000)
+    }
+
+    fn key() -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope_key: "k".into(),
+            fingerprint: [0; 32],
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn restored_holds_count_against_the_bound() {
+        let book = book(2);
+        let held = hold(S::Held);
+        book.restore(held.clone());
+        book.restore(held);
+        book.restore(hold(S::Confirmed));
+        assert_eq!(book.len(), 2, "a hold restored twice counts once");
+        assert_eq!(book.insert(hold(S::Held), key()), Err(BookError::Full(2)));
+        let released = hold(S::Released);
+        book.restore(released.clone());
+        assert_eq!(
+            book.len(),
+            3,
+            "recovery restores past the bound rather than lose holds"
+        );
+        assert_eq!(
+            book.insert(hold(S::Held), key()),
+            Ok(()),
+            "the ended hold makes room"
+        );
+        assert!(book.get(&released.id).is_none());
+        assert_eq!(book.len(), 3);
+    }
+
+    #[test]
+    fn a_full_book_forgets_the_oldest_ended_hold_in_any_shard() {
+        let book = book(3);
+        let ended: Vec<HoldRecord> = (0..2).map(|_| hold(S::Expired)).collect();
+        for hold in &ended {
+            book.restore(hold.clone());
+        }
+        book.restore(hold(S::Held));
+        for _ in 0..2 {
+            assert_eq!(book.insert(hold(S::Held), key()), Ok(()));
+        }
+        assert_eq!(book.len(), 3);
+        assert!(ended.iter().all(|h| book.get(&h.id).is_none()));
+        assert_eq!(book.insert(hold(S::Held), key()), Err(BookError::Full(3)));
+    }
 
     #[test]
     fn an_overdue_held_hold_expires_whatever_is_asked() {
