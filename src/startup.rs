@@ -18,7 +18,6 @@ use crate::hold::idempotency::IdempotencyStore;
 use crate::hold::{expiry, HoldBook, Reservations};
 use crate::http::{self, AppState};
 use crate::sku::messages::SettleLine;
-use crate::sku::state::LineTarget;
 use crate::sku::SkuDirectory;
 use crate::store::image::Image;
 use crate::store::recovery;
@@ -297,7 +296,6 @@ async fn restore(
     reservations: &Reservations,
     idempotency: &IdempotencyStore,
 ) -> Result<(), StartupError> {
-    let orphans = replayed.orphan_lines();
     for (record, answer) in replayed.answers.values() {
         if let Some(response) = replayed.response(answer) {
             idempotency.restore(record, response);
@@ -308,19 +306,6 @@ async fn restore(
             .directory
             .install(&sku, state)
             .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
-    }
-    for (sku, hold_id) in orphans {
-        if let Some(entry) = reservations.directory.get(&sku) {
-            let settle = SettleLine {
-                hold_id,
-                target: LineTarget::Released,
-            };
-            entry
-                .addr
-                .send(settle)
-                .await
-                .map_err(|e| StartupError::Other(e.to_string()))?;
-        }
     }
     for hold in replayed.holds.into_values() {
         let target = crate::hold::book::line_target(hold.status);

@@ -31,3 +31,26 @@ wrk_holds() {
 
 # median of the numbers on stdin
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# wrk_holds_zipf SECONDS CONNS SKUS -> "rps p99_ms" over SKUS SKUs with Zipf(1.1) popularity
+wrk_holds_zipf() {
+  for i in $(seq 0 $(($3 - 1))); do echo "Z-$i"; done |
+    xargs -P 16 -I{} curl -sf -X PUT "$hf_url/v1/skus/{}" -d '{"on_hand": 1000000000000}' -o /dev/null
+  wrk -t2 -c"$2" -d"$1s" --latency -s "$root/loadtest/bench/wrk-hold-zipf.lua" "$hf_url" -- bench-key "$3" 1.1 | awk '
+    /Requests\/sec/ { rps = $2 }
+    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
+                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+    END { printf "%.0f %.2f\n", rps, ms }'
+}
+
+# redis_reserve FSYNC -> "rps p99_ms" from ../shared/bench/redis-baseline.sh
+redis_reserve() {
+  "$root/../shared/bench/redis-baseline.sh" "$1" "${REDIS_REQUESTS:-300000}" |
+    awk -F'","' '/EVALSHA/ { gsub(/"/, "", $2); gsub(/"/, "", $7); printf "%.0f %.2f\n", $2, $7 }'
+}
+
+# medians "rps p99" lines on stdin -> "rps p99"
+medians() {
+  local lines; lines=$(cat)
+  printf "%s %s\n" "$(awk '{print $1}' <<<"$lines" | median)" "$(awk '{print $2}' <<<"$lines" | median)"
+}

@@ -1,7 +1,7 @@
 //! The SKU actor owns one SKU's [`SkuState`]: its counters and its open hold lines. All
 //! changes to that SKU arrive as messages in its mailbox and run one at a time, so stock
-//! needs no lock. Each change is applied, then appended to the journal in that same order;
-//! the actor never waits for I/O.
+//! needs no lock. Each change is applied, then appended to the journal in that same order
+//! (reservations excepted, see `SkuChange::LineReserved`); the actor never waits for I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,11 +51,15 @@ impl SkuActor {
         }
     }
 
-    fn record(&mut self, change: SkuChange) {
-        self.state.apply(&change);
+    fn apply(&mut self, change: &SkuChange) {
+        self.state.apply(change);
         self.gauge
             .available
             .store(self.state.available(), Ordering::Relaxed);
+    }
+
+    fn record(&mut self, change: SkuChange) {
+        self.apply(&change);
         self.journal.append(Event::Sku {
             sku: self.sku.clone(),
             change,
@@ -82,7 +86,9 @@ impl Handler<Reserve> for SkuActor {
             &msg.channel,
             self.lines_max,
         )?;
-        self.record(change);
+        // Not journaled here: the hold's `HoldPlaced` event carries its lines (see
+        // `SkuChange::LineReserved`), and a cart refused later leaves no trace to undo.
+        self.apply(&change);
         Ok(())
     }
 }

@@ -15,7 +15,11 @@ pub enum SkuChange {
     StockSet { on_hand: u64, safety_stock: u64 },
     /// `on_hand` moved by `delta` for `reason`.
     StockAdjusted { delta: i64, reason: AdjustReason },
-    /// Units taken into an unpaid hold.
+    /// Units taken into an unpaid hold. The actor does not journal this on its own: the
+    /// hold's `HoldPlaced` event carries its lines and replay applies them there. That is
+    /// safe because a reservation only moves `held` and the line, which commutes with every
+    /// other change to the SKU except its own hold's later line changes, and those the hold
+    /// book journals after `HoldPlaced`. One event per hold instead of one per line and hold.
     LineReserved {
         hold_id: HoldId,
         quantity: Quantity,

@@ -12,7 +12,8 @@ use crate::sku::SkuChange;
 pub enum Event {
     /// A change to one SKU, in the order its actor applied it.
     Sku { sku: SkuId, change: SkuChange },
-    /// A hold was placed: every line was reserved before this was written.
+    /// A hold was placed: every line was reserved before this was written, and replay
+    /// reserves the lines here (the SKU actors do not journal reservations).
     HoldPlaced {
         hold: HoldRecord,
         idempotency: IdempotencyRecord,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
-use crate::sku::SkuState;
+use crate::sku::{SkuChange, SkuState};
 use crate::store::Event;
 
 /// What an idempotency key answers.
@@ -61,6 +61,18 @@ impl Image {
                 self.dirty.skus.insert(sku);
             }
             Event::HoldPlaced { hold, idempotency } => {
+                for line in &hold.lines {
+                    let reserved = SkuChange::LineReserved {
+                        hold_id: hold.id,
+                        quantity: line.quantity,
+                        channel: hold.channel.clone(),
+                    };
+                    self.skus
+                        .entry(line.sku.clone())
+                        .or_default()
+                        .apply(&reserved);
+                    self.dirty.skus.insert(line.sku.clone());
+                }
                 self.remember(idempotency, Answer::Placed(hold.id));
                 self.dirty.holds.insert(hold.id);
                 self.holds.insert(hold.id, hold);
@@ -132,19 +144,5 @@ impl Image {
                 body: Arc::from(hold.as_placed().to_json()),
             }),
         }
-    }
-
-    /// Lines on SKUs whose hold never made it into the journal: a cart the crash cut off
-    /// before it was acknowledged. Their units must go back.
-    pub fn orphan_lines(&self) -> Vec<(SkuId, HoldId)> {
-        let mut orphans = Vec::new();
-        for (sku, state) in &self.skus {
-            for hold_id in state.lines.keys() {
-                if !self.holds.contains_key(hold_id) {
-                    orphans.push((sku.clone(), *hold_id));
-                }
-            }
-        }
-        orphans
     }
 }

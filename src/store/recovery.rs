@@ -1,6 +1,6 @@
 //! Rebuilding state at start: load the latest snapshot, then apply the journal after it.
-//! What replay cannot settle by itself (a cart cut off by a crash, a status change whose
-//! line changes were not all written) is settled afterwards through the live path, so the
+//! What replay cannot settle by itself (a status change whose line changes were not all
+//! written before a crash) is settled afterwards through the live path, so the
 //! fixes are journaled too (see `startup::restore`).
 
 use super::image::Image;

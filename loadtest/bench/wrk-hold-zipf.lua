@@ -1,0 +1,23 @@
+-- wrk script: each request a new 1-unit hold on one of N SKUs ("Z-0".."Z-<N-1>") picked with
+-- Zipf skew (exponent s), a unique Idempotency-Key per request.
+-- wrk ... -s wrk-hold-zipf.lua URL -- <key> <N> <s>
+local counter, tid = 0, 0
+function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+function init(args)
+  key = args[1]; n = tonumber(args[2] or "1000"); s = tonumber(args[3] or "1.1")
+  math.randomseed(os.time() + (tid or 0))
+  cdf, total = {}, 0
+  for i = 1, n do total = total + 1 / (i ^ s); cdf[i] = total end
+  for i = 1, n do cdf[i] = cdf[i] / total end
+end
+local function pick()
+  local u, lo, hi = math.random(), 1, n
+  while lo < hi do local mid = math.floor((lo + hi) / 2); if cdf[mid] < u then lo = mid + 1 else hi = mid end end
+  return lo - 1
+end
+function request()
+  counter = counter + 1
+  local body = '{"lines":[{"sku":"Z-' .. pick() .. '","quantity":1}],"customer_id":"c' .. counter .. '"}'
+  return wrk.format("POST", "/v1/holds", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. key, ["Idempotency-Key"] = "z" .. tid .. "-" .. counter}, body)
+end

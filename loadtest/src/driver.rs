@@ -1,0 +1,288 @@
+//! Virtual customers. Closed loop: `concurrency` customers at a time until `customers`
+//! have been served or `duration_s` has passed. Open loop: customers arrive at
+//! `arrival_rate_per_s` whatever the server does, and latency counts from each intended
+//! arrival, so a slow server is not hidden by a client that waits (coordinated omission).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::client::{ActionReply, Client, HoldReply};
+use crate::stats::{Latencies, Op, Outcomes};
+use crate::Scenario;
+
+/// What the run acknowledged, for the audit.
+#[derive(Default)]
+pub struct Ledger {
+    /// Units per SKU in confirms the server acknowledged.
+    pub confirmed_units: Mutex<HashMap<String, u64>>,
+    /// Units per SKU in confirms that got no answer (may or may not have happened).
+    pub uncertain_units: Mutex<HashMap<String, u64>>,
+    pub abandoned: Mutex<Vec<String>>,
+    pub released: Mutex<Vec<String>>,
+}
+
+pub struct Outcome {
+    pub outcomes: Outcomes,
+    pub latencies: Latencies,
+    pub ledger: Ledger,
+    /// Length of the load phase.
+    pub elapsed: Duration,
+    /// When the load phase ended (abandoned holds expire within a TTL of it).
+    pub ended: Instant,
+}
+
+struct Shop<'a> {
+    client: &'a Client,
+    scenario: &'a Scenario,
+    skus: &'a [String],
+    zipf: Option<Zipf<f64>>,
+    outcome: Outcome,
+    seed: u64,
+}
+
+pub async fn drive(
+    client: &Client,
+    scenario: &Scenario,
+    skus: &[String],
+    progress: bool,
+) -> Outcome {
+    let zipf = (scenario.zipf_s > 0.0)
+        .then(|| Zipf::new(skus.len() as f64, scenario.zipf_s).ok())
+        .flatten();
+    let shop = Shop {
+        client,
+        scenario,
+        skus,
+        zipf,
+        outcome: Outcome {
+            outcomes: Outcomes::default(),
+            latencies: Latencies::default(),
+            ledger: Ledger::default(),
+            elapsed: Duration::ZERO,
+            ended: Instant::now(),
+        },
+        seed: rand::random(),
+    };
+    let started = Instant::now();
+    let done = AtomicBool::new(false);
+    let bar = progress.then(|| progress_bar(scenario));
+    let load = async {
+        if scenario.arrival_rate_per_s == 0 {
+            closed_loop(&shop, started).await;
+        } else {
+            open_loop(&shop, started).await;
+        }
+        done.store(true, Ordering::Release);
+    };
+    let ticker = async {
+        while !done.load(Ordering::Acquire) {
+            if let Some(bar) = &bar {
+                let o = &shop.outcome.outcomes;
+                bar.set_position(started.elapsed().as_secs().min(scenario.duration_s));
+                bar.set_message(format!(
+                    "held {} sold out {} 429 {} errors {}",
+                    o.held.load(Ordering::Relaxed),
+                    o.sold_out.load(Ordering::Relaxed),
+                    o.queue_full.load(Ordering::Relaxed),
+                    o.errors.load(Ordering::Relaxed)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::join!(load, ticker);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut outcome = shop.outcome;
+    outcome.elapsed = started.elapsed();
+    outcome.ended = Instant::now();
+    outcome
+}
+
+fn progress_bar(scenario: &Scenario) -> ProgressBar {
+    let bar = ProgressBar::new(scenario.duration_s);
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+async fn closed_loop(shop: &Shop<'_>, started: Instant) {
+    let next = AtomicU64::new(0);
+    let deadline = started + Duration::from_secs(shop.scenario.duration_s);
+    let workers = (0..shop.scenario.concurrency).map(|_| async {
+        loop {
+            let id = next.fetch_add(1, Ordering::Relaxed);
+            if id >= shop.scenario.customers || Instant::now() >= deadline {
+                return;
+            }
+            shop.customer(id, Instant::now()).await;
+        }
+    });
+    futures_util::future::join_all(workers).await;
+}
+
+async fn open_loop(shop: &Shop<'_>, started: Instant) {
+    let deadline = started + Duration::from_secs(shop.scenario.duration_s);
+    let gap = Duration::from_secs_f64(1.0 / shop.scenario.arrival_rate_per_s as f64);
+    // Bounds the client's own memory; arrivals past it count as client errors.
+    let in_flight = Arc::new(Semaphore::new(
+        usize::try_from(shop.scenario.concurrency).unwrap_or(256) * 16,
+    ));
+    let mut tasks = futures_util::stream::FuturesUnordered::new();
+    let mut id = 0u64;
+    use futures_util::StreamExt;
+    while id < shop.scenario.customers {
+        let intended = started + gap.mul_f64(id as f64);
+        if intended >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(intended.into()) => {
+                match Arc::clone(&in_flight).try_acquire_owned() {
+                    Ok(permit) => tasks.push(async move {
+                        shop.customer(id, intended).await;
+                        drop(permit);
+                    }),
+                    Err(_) => Outcomes::add(&shop.outcome.outcomes.errors),
+                }
+                id += 1;
+            }
+            Some(()) = tasks.next(), if !tasks.is_empty() => {}
+        }
+    }
+    while tasks.next().await.is_some() {}
+}
+
+impl Shop<'_> {
+    fn pick_sku(&self, rng: &mut StdRng) -> usize {
+        let n = self.skus.len();
+        match &self.zipf {
+            Some(zipf) => (zipf.sample(rng) as usize).clamp(1, n) - 1,
+            None => rng.random_range(0..n),
+        }
+    }
+
+    fn cart(&self, rng: &mut StdRng) -> Vec<(usize, u64)> {
+        let lines = rng.random_range(1..=self.scenario.cart_lines_max) as usize;
+        let mut cart: Vec<(usize, u64)> = Vec::with_capacity(lines);
+        for _ in 0..lines * 8 {
+            if cart.len() == lines {
+                break;
+            }
+            let sku = self.pick_sku(rng);
+            if cart.iter().all(|(seen, _)| *seen != sku) {
+                cart.push((sku, rng.random_range(1..=2)));
+            }
+        }
+        cart
+    }
+
+    async fn customer(&self, id: u64, intended: Instant) {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let stats = &self.outcome;
+        let cart = self.cart(&mut rng);
+        if rng.random::<f64>() < self.scenario.read_ratio {
+            let names: Vec<&str> = cart.iter().map(|(i, _)| self.skus[*i].as_str()).collect();
+            let started = Instant::now();
+            match self.client.availability(&names).await {
+                Ok(()) => stats.latencies.record(Op::Availability, started.elapsed()),
+                Err(_) => Outcomes::add(&stats.outcomes.errors),
+            }
+        }
+        let lines: Vec<_> = cart
+            .iter()
+            .map(|(i, q)| json!({"sku": self.skus[*i], "quantity": q}))
+            .collect();
+        let body = json!({
+            "lines": lines,
+            "customer_id": format!("{}-c{id}", self.scenario.run_id),
+            "ttl_seconds": self.scenario.hold_ttl_s,
+        });
+        let key = format!("{}-{id}", self.scenario.run_id);
+        let mut ticket: Option<String> = None;
+        let mut sent = intended;
+        for attempt in 0..=self.scenario.retries_max {
+            let reply = self.client.hold(&key, &body, ticket.as_deref()).await;
+            stats.latencies.record(Op::Hold, sent.elapsed());
+            match reply {
+                HoldReply::Held(hold_id) => {
+                    Outcomes::add(&stats.outcomes.held);
+                    self.after_hold(&mut rng, &hold_id, &cart).await;
+                    return;
+                }
+                HoldReply::SoldOut => return Outcomes::add(&stats.outcomes.sold_out),
+                HoldReply::Failed(_) => return Outcomes::add(&stats.outcomes.errors),
+                HoldReply::QueueFull {
+                    retry_after,
+                    ticket: next,
+                } => {
+                    if attempt == self.scenario.retries_max {
+                        return Outcomes::add(&stats.outcomes.queue_full);
+                    }
+                    ticket = next.or(ticket);
+                    tokio::time::sleep(retry_after.min(Duration::from_secs(5))).await;
+                    sent = Instant::now();
+                }
+            }
+        }
+    }
+
+    async fn after_hold(&self, rng: &mut StdRng, hold_id: &str, cart: &[(usize, u64)]) {
+        let stats = &self.outcome;
+        let ledger = &stats.ledger;
+        let choice = rng.random::<f64>();
+        if choice < self.scenario.pay_ratio {
+            let started = Instant::now();
+            let reply = self.client.act(hold_id, "confirm").await;
+            stats.latencies.record(Op::Confirm, started.elapsed());
+            let book = match reply {
+                ActionReply::Done => {
+                    Outcomes::add(&stats.outcomes.confirmed);
+                    &ledger.confirmed_units
+                }
+                ActionReply::Unknown => {
+                    Outcomes::add(&stats.outcomes.errors);
+                    &ledger.uncertain_units
+                }
+                ActionReply::Refused(_) => return Outcomes::add(&stats.outcomes.errors),
+            };
+            let mut units = book.lock().unwrap_or_else(|e| e.into_inner());
+            for (sku, quantity) in cart {
+                *units.entry(self.skus[*sku].clone()).or_default() += quantity;
+            }
+        } else if choice < self.scenario.pay_ratio + self.scenario.cancel_ratio {
+            let started = Instant::now();
+            let reply = self.client.act(hold_id, "release").await;
+            stats.latencies.record(Op::Release, started.elapsed());
+            match reply {
+                ActionReply::Done => {
+                    Outcomes::add(&stats.outcomes.released);
+                    ledger
+                        .released
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(hold_id.to_owned());
+                }
+                _ => Outcomes::add(&stats.outcomes.errors),
+            }
+        } else {
+            Outcomes::add(&stats.outcomes.abandoned);
+            ledger
+                .abandoned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(hold_id.to_owned());
+        }
+    }
+}
