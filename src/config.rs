@@ -124,6 +124,16 @@ settings! {
     snapshot_every_events: u64 = 20_000, "HOLDFAST_SNAPSHOT_EVERY_EVENTS";
     /// ... or after this many seconds with any new event, in seconds.
     snapshot_every_s: u64 = 60, "HOLDFAST_SNAPSHOT_EVERY_S";
+    /// Hold requests served at once; more wait in the admission queue.
+    admission_in_flight_max: usize = 256, "HOLDFAST_ADMISSION_IN_FLIGHT_MAX";
+    /// Hold requests that may wait for admission; past it 429 at once.
+    admission_queue_max: usize = 10_000, "HOLDFAST_ADMISSION_QUEUE_MAX";
+    /// Longest wait for admission before 429 with a ticket, in milliseconds.
+    admission_wait_max_ms: u64 = 2_000, "HOLDFAST_ADMISSION_WAIT_MAX_MS";
+    /// Admissions per second (token bucket); 0 for no rate limit.
+    admission_rate_per_s: u64 = 0, "HOLDFAST_ADMISSION_RATE_PER_S";
+    /// How long a queue ticket keeps its place, in seconds.
+    admission_ticket_ttl_s: u64 = 600, "HOLDFAST_ADMISSION_TICKET_TTL_S";
     /// HTTP worker threads (0: one per core).
     http_workers: usize = 0, "HOLDFAST_HTTP_WORKERS";
     /// Most open HTTP connections per worker.
@@ -186,6 +196,15 @@ impl Settings {
             .unwrap_or_else(|_| unreachable!("no channel keys to parse"))
     }
 
+    pub fn admission_limits(&self) -> crate::admission::AdmissionLimits {
+        crate::admission::AdmissionLimits {
+            in_flight_max: self.admission_in_flight_max,
+            queue_max: self.admission_queue_max,
+            wait_max_ms: self.admission_wait_max_ms,
+            rate_per_s: self.admission_rate_per_s,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.admin_key.is_none() && self.channel_keys.is_empty()
     }
@@ -232,6 +251,9 @@ impl Settings {
                 "must not exceed hold_retention_s: a placed hold's key answers with the hold",
             ));
         }
+        self.admission_limits()
+            .validate()
+            .map_err(|reason| invalid("admission", reason))?;
         if self.snapshot_every_events == 0 {
             return Err(invalid("snapshot_every_events", "must be at least 1"));
         }

@@ -12,6 +12,7 @@
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`clock`]: wall-clock milliseconds and RFC 3339 formatting.
 
+pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -24,6 +24,10 @@ pub const SNAPSHOT_DURATION_SECONDS: &str = "holdfast_snapshot_duration_seconds"
 pub const JOURNAL_ENTRIES: &str = "holdfast_journal_entries";
 pub const RECOVERY_DURATION_SECONDS: &str = "holdfast_recovery_duration_seconds";
 pub const BUILD_INFO: &str = "holdfast_build_info";
+pub const ADMISSION_DECISIONS_TOTAL: &str = "holdfast_admission_decisions_total";
+pub const ADMISSION_WAIT_SECONDS: &str = "holdfast_admission_wait_seconds";
+pub const ADMISSION_QUEUE_LENGTH: &str = "holdfast_admission_queue_length";
+pub const ADMISSION_IN_FLIGHT: &str = "holdfast_admission_in_flight";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
 /// milliseconds, a stalled request is seconds.
@@ -162,6 +166,26 @@ fn describe() {
         Unit::Seconds,
         "Time the last start-up spent recovering state."
     );
+    describe_counter!(
+        ADMISSION_DECISIONS_TOTAL,
+        Unit::Count,
+        "Hold requests by admission decision."
+    );
+    describe_histogram!(
+        ADMISSION_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time an admitted hold request waited in the admission queue."
+    );
+    describe_gauge!(
+        ADMISSION_QUEUE_LENGTH,
+        Unit::Count,
+        "Hold requests waiting for admission."
+    );
+    describe_gauge!(
+        ADMISSION_IN_FLIGHT,
+        Unit::Count,
+        "Hold requests admitted and running."
+    );
     describe_gauge!(
         BUILD_INFO,
         Unit::Count,
@@ -209,4 +233,32 @@ pub fn snapshot(elapsed: Duration, journal_entries: usize) {
 /// Counts fit f64 exactly up to 2^53; ours are far below.
 fn count_f64(count: usize) -> f64 {
     u32::try_from(count).map_or(f64::from(u32::MAX), f64::from)
+}
+
+/// What the admission queue did with a hold request.
+#[derive(Debug, Clone, Copy)]
+pub enum AdmissionDecision {
+    Admitted,
+    AdmittedAfterWait,
+    QueueFull,
+    SoldOut,
+}
+
+pub fn admission_decision(decision: AdmissionDecision) {
+    let label = match decision {
+        AdmissionDecision::Admitted => "admitted",
+        AdmissionDecision::AdmittedAfterWait => "admitted_after_wait",
+        AdmissionDecision::QueueFull => "queue_full",
+        AdmissionDecision::SoldOut => "sold_out",
+    };
+    counter!(ADMISSION_DECISIONS_TOTAL, "decision" => label).increment(1);
+}
+
+pub fn admission_wait(elapsed: Duration) {
+    histogram!(ADMISSION_WAIT_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn admission_gauges(queued: usize, in_flight: usize) {
+    gauge!(ADMISSION_QUEUE_LENGTH).set(count_f64(queued));
+    gauge!(ADMISSION_IN_FLIGHT).set(count_f64(in_flight));
 }

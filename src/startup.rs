@@ -13,6 +13,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::admission::Admission;
 use crate::config::Settings;
 use crate::hold::idempotency::IdempotencyStore;
 use crate::hold::{expiry, HoldBook, Reservations};
@@ -29,6 +30,17 @@ pub const DATA_FORMAT_VERSION: u8 = 1;
 const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";
+/// How often the admission queue refills rate tokens and answers sold-out waiters.
+const ADMISSION_TICK: Duration = Duration::from_millis(5);
+
+/// Queue tickets are signed with a key made fresh at each start: after a restart old
+/// tickets count as new arrivals, which loses a place, never a request.
+fn random_secret() -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -170,6 +182,12 @@ impl Application {
             settings.idempotency_keys_max,
             settings.idempotency_ttl_s.saturating_mul(1_000),
         ));
+        let admission = Admission::new(
+            settings.admission_limits(),
+            random_secret()?,
+            settings.admission_ticket_ttl_s.saturating_mul(1_000),
+        );
+        actix_web::rt::spawn(Arc::clone(&admission).run_ticks(ADMISSION_TICK));
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
             auth: http::auth::Auth::new(&settings),
@@ -177,6 +195,7 @@ impl Application {
             directory,
             reservations: Arc::clone(&reservations),
             idempotency: Arc::clone(&idempotency),
+            admission,
             journal,
             ready: Arc::clone(&ready),
             metrics,

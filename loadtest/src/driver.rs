@@ -214,7 +214,11 @@ impl Shop<'_> {
         let mut sent = intended;
         for attempt in 0..=self.scenario.retries_max {
             let reply = self.client.hold(&key, &body, ticket.as_deref()).await;
-            stats.latencies.record(Op::Hold, sent.elapsed());
+            let op = match reply {
+                HoldReply::QueueFull { .. } => Op::HoldQueueFull,
+                _ => Op::Hold,
+            };
+            stats.latencies.record(op, sent.elapsed());
             match reply {
                 HoldReply::Held(hold_id) => {
                     Outcomes::add(&stats.outcomes.held);

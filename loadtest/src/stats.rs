@@ -12,17 +12,26 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
     Hold,
+    /// A hold attempt answered 429 by the admission queue.
+    HoldQueueFull,
     Confirm,
     Release,
     Availability,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Hold, Op::Confirm, Op::Release, Op::Availability];
+    pub const ALL: [Op; 5] = [
+        Op::Hold,
+        Op::HoldQueueFull,
+        Op::Confirm,
+        Op::Release,
+        Op::Availability,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Op::Hold => "hold",
+            Op::HoldQueueFull => "hold_queue_full",
             Op::Confirm => "confirm",
             Op::Release => "release",
             Op::Availability => "availability",

@@ -40,6 +40,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Unavailable(String),
+    #[error("checkout is busy: you are number {position} in the queue; retry in {retry_after_s} s with your Queue-Ticket")]
+    QueueFull {
+        ticket: String,
+        position: u32,
+        retry_after_s: u64,
+    },
 }
 
 impl ApiError {
@@ -69,6 +75,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::QueueFull { .. } => ("queue-full", "Checkout queue is full"),
         }
     }
 
@@ -89,6 +96,15 @@ impl ApiError {
                 body.insert("sku".into(), json!(sku));
                 body.insert("available".into(), json!(available));
                 body.insert("requested".into(), json!(requested));
+            }
+            Self::QueueFull {
+                ticket,
+                position,
+                retry_after_s,
+            } => {
+                body.insert("ticket".into(), json!(ticket));
+                body.insert("position".into(), json!(position));
+                body.insert("retry_after_s".into(), json!(retry_after_s));
             }
             Self::NotFound { sku: Some(sku), .. } => {
                 body.insert("sku".into(), json!(sku));
@@ -118,6 +134,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -127,8 +144,14 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::QueueFull { retry_after_s, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
+            }
+            _ => {}
         }
         response.body(self.problem().to_string())
     }

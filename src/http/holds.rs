@@ -13,6 +13,7 @@ use super::auth::Principal;
 use super::body::{parse_json, read_limited};
 use super::error::PROBLEM_JSON;
 use super::{ApiError, AppState};
+use crate::admission::{CartLine, Permit, Refusal};
 use crate::clock::now_ms;
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId};
 use crate::hold::idempotency::{
@@ -23,6 +24,7 @@ use crate::metrics::{self as m, HoldOutcome};
 use crate::store::Event;
 
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const QUEUE_TICKET: &str = "Queue-Ticket";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +145,7 @@ pub async fn place_hold(
     if let Err(err) = &answer {
         let outcome = match err {
             ApiError::Unavailable(_) => HoldOutcome::Error,
+            ApiError::QueueFull { .. } => HoldOutcome::QueueFull,
             _ => HoldOutcome::Rejected,
         };
         m::hold_outcome(outcome, started.elapsed());
@@ -189,14 +192,41 @@ async fn place_hold_inner(
                     fingerprint: print,
                     at_ms: now_ms(),
                 };
+                let state = state.clone().into_inner();
+                let permit = match admit(request, &state, &hold).await {
+                    Ok(permit) => permit,
+                    Err(Refusal::SoldOut {
+                        sku,
+                        available,
+                        requested,
+                    }) => {
+                        let refusal = HoldError::SoldOut {
+                            sku,
+                            available,
+                            requested,
+                        };
+                        return refuse(&state, refusal, record, ticket, started).await;
+                    }
+                    Err(Refusal::QueueFull {
+                        ticket: queue_ticket,
+                        position,
+                        retry_after_s,
+                    }) => {
+                        // Not remembered under the key: the retry is meant to run.
+                        drop(ticket);
+                        return Err(ApiError::QueueFull {
+                            ticket: queue_ticket,
+                            position,
+                            retry_after_s,
+                        });
+                    }
+                };
                 // Runs detached so a client hanging up cannot stop a cart half-way.
-                let run = actix_web::rt::spawn(run_place(
-                    state.clone().into_inner(),
-                    hold,
-                    record,
-                    ticket,
-                    started,
-                ));
+                let run = actix_web::rt::spawn(async move {
+                    let answer = run_place(Arc::clone(&state), hold, record, ticket, started).await;
+                    drop(permit);
+                    answer
+                });
                 return run.await.map_err(|err| {
                     ApiError::Unavailable(format!("hold placement failed: {err}"))
                 })?;
@@ -224,28 +254,64 @@ async fn run_place(
             tracing::debug!(hold_id = %placed.id, "Hold placed.");
             Ok(stored_answer(&stored, false))
         }
-        Err(err @ HoldError::SoldOut { .. }) => {
-            let refusal = ApiError::from(err);
-            let stored = StoredResponse {
-                status: StatusCode::CONFLICT.as_u16(),
-                body: Arc::from(refusal.problem().to_string().into_bytes()),
-            };
-            state.journal.append(Event::Refused {
-                idempotency: record.clone(),
-                status: stored.status,
-                body: stored.body.to_vec(),
-            });
-            state
-                .journal
-                .barrier()
-                .await
-                .map_err(|err| ApiError::Unavailable(err.to_string()))?;
-            ticket.complete(print, stored.clone(), record.at_ms);
-            m::hold_outcome(HoldOutcome::SoldOut, started.elapsed());
-            Ok(stored_answer(&stored, false))
-        }
+        Err(err @ HoldError::SoldOut { .. }) => refuse(&state, err, record, ticket, started).await,
         Err(err) => Err(err.into()),
     }
+}
+
+/// A place in the admission queue for this cart (stock-aware: a sold-out line is
+/// refused without queueing).
+async fn admit(
+    request: &HttpRequest,
+    state: &AppState,
+    hold: &PlaceHold,
+) -> Result<Permit, Refusal> {
+    let cart = hold
+        .lines
+        .iter()
+        .filter_map(|line| {
+            let entry = state.directory.get(&line.sku)?;
+            Some(CartLine {
+                sku: line.sku.clone(),
+                quantity: line.quantity.units(),
+                gauge: entry.gauge,
+            })
+        })
+        .collect();
+    let presented = request
+        .headers()
+        .get(QUEUE_TICKET)
+        .and_then(|value| value.to_str().ok());
+    state.admission.admit(presented, cart).await
+}
+
+/// Answers a sold-out refusal that ran, remembering it under the idempotency key (durably)
+/// so a retry gets the same answer.
+async fn refuse(
+    state: &AppState,
+    refusal: HoldError,
+    record: IdempotencyRecord,
+    ticket: RunTicket,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let refusal = ApiError::from(refusal);
+    let stored = StoredResponse {
+        status: StatusCode::CONFLICT.as_u16(),
+        body: Arc::from(refusal.problem().to_string().into_bytes()),
+    };
+    state.journal.append(Event::Refused {
+        idempotency: record.clone(),
+        status: stored.status,
+        body: stored.body.to_vec(),
+    });
+    state
+        .journal
+        .barrier()
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    ticket.complete(record.fingerprint, stored.clone(), record.at_ms);
+    m::hold_outcome(HoldOutcome::SoldOut, started.elapsed());
+    Ok(stored_answer(&stored, false))
 }
 
 fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {

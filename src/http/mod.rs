@@ -2,6 +2,7 @@
 //! bearer keys, `body` for bounded JSON bodies. Handlers validate into domain types and
 //! hand off to the core.
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub directory: Arc<SkuDirectory>,
     pub reservations: Arc<Reservations>,
     pub idempotency: Arc<IdempotencyStore>,
+    pub admission: Arc<crate::admission::Admission>,
     pub journal: Journal,
     /// False until recovery is done, and again once shutdown starts.
     pub ready: Arc<AtomicBool>,
@@ -64,6 +66,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
             resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)),
         )
         .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
+        .service(
+            resource("/v1/admission")
+                .route(web::get().to(admission::get_admission))
+                .route(web::put().to(admission::put_admission)),
+        )
         .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
         .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
         .service(resource("/v1/holds/{hold_id}/confirm").route(web::post().to(holds::confirm)))
@@ -89,6 +96,7 @@ fn route_label(path: &str) -> &'static str {
         ["health", "ready"] => "/health/ready",
         ["metrics"] => "/metrics",
         ["v1", "availability"] => "/v1/availability",
+        ["v1", "admission"] => "/v1/admission",
         ["v1", "skus", _] => "/v1/skus/{sku}",
         ["v1", "skus", _, "adjustments"] => "/v1/skus/{sku}/adjustments",
         ["v1", "holds"] => "/v1/holds",

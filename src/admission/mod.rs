@@ -1,0 +1,379 @@
+//! The admission queue in front of `POST /v1/holds`. At most `in_flight_max` hold requests
+//! run at once; behind them a FIFO of at most `queue_max` waits, each for at most
+//! `wait_max_ms`; an optional token bucket caps admissions at `rate_per_s`. Anyone who
+//! cannot be served in time gets a 429 with a signed ticket that keeps their place: the
+//! FIFO is ordered by arrival sequence, and a retry with a ticket re-enters at its old one.
+//! A cart with a sold-out line is answered 409 at once, and waiters whose SKU sells out
+//! while they wait are answered 409 by the next tick, never left to time out.
+
+pub mod ticket;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::clock::now_ms;
+use crate::domain::SkuId;
+use crate::metrics as m;
+use crate::sku::actor::SkuGauge;
+use ticket::{Ticket, TicketSigner};
+
+/// The four knobs, changeable at runtime (`PUT /v1/admission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionLimits {
+    pub in_flight_max: usize,
+    pub queue_max: usize,
+    pub wait_max_ms: u64,
+    /// 0: no rate limit.
+    pub rate_per_s: u64,
+}
+
+impl AdmissionLimits {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.in_flight_max == 0 || self.in_flight_max > 100_000 {
+            return Err("in_flight_max must be 1..=100000".into());
+        }
+        if self.queue_max > 1_000_000 {
+            return Err("queue_max must be at most 1000000".into());
+        }
+        if self.wait_max_ms > 60_000 {
+            return Err("wait_max_ms must be at most 60000".into());
+        }
+        if self.rate_per_s > 10_000_000 {
+            return Err("rate_per_s must be at most 10000000".into());
+        }
+        Ok(())
+    }
+}
+
+/// One line of a waiting cart, so a sell-out can answer it early.
+pub struct CartLine {
+    pub sku: SkuId,
+    pub quantity: u64,
+    pub gauge: Arc<SkuGauge>,
+}
+
+fn sold_out_line(cart: &[CartLine]) -> Option<Refusal> {
+    cart.iter().find_map(|line| {
+        let available = line
+            .gauge
+            .available
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (available < line.quantity).then(|| Refusal::SoldOut {
+            sku: line.sku.clone(),
+            available,
+            requested: line.quantity,
+        })
+    })
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    QueueFull {
+        ticket: String,
+        position: u32,
+        retry_after_s: u64,
+    },
+    SoldOut {
+        sku: SkuId,
+        available: u64,
+        requested: u64,
+    },
+}
+
+struct Waiter {
+    answer: oneshot::Sender<Result<(), Refusal>>,
+    cart: Vec<CartLine>,
+}
+
+/// Token bucket; a burst of a twentieth of a second's rate (at least one).
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, rate_per_s: u64, now: Instant) -> bool {
+        if rate_per_s == 0 {
+            return true;
+        }
+        let rate = rate_per_s as f64;
+        let capacity = (rate / 20.0).max(1.0);
+        let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
+        self.tokens = (self.tokens + earned).min(capacity);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Admissions per second, exponentially decayed over about a second.
+struct Outflow {
+    per_s: f64,
+    updated: Instant,
+}
+
+impl Outflow {
+    fn decayed(&self, now: Instant) -> f64 {
+        self.per_s * (-now.duration_since(self.updated).as_secs_f64()).exp()
+    }
+
+    fn record(&mut self, now: Instant) {
+        self.per_s = self.decayed(now) + 1.0;
+        self.updated = now;
+    }
+}
+
+struct State {
+    limits: AdmissionLimits,
+    in_flight: usize,
+    /// Waiting requests by arrival sequence.
+    waiters: BTreeMap<u64, Waiter>,
+    next_seq: u64,
+    bucket: Bucket,
+    outflow: Outflow,
+}
+
+impl State {
+    /// Admits waiters from the head while there is room and a token.
+    fn dispatch(&mut self, now: Instant) {
+        while self.in_flight < self.limits.in_flight_max {
+            let Some(entry) = self.waiters.first_entry() else {
+                return;
+            };
+            let rate_per_s = self.limits.rate_per_s;
+            if !self.bucket.take(rate_per_s, now) {
+                return;
+            }
+            if entry.remove().answer.send(Ok(())).is_ok() {
+                self.in_flight += 1;
+                self.outflow.record(now);
+            }
+        }
+    }
+
+    /// Answers 409 to waiters whose cart has a line that has sold out.
+    fn refuse_sold_out(&mut self) {
+        let sold_out: Vec<(u64, Refusal)> = self
+            .waiters
+            .iter()
+            .filter_map(|(seq, waiter)| sold_out_line(&waiter.cart).map(|refusal| (*seq, refusal)))
+            .collect();
+        for (seq, refusal) in sold_out {
+            if let Some(waiter) = self.waiters.remove(&seq) {
+                let _gone = waiter.answer.send(Err(refusal));
+                m::admission_decision(m::AdmissionDecision::SoldOut);
+            }
+        }
+    }
+
+    /// Seconds until `position` would be served at the measured outflow.
+    fn retry_after_s(&self, position: u32, now: Instant) -> u64 {
+        let per_s = self.outflow.decayed(now);
+        let wait_s = if per_s >= 1.0 {
+            f64::from(position) / per_s
+        } else {
+            self.limits.wait_max_ms as f64 / 1_000.0
+        };
+        (wait_s.ceil() as u64).clamp(1, 60)
+    }
+}
+
+pub struct Admission {
+    state: Mutex<State>,
+    signer: TicketSigner,
+    ticket_ttl_ms: u64,
+}
+
+/// A running hold request's place; dropping it lets the next one in.
+pub struct Permit {
+    admission: Arc<Admission>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut state = self.admission.state.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.dispatch(Instant::now());
+    }
+}
+
+/// What `GET /v1/admission` shows.
+#[derive(Debug, Serialize)]
+pub struct AdmissionStatus {
+    #[serde(flatten)]
+    pub limits: AdmissionLimits,
+    pub in_flight: usize,
+    pub queued: usize,
+    pub outflow_per_s: f64,
+}
+
+impl Admission {
+    pub fn new(limits: AdmissionLimits, secret: [u8; 32], ticket_ttl_ms: u64) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Self {
+            state: Mutex::new(State {
+                limits,
+                in_flight: 0,
+                waiters: BTreeMap::new(),
+                next_seq: 0,
+                bucket: Bucket {
+                    tokens: 1.0,
+                    refilled: now,
+                },
+                outflow: Outflow {
+                    per_s: 0.0,
+                    updated: now,
+                },
+            }),
+            signer: TicketSigner::new(secret),
+            ticket_ttl_ms,
+        })
+    }
+
+    pub fn status(&self) -> AdmissionStatus {
+        let state = self.state.lock();
+        AdmissionStatus {
+            limits: state.limits,
+            in_flight: state.in_flight,
+            queued: state.waiters.len(),
+            outflow_per_s: (state.outflow.decayed(Instant::now()) * 10.0).round() / 10.0,
+        }
+    }
+
+    pub fn set_limits(&self, limits: AdmissionLimits) {
+        let mut state = self.state.lock();
+        state.limits = limits;
+        state.dispatch(Instant::now());
+    }
+
+    fn queue_full(
+        &self,
+        state: &State,
+        seq: u64,
+        position: u32,
+        presented: Option<Ticket>,
+        now: Instant,
+    ) -> Refusal {
+        let position = presented
+            .map_or(position, |t| position.min(t.position))
+            .max(1);
+        m::admission_decision(m::AdmissionDecision::QueueFull);
+        Refusal::QueueFull {
+            ticket: self.signer.sign(Ticket {
+                seq,
+                issued_at_ms: presented.map_or_else(now_ms, |t| t.issued_at_ms),
+                position,
+            }),
+            position,
+            retry_after_s: state.retry_after_s(position, now),
+        }
+    }
+
+    /// Waits for a place for a hold request, or says why there is none.
+    pub async fn admit(
+        self: &Arc<Self>,
+        presented: Option<&str>,
+        cart: Vec<CartLine>,
+    ) -> Result<Permit, Refusal> {
+        if let Some(refusal) = sold_out_line(&cart) {
+            m::admission_decision(m::AdmissionDecision::SoldOut);
+            return Err(refusal);
+        }
+        let arrived = Instant::now();
+        let presented =
+            presented.and_then(|text| self.signer.verify(text, now_ms(), self.ticket_ttl_ms));
+        let (mut answer, seq, wait) = {
+            let mut state = self.state.lock();
+            state.dispatch(arrived);
+            let seq = match presented {
+                Some(ticket) if !state.waiters.contains_key(&ticket.seq) => ticket.seq,
+                _ => {
+                    state.next_seq += 1;
+                    state.next_seq
+                }
+            };
+            let ahead = state.waiters.range(..seq).count();
+            let position = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
+            let rate_per_s = state.limits.rate_per_s;
+            if ahead == 0
+                && state.in_flight < state.limits.in_flight_max
+                && state.bucket.take(rate_per_s, arrived)
+            {
+                state.in_flight += 1;
+                state.outflow.record(arrived);
+                m::admission_decision(m::AdmissionDecision::Admitted);
+                return Ok(Permit {
+                    admission: Arc::clone(self),
+                });
+            }
+            let wait = Duration::from_millis(state.limits.wait_max_ms);
+            let outflow = state.outflow.decayed(arrived);
+            let too_long = outflow >= 1.0 && f64::from(position) / outflow > wait.as_secs_f64();
+            if state.waiters.len() >= state.limits.queue_max || too_long || wait.is_zero() {
+                return Err(self.queue_full(&state, seq, position, presented, arrived));
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiters.insert(
+                seq,
+                Waiter {
+                    answer: sender,
+                    cart,
+                },
+            );
+            (receiver, seq, wait)
+        };
+        let answered = tokio::time::timeout(wait, &mut answer).await;
+        let result = match answered {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => {
+                let mut state = self.state.lock();
+                if state.waiters.remove(&seq).is_some() {
+                    let ahead = state.waiters.range(..seq).count();
+                    let position = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
+                    return Err(self.queue_full(&state, seq, position, presented, Instant::now()));
+                }
+                drop(state);
+                // Admitted or refused in the instant the wait ran out.
+                answer.try_recv().unwrap_or(Ok(()))
+            }
+        };
+        result?;
+        m::admission_decision(m::AdmissionDecision::AdmittedAfterWait);
+        m::admission_wait(arrived.elapsed());
+        Ok(Permit {
+            admission: Arc::clone(self),
+        })
+    }
+
+    /// Periodic work: admit on fresh rate tokens, answer waiters whose SKU sold out,
+    /// publish the queue gauges.
+    pub fn tick(&self) {
+        let mut state = self.state.lock();
+        state.refuse_sold_out();
+        state.dispatch(Instant::now());
+        m::admission_gauges(state.waiters.len(), state.in_flight);
+    }
+
+    pub async fn run_ticks(self: Arc<Self>, period: Duration) {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.tick();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
