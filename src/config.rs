@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::domain::Channel;
+use crate::domain::{Channel, SkuId};
 use crate::store::Durability;
 
 /// The longest hold TTL any configuration may allow: a week.
@@ -46,6 +46,11 @@ macro_rules! settings {
             #[arg(long = "channel-key", env = "HOLDFAST_CHANNEL_KEYS", value_delimiter = ',', hide_env_values = true)]
             #[serde(default)]
             pub channel_keys: Vec<String>,
+            /// SKUs that get their own metric series (units, per channel); repeat the flag,
+            /// or HOLDFAST_METRICS_WATCH_SKUS="A,B". At most metrics_sku_series_max.
+            #[arg(long = "metrics-watch-sku", env = "HOLDFAST_METRICS_WATCH_SKUS", value_delimiter = ',')]
+            #[serde(default)]
+            pub metrics_watch_skus: Vec<String>,
             $( $(#[$doc])* #[arg(long, env = $env)] pub $field: Option<$ty>, )*
         }
 
@@ -55,6 +60,8 @@ macro_rules! settings {
             pub admin_key: Option<String>,
             /// Channel name → key.
             pub channel_keys: BTreeMap<Channel, String>,
+            /// SKUs with their own metric series.
+            pub metrics_watch_skus: Vec<SkuId>,
             $( $(#[$doc])* pub $field: $ty, )*
         }
 
@@ -64,6 +71,7 @@ macro_rules! settings {
                     config: self.config.or(lower.config),
                     admin_key: self.admin_key.or(lower.admin_key),
                     channel_keys: if self.channel_keys.is_empty() { lower.channel_keys } else { self.channel_keys },
+                    metrics_watch_skus: if self.metrics_watch_skus.is_empty() { lower.metrics_watch_skus } else { self.metrics_watch_skus },
                     $( $field: self.$field.or(lower.$field), )*
                 }
             }
@@ -71,6 +79,11 @@ macro_rules! settings {
             fn resolve(self) -> Result<Settings, ConfigError> {
                 Ok(Settings {
                     channel_keys: parse_channel_keys(&self.channel_keys)?,
+                    metrics_watch_skus: self
+                        .metrics_watch_skus
+                        .iter()
+                        .map(|raw| SkuId::parse(raw.trim()).map_err(|e| invalid("metrics_watch_skus", e.to_string())))
+                        .collect::<Result<_, _>>()?,
                     admin_key: self.admin_key,
                     $( $field: self.$field.unwrap_or_else(|| $default), )*
                 })
@@ -134,6 +147,8 @@ settings! {
     admission_rate_per_s: u64 = 0, "HOLDFAST_ADMISSION_RATE_PER_S";
     /// How long a queue ticket keeps its place, in seconds.
     admission_ticket_ttl_s: u64 = 600, "HOLDFAST_ADMISSION_TICKET_TTL_S";
+    /// Most SKUs with their own metric series (bounds label cardinality).
+    metrics_sku_series_max: usize = 50, "HOLDFAST_METRICS_SKU_SERIES_MAX";
     /// HTTP worker threads (0: one per core).
     http_workers: usize = 0, "HOLDFAST_HTTP_WORKERS";
     /// Most open HTTP connections per worker.
@@ -254,6 +269,16 @@ impl Settings {
         self.admission_limits()
             .validate()
             .map_err(|reason| invalid("admission", reason))?;
+        if self.metrics_watch_skus.len() > self.metrics_sku_series_max {
+            return Err(invalid(
+                "metrics_watch_skus",
+                format!(
+                    "{} SKUs, more than metrics_sku_series_max ({})",
+                    self.metrics_watch_skus.len(),
+                    self.metrics_sku_series_max
+                ),
+            ));
+        }
         if self.snapshot_every_events == 0 {
             return Err(invalid("snapshot_every_events", "must be at least 1"));
         }

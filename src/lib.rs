@@ -9,7 +9,9 @@
 //!   carts all-or-nothing, idempotency keys, and the expiry sweep.
 //! - [`store`]: journal events, the group-committing journal writer over sled, recovery.
 //! - [`http`]: routes, bearer-key auth, bounded bodies, problem+json errors.
-//! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
+//! - [`metrics`]: metric names and the Prometheus recorder; [`sampler`]: gauges sampled
+//!   once a second (watched SKUs, table sizes, readiness).
 //! - [`clock`]: wall-clock milliseconds and RFC 3339 formatting.
 
 pub mod admission;
@@ -19,6 +21,7 @@ pub mod domain;
 pub mod hold;
 pub mod http;
 pub mod metrics;
+pub mod sampler;
 pub mod sku;
 pub mod startup;
 pub mod store;

@@ -28,6 +28,16 @@ pub const ADMISSION_DECISIONS_TOTAL: &str = "holdfast_admission_decisions_total"
 pub const ADMISSION_WAIT_SECONDS: &str = "holdfast_admission_wait_seconds";
 pub const ADMISSION_QUEUE_LENGTH: &str = "holdfast_admission_queue_length";
 pub const ADMISSION_IN_FLIGHT: &str = "holdfast_admission_in_flight";
+pub const ADMISSION_QUEUE_MAX: &str = "holdfast_admission_queue_max";
+pub const ADMISSION_IN_FLIGHT_MAX: &str = "holdfast_admission_in_flight_max";
+pub const SKU_STOCK_EVENTS_TOTAL: &str = "holdfast_sku_stock_events_total";
+pub const SKU_UNITS: &str = "holdfast_sku_units";
+pub const SKU_CHANNEL_UNITS: &str = "holdfast_sku_channel_units";
+pub const SKU_MAILBOX_DEPTH_MAX: &str = "holdfast_sku_mailbox_depth_max";
+pub const SKUS: &str = "holdfast_skus";
+pub const HOLDS: &str = "holdfast_holds";
+pub const IDEMPOTENCY_KEYS: &str = "holdfast_idempotency_keys";
+pub const READY: &str = "holdfast_ready";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
 /// milliseconds, a stalled request is seconds.
@@ -187,6 +197,48 @@ fn describe() {
         "Hold requests admitted and running."
     );
     describe_gauge!(
+        ADMISSION_QUEUE_MAX,
+        Unit::Count,
+        "Configured maximum of waiting hold requests."
+    );
+    describe_gauge!(
+        ADMISSION_IN_FLIGHT_MAX,
+        Unit::Count,
+        "Configured maximum of hold requests running at once."
+    );
+    describe_counter!(
+        SKU_STOCK_EVENTS_TOTAL,
+        Unit::Count,
+        "SKUs selling out or coming back in stock."
+    );
+    describe_gauge!(
+        SKU_UNITS,
+        Unit::Count,
+        "Units of each watched SKU by state (on_hand, held, committed, available)."
+    );
+    describe_gauge!(
+        SKU_CHANNEL_UNITS,
+        Unit::Count,
+        "Units of each watched SKU per channel by state (held, committed)."
+    );
+    describe_gauge!(
+        SKU_MAILBOX_DEPTH_MAX,
+        Unit::Count,
+        "Deepest SKU actor mailbox: messages sent and not yet answered."
+    );
+    describe_gauge!(SKUS, Unit::Count, "SKUs the server tracks.");
+    describe_gauge!(HOLDS, Unit::Count, "Holds in memory, live and ended.");
+    describe_gauge!(
+        IDEMPOTENCY_KEYS,
+        Unit::Count,
+        "Idempotency keys remembered."
+    );
+    describe_gauge!(
+        READY,
+        Unit::Count,
+        "1 while serving, 0 while recovering or shutting down."
+    );
+    describe_gauge!(
         BUILD_INFO,
         Unit::Count,
         "Always 1; the version label tells the build."
@@ -261,4 +313,50 @@ pub fn admission_wait(elapsed: Duration) {
 pub fn admission_gauges(queued: usize, in_flight: usize) {
     gauge!(ADMISSION_QUEUE_LENGTH).set(count_f64(queued));
     gauge!(ADMISSION_IN_FLIGHT).set(count_f64(in_flight));
+}
+
+/// A SKU crossing zero availability, counted without a SKU label.
+#[derive(Debug, Clone, Copy)]
+pub enum StockEvent {
+    SoldOut,
+    BackInStock,
+}
+
+pub fn stock_event(event: StockEvent) {
+    let label = match event {
+        StockEvent::SoldOut => "sold_out",
+        StockEvent::BackInStock => "back_in_stock",
+    };
+    counter!(SKU_STOCK_EVENTS_TOTAL, "event" => label).increment(1);
+}
+
+/// Units of a watched SKU; `sku` comes from the configured watch list, never a request.
+pub fn sku_units(sku: &str, state: &'static str, units: u64) {
+    gauge!(SKU_UNITS, "sku" => sku.to_owned(), "state" => state).set(units as f64);
+}
+
+pub fn sku_channel_units(sku: &str, channel: &str, state: &'static str, units: u64) {
+    gauge!(SKU_CHANNEL_UNITS, "sku" => sku.to_owned(), "channel" => channel.to_owned(), "state" => state)
+        .set(units as f64);
+}
+
+/// Server-wide gauges sampled once a second.
+pub struct Sampled {
+    pub skus: usize,
+    pub holds: usize,
+    pub idempotency_keys: usize,
+    pub mailbox_depth_max: u64,
+    pub ready: bool,
+    pub admission_queue_max: usize,
+    pub admission_in_flight_max: usize,
+}
+
+pub fn sampled(s: &Sampled) {
+    gauge!(SKUS).set(count_f64(s.skus));
+    gauge!(HOLDS).set(count_f64(s.holds));
+    gauge!(IDEMPOTENCY_KEYS).set(count_f64(s.idempotency_keys));
+    gauge!(SKU_MAILBOX_DEPTH_MAX).set(s.mailbox_depth_max as f64);
+    gauge!(READY).set(if s.ready { 1.0 } else { 0.0 });
+    gauge!(ADMISSION_QUEUE_MAX).set(count_f64(s.admission_queue_max));
+    gauge!(ADMISSION_IN_FLIGHT_MAX).set(count_f64(s.admission_in_flight_max));
 }

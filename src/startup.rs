@@ -231,6 +231,7 @@ impl Application {
             "Recovery done."
         );
 
+        actix_web::rt::spawn(crate::sampler::run(state.clone().into_inner()));
         let tick = Duration::from_millis(settings.expiry_tick_ms);
         actix_web::rt::spawn(expiry::run(reservations, idempotency, tick));
         if settings.is_open() {
@@ -337,8 +338,7 @@ async fn restore(
                         target,
                     };
                     entry
-                        .addr
-                        .send(settle)
+                        .ask(settle, None)
                         .await
                         .map_err(|e| StartupError::Other(e.to_string()))?;
                 }

@@ -93,7 +93,7 @@ impl Reservations {
                 quantity: line.quantity,
                 channel: request.channel.clone(),
             };
-            entry.addr.send(reserve).timeout(self.actor_send_timeout)
+            entry.ask(reserve, Some(self.actor_send_timeout))
         });
         let refusal = join_all(reserves)
             .await
@@ -174,7 +174,7 @@ impl Reservations {
 async fn settle(entries: &[SkuEntry], hold_id: HoldId, target: LineTarget) {
     let sends = entries
         .iter()
-        .map(|entry| entry.addr.send(SettleLine { hold_id, target }));
+        .map(|entry| entry.ask(SettleLine { hold_id, target }, None));
     for reply in join_all(sends).await {
         if let Err(err) = reply {
             tracing::error!(%hold_id, %err, "Line change did not reach its SKU actor.");

@@ -92,12 +92,13 @@ pub async fn put_sku(
         .get_or_create(&sku)
         .map_err(|err| ApiError::conflict(err.to_string()))?;
     let view = entry
-        .addr
-        .send(SetStock {
-            on_hand,
-            safety_stock,
-        })
-        .timeout(state.actor_send_timeout())
+        .ask(
+            SetStock {
+                on_hand,
+                safety_stock,
+            },
+            Some(state.actor_send_timeout()),
+        )
         .await
         .map_err(mailbox_error)??;
     durable_view(&state, view).await
@@ -122,12 +123,13 @@ pub async fn post_adjustment(
     state.journal.accepting().map_err(ApiError::Unavailable)?;
     let entry = known_sku(&state, &sku)?;
     let view = entry
-        .addr
-        .send(Adjust {
-            delta: body.delta,
-            reason: body.reason,
-        })
-        .timeout(state.actor_send_timeout())
+        .ask(
+            Adjust {
+                delta: body.delta,
+                reason: body.reason,
+            },
+            Some(state.actor_send_timeout()),
+        )
         .await
         .map_err(mailbox_error)??;
     durable_view(&state, view).await
@@ -143,9 +145,7 @@ pub async fn get_sku(
     let sku = parse_sku(&path)?;
     let entry = known_sku(&state, &sku)?;
     let view = entry
-        .addr
-        .send(GetView)
-        .timeout(state.actor_send_timeout())
+        .ask(GetView, Some(state.actor_send_timeout()))
         .await
         .map_err(mailbox_error)?;
     Ok(HttpResponse::Ok().json(view))

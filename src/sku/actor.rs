@@ -13,11 +13,25 @@ use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::domain::SkuId;
 use crate::store::{Event, Journal};
 
-/// Figures other threads may read without a message hop (storefront availability,
-/// the admission queue's sold-out check). Written only by the actor.
+/// Figures other threads may read without a message hop (storefront availability, the
+/// admission queue's sold-out check, metrics). Counters are written only by the actor.
 #[derive(Debug, Default)]
 pub struct SkuGauge {
     pub available: AtomicU64,
+    pub on_hand: AtomicU64,
+    pub held: AtomicU64,
+    pub committed: AtomicU64,
+    /// Messages sent to the actor and not yet answered: its mailbox depth.
+    pub pending: AtomicU64,
+}
+
+impl SkuGauge {
+    fn publish(&self, state: &SkuState) {
+        self.available.store(state.available(), Ordering::Relaxed);
+        self.on_hand.store(state.on_hand, Ordering::Relaxed);
+        self.held.store(state.held, Ordering::Relaxed);
+        self.committed.store(state.committed, Ordering::Relaxed);
+    }
 }
 
 pub struct SkuActor {
@@ -40,7 +54,7 @@ impl SkuActor {
         lines_max: usize,
         mailbox_max: usize,
     ) -> Self {
-        gauge.available.store(state.available(), Ordering::Relaxed);
+        gauge.publish(&state);
         Self {
             sku,
             state,
@@ -52,10 +66,20 @@ impl SkuActor {
     }
 
     fn apply(&mut self, change: &SkuChange) {
+        let was_available = self.state.available();
         self.state.apply(change);
-        self.gauge
-            .available
-            .store(self.state.available(), Ordering::Relaxed);
+        self.gauge.publish(&self.state);
+        match (was_available, self.state.available()) {
+            (1.., 0) => {
+                crate::metrics::stock_event(crate::metrics::StockEvent::SoldOut);
+                tracing::info!(sku = %self.sku, "Sold out.");
+            }
+            (0, 1..) => {
+                crate::metrics::stock_event(crate::metrics::StockEvent::BackInStock);
+                tracing::info!(sku = %self.sku, "Back in stock.");
+            }
+            _ => {}
+        }
     }
 
     fn record(&mut self, change: SkuChange) {

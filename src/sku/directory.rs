@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
-use actix::{Actor, Addr, ArbiterHandle};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
 use parking_lot::RwLock;
 
 use super::actor::{SkuActor, SkuGauge};
@@ -19,6 +22,30 @@ use crate::store::Journal;
 pub struct SkuEntry {
     pub addr: Addr<SkuActor>,
     pub gauge: Arc<SkuGauge>,
+}
+
+impl SkuEntry {
+    /// Sends `message` and waits for the answer (at most `timeout`, if given), counting it
+    /// as pending on the SKU meanwhile so the mailbox depth can be watched.
+    pub async fn ask<M>(
+        &self,
+        message: M,
+        timeout: Option<Duration>,
+    ) -> Result<M::Result, MailboxError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        SkuActor: Handler<M>,
+    {
+        self.gauge.pending.fetch_add(1, Ordering::Relaxed);
+        let request = self.addr.send(message);
+        let answer = match timeout {
+            Some(timeout) => request.timeout(timeout).await,
+            None => request.await,
+        };
+        self.gauge.pending.fetch_sub(1, Ordering::Relaxed);
+        answer
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
