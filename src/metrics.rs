@@ -38,6 +38,7 @@ pub const SKUS: &str = "holdfast_skus";
 pub const HOLDS: &str = "holdfast_holds";
 pub const IDEMPOTENCY_KEYS: &str = "holdfast_idempotency_keys";
 pub const READY: &str = "holdfast_ready";
+pub const ALLOCATION_CONFLICTS_TOTAL: &str = "holdfast_allocation_conflicts_total";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
 /// milliseconds, a stalled request is seconds.
@@ -227,6 +228,11 @@ fn describe() {
         "Deepest SKU actor mailbox: messages sent and not yet answered."
     );
     describe_gauge!(SKUS, Unit::Count, "SKUs the server tracks.");
+    describe_counter!(
+        ALLOCATION_CONFLICTS_TOTAL,
+        Unit::Count,
+        "Stock changes that left channel quotas above sellable stock."
+    );
     describe_gauge!(HOLDS, Unit::Count, "Holds in memory, live and ended.");
     describe_gauge!(
         IDEMPOTENCY_KEYS,
@@ -359,4 +365,9 @@ pub fn sampled(s: &Sampled) {
     gauge!(READY).set(if s.ready { 1.0 } else { 0.0 });
     gauge!(ADMISSION_QUEUE_MAX).set(count_f64(s.admission_queue_max));
     gauge!(ADMISSION_IN_FLIGHT_MAX).set(count_f64(s.admission_in_flight_max));
+}
+
+/// Stock fell below the channel quotas (the pool is empty and quotas over-promise).
+pub fn allocation_conflict() {
+    counter!(ALLOCATION_CONFLICTS_TOTAL).increment(1);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::http::AppState;
 use crate::metrics as m;
 use crate::sku::messages::GetView;
+use crate::sku::state::{ChannelView, POOL};
 
 const PERIOD: Duration = Duration::from_secs(1);
 
@@ -65,18 +66,25 @@ async fn sample(state: &AppState) {
         let Ok(view) = entry.ask(GetView, Some(PERIOD)).await else {
             continue;
         };
-        let mut by_channel: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut by_channel: BTreeMap<&str, ChannelView> = BTreeMap::new();
         for (channel, usage) in &view.channels {
-            let known =
-                state.settings.channel_keys.contains_key(channel) || channel.as_str() == "default";
+            let known = channel == POOL
+                || channel == "default"
+                || state
+                    .settings
+                    .channel_keys
+                    .keys()
+                    .any(|key| key.as_str() == channel);
             let label = if known { channel.as_str() } else { "other" };
             let totals = by_channel.entry(label).or_default();
-            totals.0 += usage.held;
-            totals.1 += usage.committed;
+            totals.held += usage.held;
+            totals.committed += usage.committed;
+            totals.available = totals.available.max(usage.available);
         }
-        for (channel, (held, committed)) in by_channel {
-            m::sku_channel_units(sku.as_str(), channel, "held", held);
-            m::sku_channel_units(sku.as_str(), channel, "committed", committed);
+        for (channel, usage) in by_channel {
+            m::sku_channel_units(sku.as_str(), channel, "held", usage.held);
+            m::sku_channel_units(sku.as_str(), channel, "committed", usage.committed);
+            m::sku_channel_units(sku.as_str(), channel, "available", usage.available);
         }
     }
 }

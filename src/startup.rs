@@ -26,7 +26,7 @@ use crate::store::snapshot::{Compactor, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
 /// The on-disk format this build reads and writes. Bump it when `Event` changes shape.
-pub const DATA_FORMAT_VERSION: u8 = 1;
+pub const DATA_FORMAT_VERSION: u8 = 2;
 const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";

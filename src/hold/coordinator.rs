@@ -95,16 +95,21 @@ impl Reservations {
             };
             entry.ask(reserve, Some(self.actor_send_timeout))
         });
-        let refusal = join_all(reserves)
-            .await
-            .into_iter()
-            .find_map(|reply| match reply {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some(HoldError::from(err)),
-                Err(err) => Some(HoldError::Unavailable(format!(
-                    "sku actor did not answer: {err}"
-                ))),
-            });
+        let replies = join_all(reserves).await;
+        let pooled: Vec<u64> = replies
+            .iter()
+            .map(|reply| match reply {
+                Ok(Ok(pooled)) => *pooled,
+                _ => 0,
+            })
+            .collect();
+        let refusal = replies.into_iter().find_map(|reply| match reply {
+            Ok(Ok(_)) => None,
+            Ok(Err(err)) => Some(HoldError::from(err)),
+            Err(err) => Some(HoldError::Unavailable(format!(
+                "sku actor did not answer: {err}"
+            ))),
+        });
         if let Some(err) = refusal {
             settle(&entries, hold_id, LineTarget::Released).await;
             return Err(err);
@@ -119,6 +124,7 @@ impl Reservations {
             created_at_ms: now,
             expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
             updated_at_ms: now,
+            pooled,
         };
         if let Err(err) = self.book.insert(hold.clone(), idempotency) {
             settle(&entries, hold_id, LineTarget::Released).await;

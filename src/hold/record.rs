@@ -25,6 +25,9 @@ pub struct HoldRecord {
     pub expires_at_ms: u64,
     /// When the status last changed.
     pub updated_at_ms: u64,
+    /// Per line, the units drawn from the SKU's shared pool rather than the channel's
+    /// quota, as decided when reserved, so replay reproduces the split exactly.
+    pub pooled: Vec<u64>,
 }
 
 /// The hold as the API shows it.

@@ -3,6 +3,7 @@
 //! hand off to the core.
 
 pub mod admission;
+pub mod allocation;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -65,6 +66,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)),
         )
+        .service(
+            resource("/v1/skus/{sku}/allocation").route(web::put().to(allocation::put_allocation)),
+        )
+        .service(
+            resource("/v1/skus/{sku}/allocation/rebalance")
+                .route(web::post().to(allocation::post_rebalance)),
+        )
         .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
         .service(
             resource("/v1/admission")
@@ -99,6 +107,8 @@ fn route_label(path: &str) -> &'static str {
         ["v1", "admission"] => "/v1/admission",
         ["v1", "skus", _] => "/v1/skus/{sku}",
         ["v1", "skus", _, "adjustments"] => "/v1/skus/{sku}/adjustments",
+        ["v1", "skus", _, "allocation"] => "/v1/skus/{sku}/allocation",
+        ["v1", "skus", _, "allocation", "rebalance"] => "/v1/skus/{sku}/allocation/rebalance",
         ["v1", "holds"] => "/v1/holds",
         ["v1", "holds", _] => "/v1/holds/{hold_id}",
         ["v1", "holds", _, "confirm"] => "/v1/holds/{hold_id}/confirm",

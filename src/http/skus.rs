@@ -39,11 +39,11 @@ fn units(name: &str, value: i64) -> Result<u64, ApiError> {
         })
 }
 
-fn parse_sku(raw: &str) -> Result<SkuId, ApiError> {
+pub(crate) fn parse_sku(raw: &str) -> Result<SkuId, ApiError> {
     SkuId::parse(raw).map_err(|err| ApiError::Invalid(err.to_string()))
 }
 
-fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiError> {
+pub(crate) fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiError> {
     state.directory.get(sku).ok_or_else(|| ApiError::NotFound {
         detail: format!("unknown sku {sku}"),
         sku: Some(sku.clone()),
@@ -60,12 +60,15 @@ impl From<SkuError> for ApiError {
     }
 }
 
-fn mailbox_error(err: actix::MailboxError) -> ApiError {
+pub(crate) fn mailbox_error(err: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("sku actor did not answer: {err}"))
 }
 
 /// Answers with the view once the change it reflects is durable.
-async fn durable_view(state: &AppState, view: SkuView) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn durable_view(
+    state: &AppState,
+    view: SkuView,
+) -> Result<HttpResponse, ApiError> {
     state
         .journal
         .barrier()

@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use actix::{Actor, Context, Handler};
 
-use super::messages::{Adjust, GetView, Reserve, SetStock, SettleLine};
+use std::collections::BTreeMap;
+
+use super::messages::{Adjust, GetView, Rebalance, Reserve, SetAllocation, SetStock, SettleLine};
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
+use crate::domain::Channel;
 use crate::domain::SkuId;
 use crate::store::{Event, Journal};
 
@@ -43,6 +46,47 @@ pub struct SkuActor {
     lines_max: usize,
     /// Mailbox capacity; senders past it wait (bounded by their own timeout).
     mailbox_max: usize,
+    /// Units reserved per channel in the current and the previous minute, for the
+    /// `by_velocity` rebalance. Live only: a rebalance's result is what is journaled.
+    velocity: Velocity,
+}
+
+/// Per-channel reserved units in two one-minute buckets; bounded by the channel count.
+#[derive(Default)]
+struct Velocity {
+    minute: u64,
+    current: BTreeMap<Channel, u64>,
+    previous: BTreeMap<Channel, u64>,
+}
+
+impl Velocity {
+    fn roll(&mut self, now_ms: u64) {
+        let minute = now_ms / 60_000;
+        if minute != self.minute {
+            self.previous = if minute == self.minute + 1 {
+                std::mem::take(&mut self.current)
+            } else {
+                BTreeMap::new()
+            };
+            self.current.clear();
+            self.minute = minute;
+        }
+    }
+
+    fn record(&mut self, channel: &Channel, units: u64, now_ms: u64) {
+        self.roll(now_ms);
+        *self.current.entry(channel.clone()).or_default() += units;
+    }
+
+    /// Units per channel over the last one to two minutes.
+    fn recent(&mut self, now_ms: u64) -> BTreeMap<Channel, u64> {
+        self.roll(now_ms);
+        let mut recent = self.previous.clone();
+        for (channel, units) in &self.current {
+            *recent.entry(channel.clone()).or_default() += units;
+        }
+        recent
+    }
 }
 
 impl SkuActor {
@@ -62,6 +106,7 @@ impl SkuActor {
             gauge,
             lines_max,
             mailbox_max,
+            velocity: Velocity::default(),
         }
     }
 
@@ -83,7 +128,13 @@ impl SkuActor {
     }
 
     fn record(&mut self, change: SkuChange) {
+        let shortfall_before = self.state.allocation_shortfall();
         self.apply(&change);
+        let shortfall = self.state.allocation_shortfall();
+        if shortfall > shortfall_before {
+            crate::metrics::allocation_conflict();
+            tracing::warn!(sku = %self.sku, shortfall, "Stock fell below the channel quotas: the pool is empty and quotas promise more than there is; rebalance.");
+        }
         self.journal.append(Event::Sku {
             sku: self.sku.clone(),
             change,
@@ -100,7 +151,7 @@ impl Actor for SkuActor {
 }
 
 impl Handler<Reserve> for SkuActor {
-    type Result = Result<(), SkuError>;
+    type Result = Result<u64, SkuError>;
 
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
         let change = self.state.check_reserve(
@@ -110,10 +161,16 @@ impl Handler<Reserve> for SkuActor {
             &msg.channel,
             self.lines_max,
         )?;
+        let pooled = match &change {
+            SkuChange::LineReserved { pooled, .. } => *pooled,
+            _ => 0,
+        };
         // Not journaled here: the hold's `HoldPlaced` event carries its lines (see
         // `SkuChange::LineReserved`), and a cart refused later leaves no trace to undo.
         self.apply(&change);
-        Ok(())
+        self.velocity
+            .record(&msg.channel, msg.quantity.units(), crate::clock::now_ms());
+        Ok(pooled)
     }
 }
 
@@ -142,6 +199,27 @@ impl Handler<Adjust> for SkuActor {
 
     fn handle(&mut self, msg: Adjust, _: &mut Self::Context) -> Self::Result {
         let change = self.state.check_adjust(msg.delta, msg.reason)?;
+        self.record(change);
+        Ok(self.state.view(&self.sku))
+    }
+}
+
+impl Handler<SetAllocation> for SkuActor {
+    type Result = Result<SkuView, SkuError>;
+
+    fn handle(&mut self, msg: SetAllocation, _: &mut Self::Context) -> Self::Result {
+        let change = self.state.check_allocation(&msg.quotas)?;
+        self.record(change);
+        Ok(self.state.view(&self.sku))
+    }
+}
+
+impl Handler<Rebalance> for SkuActor {
+    type Result = Result<SkuView, SkuError>;
+
+    fn handle(&mut self, msg: Rebalance, _: &mut Self::Context) -> Self::Result {
+        let recent = self.velocity.recent(msg.now_ms);
+        let change = self.state.check_rebalance(msg.policy, &recent)?;
         self.record(change);
         Ok(self.state.view(&self.sku))
     }

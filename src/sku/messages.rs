@@ -2,12 +2,13 @@
 
 use actix::Message;
 
-use super::state::{LineTarget, SkuError, SkuView};
+use super::state::{LineTarget, QuotaSpec, SkuError, SkuView};
 use crate::domain::{AdjustReason, Channel, HoldId, Quantity};
 
 /// Take `quantity` units into a new hold line, or refuse (sold out, too many lines).
+/// Answers the units drawn from the shared pool.
 #[derive(Message)]
-#[rtype(result = "Result<(), SkuError>")]
+#[rtype(result = "Result<u64, SkuError>")]
 pub struct Reserve {
     pub hold_id: HoldId,
     pub quantity: Quantity,
@@ -36,6 +37,21 @@ pub struct SetStock {
 pub struct Adjust {
     pub delta: i64,
     pub reason: AdjustReason,
+}
+
+/// Replace the channel quotas.
+#[derive(Message)]
+#[rtype(result = "Result<SkuView, SkuError>")]
+pub struct SetAllocation {
+    pub quotas: std::collections::BTreeMap<Channel, QuotaSpec>,
+}
+
+/// Move unsold quota by a policy.
+#[derive(Message)]
+#[rtype(result = "Result<SkuView, SkuError>")]
+pub struct Rebalance {
+    pub policy: super::state::RebalancePolicy,
+    pub now_ms: u64,
 }
 
 /// Read the SKU's counters.

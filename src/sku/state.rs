@@ -24,13 +24,18 @@ pub enum SkuChange {
         hold_id: HoldId,
         quantity: Quantity,
         channel: Channel,
+        /// Units taken from the shared pool; the rest came from the channel's quota.
+        pooled: u64,
     },
     /// A held line given back (release, expiry, or compensation of a failed cart).
     LineReleased { hold_id: HoldId },
     /// A held line paid for: its units move from `held` to `committed`.
     LineCommitted { hold_id: HoldId },
-    /// A committed line shipped: `committed` and `on_hand` go down together.
+    /// A committed line shipped: `committed` and `on_hand` go down together, and so does
+    /// the channel's quota by the units the line took from it (they have left).
     LineFulfilled { hold_id: HoldId },
+    /// Channel quotas replaced (pre-sale allocation or a rebalance), in units.
+    AllocationSet { quotas: BTreeMap<Channel, u64> },
 }
 
 /// Why a command on a SKU was refused. Operating errors, not bugs.
@@ -55,10 +60,12 @@ pub enum SkuError {
 pub struct Line {
     /// Units on the line.
     pub quantity: Quantity,
-    /// The channel the line counts against (quotas per channel come later).
+    /// The channel the line counts against.
     pub channel: Channel,
     /// False while held, true once paid.
     pub committed: bool,
+    /// Units of the line drawn from the shared pool; the rest came from the quota.
+    pub pooled: u64,
 }
 
 /// Units a channel has in play on this SKU.
@@ -66,7 +73,50 @@ pub struct Line {
 pub struct ChannelUsage {
     pub held: u64,
     pub committed: u64,
+    /// Of held + committed, the units drawn from the shared pool.
+    pub pooled: u64,
 }
+
+impl ChannelUsage {
+    /// Units held or committed out of the channel's own quota.
+    pub fn from_quota(&self) -> u64 {
+        (self.held + self.committed).saturating_sub(self.pooled)
+    }
+}
+
+/// One channel (or the pool) as `GET /v1/skus/{sku}` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub allocated: u64,
+    pub held: u64,
+    pub committed: u64,
+    pub available: u64,
+}
+
+/// How a channel's quota is asked for: units, or percent of sellable stock (resolved to
+/// units, rounding down, when the allocation is set; the remainder stays in the pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum QuotaSpec {
+    Units(u64),
+    Percent(u64),
+}
+
+/// How `POST /v1/skus/{sku}/allocation/rebalance` moves unsold quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebalancePolicy {
+    /// Every channel keeps only what it has held or committed from its quota; the unsold
+    /// rest goes back to the pool.
+    ReleaseUnsold,
+    /// The unsold quota of all channels is shared out again in proportion to the units
+    /// each channel reserved over the recent window (1 to 2 minutes); rounding leftovers
+    /// go to the pool. With no sales in the window nothing moves.
+    ByVelocity,
+}
+
+/// The channel name the pool is shown under; no channel may take it.
+pub const POOL: &str = "pool";
 
 /// The counters and open lines of one SKU (DESIGN.md, "Stock model").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +129,10 @@ pub struct SkuState {
     pub held: u64,
     /// Units paid for and not yet shipped; always the sum of the committed lines.
     pub committed: u64,
-    /// Usage per channel, so channel quotas can be checked without walking the lines.
+    /// Usage per channel, so quotas are checked without walking the lines.
     pub channels: BTreeMap<Channel, ChannelUsage>,
+    /// Units allocated to each channel; what is not allocated is the shared pool.
+    pub quotas: BTreeMap<Channel, u64>,
     /// Open lines by hold. A line leaves when released, expired or fulfilled.
     pub lines: HashMap<HoldId, Line>,
 }
@@ -94,7 +146,15 @@ pub struct SkuView {
     pub held: u64,
     pub committed: u64,
     pub available: u64,
-    pub channels: BTreeMap<Channel, ChannelUsage>,
+    /// Each channel with a quota or units in play, plus `"pool"`.
+    pub channels: BTreeMap<String, ChannelView>,
+    /// Units by which the quotas exceed sellable stock (after stock went down), if any.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub allocation_shortfall: u64,
+}
+
+fn is_zero(units: &u64) -> bool {
+    *units == 0
 }
 
 impl SkuState {
@@ -109,7 +169,70 @@ impl SkuState {
             .saturating_sub(self.committed)
     }
 
+    fn allocated(&self) -> u64 {
+        self.quotas.values().sum()
+    }
+
+    /// The shared pool: sellable units no channel was allocated. Shrinks first when stock
+    /// goes down under the quotas.
+    pub fn pool_size(&self) -> u64 {
+        self.sellable().saturating_sub(self.allocated())
+    }
+
+    fn pool_used(&self) -> u64 {
+        self.channels.values().map(|usage| usage.pooled).sum()
+    }
+
+    fn pool_free(&self) -> u64 {
+        self.pool_size().saturating_sub(self.pool_used())
+    }
+
+    fn quota_free(&self, channel: &Channel) -> u64 {
+        let quota = self.quotas.get(channel).copied().unwrap_or(0);
+        let used = self
+            .channels
+            .get(channel)
+            .map_or(0, ChannelUsage::from_quota);
+        quota.saturating_sub(used)
+    }
+
+    /// Units a channel's next hold can take: its free quota, then the free pool, never
+    /// more than the SKU has available overall.
+    pub fn channel_available(&self, channel: &Channel) -> u64 {
+        (self.quota_free(channel) + self.pool_free()).min(self.available())
+    }
+
+    /// Units by which the quotas exceed sellable stock.
+    pub fn allocation_shortfall(&self) -> u64 {
+        self.allocated().saturating_sub(self.sellable())
+    }
+
     pub fn view(&self, sku: &SkuId) -> SkuView {
+        let mut channels: BTreeMap<String, ChannelView> = BTreeMap::new();
+        let named = self.quotas.keys().chain(self.channels.keys());
+        for channel in named {
+            let usage = self.channels.get(channel).copied().unwrap_or_default();
+            let view = ChannelView {
+                allocated: self.quotas.get(channel).copied().unwrap_or(0),
+                held: usage.held,
+                committed: usage.committed,
+                available: self.channel_available(channel),
+            };
+            channels.insert(channel.to_string(), view);
+        }
+        let pooled_held: u64 = self
+            .lines
+            .values()
+            .filter(|l| !l.committed)
+            .map(|l| l.pooled)
+            .sum();
+        let pool = ChannelView {
+            allocated: self.pool_size(),
+            held: pooled_held,
+            committed: self.pool_used().saturating_sub(pooled_held),
+            available: self.pool_free().min(self.available()),
+        };
+        channels.insert(POOL.to_owned(), pool);
         SkuView {
             sku: sku.clone(),
             on_hand: self.on_hand,
@@ -117,8 +240,103 @@ impl SkuState {
             held: self.held,
             committed: self.committed,
             available: self.available(),
-            channels: self.channels.clone(),
+            channels,
+            allocation_shortfall: self.allocation_shortfall(),
         }
+    }
+
+    /// The quotas a rebalance leads to, given each channel's units reserved recently.
+    pub fn check_rebalance(
+        &self,
+        policy: RebalancePolicy,
+        recent_units: &BTreeMap<Channel, u64>,
+    ) -> Result<SkuChange, SkuError> {
+        let used = |channel: &Channel| {
+            self.channels
+                .get(channel)
+                .map_or(0, ChannelUsage::from_quota)
+        };
+        let mut quotas: BTreeMap<Channel, u64> =
+            self.quotas.keys().map(|c| (c.clone(), used(c))).collect();
+        if policy == RebalancePolicy::ByVelocity {
+            let unsold: u64 = self
+                .quotas
+                .iter()
+                .map(|(c, quota)| quota.saturating_sub(used(c)))
+                .sum();
+            let velocity_total: u64 = recent_units.values().sum();
+            if velocity_total == 0 {
+                return Ok(SkuChange::AllocationSet {
+                    quotas: self.quotas.clone(),
+                });
+            }
+            for (channel, units) in recent_units {
+                let share = u64::try_from(
+                    u128::from(unsold) * u128::from(*units) / u128::from(velocity_total),
+                )
+                .unwrap_or(0);
+                *quotas
+                    .entry(channel.clone())
+                    .or_insert_with(|| used(channel)) += share;
+            }
+        }
+        Ok(SkuChange::AllocationSet { quotas })
+    }
+
+    /// Resolves a requested allocation to units and checks it: it fits sellable stock, and
+    /// no channel (nor the pool) drops below what it already has held or committed.
+    pub fn check_allocation(
+        &self,
+        requested: &BTreeMap<Channel, QuotaSpec>,
+    ) -> Result<SkuChange, SkuError> {
+        let sellable = self.sellable();
+        let mut quotas = BTreeMap::new();
+        for (channel, spec) in requested {
+            if channel.as_str() == POOL {
+                return Err(SkuError::Invalid(format!(
+                    "\"{POOL}\" is the shared pool, not a channel"
+                )));
+            }
+            let units = match *spec {
+                QuotaSpec::Units(units) if units <= UNITS_MAX => units,
+                QuotaSpec::Percent(percent) if percent <= 100 => sellable * percent / 100,
+                QuotaSpec::Units(_) => {
+                    return Err(SkuError::Invalid(format!(
+                        "{channel}: units must be at most {UNITS_MAX}"
+                    )))
+                }
+                QuotaSpec::Percent(_) => {
+                    return Err(SkuError::Invalid(format!(
+                        "{channel}: percent must be 0 to 100"
+                    )))
+                }
+            };
+            quotas.insert(channel.clone(), units);
+        }
+        let total: u64 = quotas.values().sum();
+        if total > sellable {
+            return Err(SkuError::Conflict(format!(
+                "allocations total {total} units, {} more than the {sellable} sellable",
+                total - sellable
+            )));
+        }
+        for (channel, usage) in &self.channels {
+            let quota = quotas.get(channel).copied().unwrap_or(0);
+            if quota < usage.from_quota() {
+                return Err(SkuError::Conflict(format!(
+                    "channel {channel} has {} units held or committed from its quota; its quota cannot go below that (asked {quota})",
+                    usage.from_quota()
+                )));
+            }
+        }
+        let pool = sellable - total;
+        if pool < self.pool_used() {
+            return Err(SkuError::Conflict(format!(
+                "the pool has {} units held or committed; these allocations would leave it {pool}",
+                self.pool_used()
+            )));
+        }
+        Ok(SkuChange::AllocationSet { quotas })
     }
 
     fn reserved(&self) -> u64 {
@@ -181,18 +399,21 @@ impl SkuState {
                 lines: self.lines.len(),
             });
         }
-        let available = self.available();
-        if quantity.units() > available {
+        let units = quantity.units();
+        let available = self.channel_available(channel);
+        if units > available {
             return Err(SkuError::SoldOut {
                 sku: sku.clone(),
                 available,
-                requested: quantity.units(),
+                requested: units,
             });
         }
+        let pooled = units - units.min(self.quota_free(channel));
         Ok(SkuChange::LineReserved {
             hold_id,
             quantity,
             channel: channel.clone(),
+            pooled,
         })
     }
 
@@ -235,13 +456,18 @@ impl SkuState {
                 hold_id,
                 quantity,
                 channel,
+                pooled,
             } => {
-                self.held += quantity.units();
-                self.channels.entry(channel.clone()).or_default().held += quantity.units();
+                let units = quantity.units();
+                self.held += units;
+                let usage = self.channels.entry(channel.clone()).or_default();
+                usage.held += units;
+                usage.pooled += pooled;
                 let line = Line {
                     quantity: *quantity,
                     channel: channel.clone(),
                     committed: false,
+                    pooled: *pooled,
                 };
                 self.lines.insert(*hold_id, line);
             }
@@ -251,6 +477,7 @@ impl SkuState {
                     self.held = self.held.saturating_sub(units);
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.held = usage.held.saturating_sub(units);
+                    usage.pooled = usage.pooled.saturating_sub(line.pooled);
                 }
             }
             SkuChange::LineCommitted { hold_id } => {
@@ -269,9 +496,17 @@ impl SkuState {
                     let units = line.quantity.units();
                     self.committed = self.committed.saturating_sub(units);
                     self.on_hand = self.on_hand.saturating_sub(units);
+                    let from_quota = units.saturating_sub(line.pooled);
+                    if let Some(quota) = self.quotas.get_mut(&line.channel) {
+                        *quota = quota.saturating_sub(from_quota);
+                    }
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.committed = usage.committed.saturating_sub(units);
+                    usage.pooled = usage.pooled.saturating_sub(line.pooled);
                 }
+            }
+            SkuChange::AllocationSet { quotas } => {
+                self.quotas = quotas.clone();
             }
         }
     }

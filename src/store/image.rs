@@ -61,11 +61,12 @@ impl Image {
                 self.dirty.skus.insert(sku);
             }
             Event::HoldPlaced { hold, idempotency } => {
-                for line in &hold.lines {
+                for (index, line) in hold.lines.iter().enumerate() {
                     let reserved = SkuChange::LineReserved {
                         hold_id: hold.id,
                         quantity: line.quantity,
                         channel: hold.channel.clone(),
+                        pooled: hold.pooled.get(index).copied().unwrap_or(0),
                     };
                     self.skus
                         .entry(line.sku.clone())
