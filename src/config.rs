@@ -119,6 +119,10 @@ settings! {
     actor_send_timeout_ms: u64 = 5_000, "HOLDFAST_ACTOR_SEND_TIMEOUT_MS";
     /// Largest request body, in bytes.
     body_bytes_max: usize = 64 * 1024, "HOLDFAST_BODY_BYTES_MAX";
+    /// Largest stock feed body, in bytes.
+    feed_bytes_max: usize = 64 * 1024 * 1024, "HOLDFAST_FEED_BYTES_MAX";
+    /// Most lines in one stock feed.
+    feed_lines_max: u64 = 1_000_000, "HOLDFAST_FEED_LINES_MAX";
     /// Most SKUs in one availability query.
     availability_skus_max: usize = 100, "HOLDFAST_AVAILABILITY_SKUS_MAX";
     /// Most idempotency keys remembered.

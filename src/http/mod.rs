@@ -7,6 +7,7 @@ pub mod allocation;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod feeds;
 pub mod health;
 pub mod holds;
 pub mod skus;
@@ -73,6 +74,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             resource("/v1/skus/{sku}/allocation/rebalance")
                 .route(web::post().to(allocation::post_rebalance)),
         )
+        .service(resource("/v1/feeds/stock").route(web::post().to(feeds::post_stock_feed)))
         .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
         .service(
             resource("/v1/admission")
@@ -104,6 +106,7 @@ fn route_label(path: &str) -> &'static str {
         ["health", "ready"] => "/health/ready",
         ["metrics"] => "/metrics",
         ["v1", "availability"] => "/v1/availability",
+        ["v1", "feeds", "stock"] => "/v1/feeds/stock",
         ["v1", "admission"] => "/v1/admission",
         ["v1", "skus", _] => "/v1/skus/{sku}",
         ["v1", "skus", _, "adjustments"] => "/v1/skus/{sku}/adjustments",

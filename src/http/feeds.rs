@@ -1,0 +1,280 @@
+//! `POST /v1/feeds/stock` (admin key): the start-of-day stock feed from the ERP/WMS, a hard
+//! reset of `on_hand` and `safety_stock` per SKU. NDJSON (`{"sku", "on_hand",
+//! "safety_stock"}` per line) or, with `Content-Type: text/csv`, CSV with a header line
+//! naming `sku,on_hand[,safety_stock]` (no quoting: SKU ids cannot hold commas). The body is
+//! read as a stream, line by line, never whole; valid lines are applied even when others
+//! are bad, and bad lines are reported by number. Limits: body bytes, lines, line length,
+//! and the number of errors listed (all are counted).
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::domain::{SkuId, UNITS_MAX};
+use crate::sku::messages::SetStock;
+
+/// Longest feed line, in bytes.
+const LINE_BYTES_MAX: usize = 4 * 1024;
+/// Errors listed in the answer; past it they are only counted.
+const ERRORS_LISTED_MAX: usize = 1_000;
+/// SKU updates applied at once.
+const APPLY_IN_FLIGHT_MAX: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedLine {
+    sku: String,
+    on_hand: i64,
+    #[serde(default)]
+    safety_stock: i64,
+}
+
+#[derive(Serialize)]
+struct LineError {
+    line: u64,
+    detail: String,
+}
+
+#[derive(Serialize, Default)]
+struct FeedReport {
+    applied: u64,
+    errors: Vec<LineError>,
+    errors_total: u64,
+}
+
+impl FeedReport {
+    fn error(&mut self, line: u64, detail: impl Into<String>) {
+        self.errors_total += 1;
+        if self.errors.len() < ERRORS_LISTED_MAX {
+            self.errors.push(LineError {
+                line,
+                detail: detail.into(),
+            });
+        }
+    }
+}
+
+enum Format {
+    Ndjson,
+    /// Column positions of sku, on_hand and (optionally) safety_stock, once the header is read.
+    Csv(Option<(usize, usize, Option<usize>)>),
+}
+
+fn units(name: &str, raw: i64) -> Result<u64, String> {
+    u64::try_from(raw)
+        .ok()
+        .filter(|units| *units <= UNITS_MAX)
+        .ok_or_else(|| format!("{name} must be an integer from 0 to {UNITS_MAX}, got {raw}"))
+}
+
+/// One parsed stock line, or why it is bad; `Ok(None)` for a line with nothing to apply
+/// (blank, or the CSV header).
+fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64)>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (sku, on_hand, safety) = match format {
+        Format::Ndjson => {
+            let line: FeedLine =
+                serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+            (line.sku, line.on_hand, line.safety_stock)
+        }
+        Format::Csv(None) => {
+            let names: Vec<&str> = text.split(',').map(str::trim).collect();
+            let find = |name: &str| names.iter().position(|n| *n == name);
+            let (Some(sku), Some(on_hand)) = (find("sku"), find("on_hand")) else {
+                return Err(
+                    "the CSV header must name sku and on_hand (and may name safety_stock)".into(),
+                );
+            };
+            *format = Format::Csv(Some((sku, on_hand, find("safety_stock"))));
+            return Ok(None);
+        }
+        Format::Csv(Some((sku_at, on_hand_at, safety_at))) => {
+            let cells: Vec<&str> = text.split(',').map(str::trim).collect();
+            let cell = |at: usize| {
+                cells
+                    .get(at)
+                    .copied()
+                    .ok_or_else(|| format!("missing column {}", at + 1))
+            };
+            let number = |at: usize, name: &str| -> Result<i64, String> {
+                cell(at)?
+                    .parse::<i64>()
+                    .map_err(|_| format!("{name} is not an integer"))
+            };
+            let safety = match safety_at {
+                Some(at) => number(*at, "safety_stock")?,
+                None => 0,
+            };
+            (
+                cell(*sku_at)?.to_owned(),
+                number(*on_hand_at, "on_hand")?,
+                safety,
+            )
+        }
+    };
+    let sku = SkuId::parse(&sku).map_err(|e| e.to_string())?;
+    Ok(Some((
+        sku,
+        units("on_hand", on_hand)?,
+        units("safety_stock", safety)?,
+    )))
+}
+
+pub async fn post_stock_feed(
+    request: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    let bytes_max = state.settings.feed_bytes_max;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > bytes_max) {
+        return Err(ApiError::PayloadTooLarge(bytes_max));
+    }
+    let csv = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    let mut format = if csv {
+        Format::Csv(None)
+    } else {
+        Format::Ndjson
+    };
+    let mut report = FeedReport::default();
+    let mut applying = FuturesUnordered::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let (mut read, mut line_no, mut overlong) = (0usize, 0u64, false);
+    let mut first_line_of: HashMap<SkuId, u64> = HashMap::new();
+    loop {
+        let chunk = payload.next().await;
+        let end = chunk.is_none();
+        if let Some(chunk) = chunk {
+            let chunk = chunk
+                .map_err(|err| ApiError::Invalid(format!("could not read the body: {err}")))?;
+            read += chunk.len();
+            if read > bytes_max {
+                return Err(ApiError::PayloadTooLarge(bytes_max));
+            }
+            pending.extend_from_slice(&chunk);
+        }
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
+            let rest = pending.split_off(newline + 1);
+            lines.push(std::mem::replace(&mut pending, rest));
+        }
+        if end && !pending.is_empty() {
+            lines.push(std::mem::take(&mut pending));
+        }
+        if pending.len() > LINE_BYTES_MAX {
+            // Drop the partial line now so one endless line cannot hold the memory.
+            pending.clear();
+            overlong = true;
+        }
+        if end && overlong && lines.is_empty() {
+            lines.push(Vec::new());
+        }
+        for raw in lines {
+            line_no += 1;
+            if line_no > state.settings.feed_lines_max {
+                return Err(ApiError::Invalid(format!(
+                    "a feed has at most {} lines; nothing after line {} was read",
+                    state.settings.feed_lines_max, state.settings.feed_lines_max
+                )));
+            }
+            if overlong || raw.len() > LINE_BYTES_MAX {
+                overlong = false;
+                report.error(line_no, format!("longer than {LINE_BYTES_MAX} bytes"));
+                continue;
+            }
+            let parsed = std::str::from_utf8(&raw)
+                .map_err(|_| "not UTF-8".to_owned())
+                .and_then(|text| parse_line(&mut format, text));
+            match parsed {
+                Ok(None) => {}
+                Err(detail) => report.error(line_no, detail),
+                Ok(Some((sku, on_hand, safety_stock))) => {
+                    if let Some(first) = first_line_of.get(&sku) {
+                        report.error(line_no, format!("sku {sku} was already set on line {first}; this line was not applied"));
+                        continue;
+                    }
+                    first_line_of.insert(sku.clone(), line_no);
+                    let entry = match state.directory.get_or_create(&sku) {
+                        Ok(entry) => entry,
+                        Err(err) => {
+                            report.error(line_no, err.to_string());
+                            continue;
+                        }
+                    };
+                    let timeout = state.actor_send_timeout();
+                    applying.push(async move {
+                        let set = SetStock {
+                            on_hand,
+                            safety_stock,
+                        };
+                        (line_no, entry.ask(set, Some(timeout)).await)
+                    });
+                    while applying.len() >= APPLY_IN_FLIGHT_MAX {
+                        record(&mut report, applying.next().await);
+                    }
+                }
+            }
+        }
+        if end {
+            break;
+        }
+    }
+    while let Some(done) = applying.next().await {
+        record(&mut report, Some(done));
+    }
+    state
+        .journal
+        .barrier()
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    report.errors.sort_by_key(|error| error.line);
+    Ok(HttpResponse::Ok().json(report))
+}
+
+type Applied = (
+    u64,
+    Result<Result<crate::sku::SkuView, crate::sku::SkuError>, actix::MailboxError>,
+);
+
+fn record(report: &mut FeedReport, done: Option<Applied>) {
+    match done {
+        Some((_, Ok(Ok(_)))) => report.applied += 1,
+        Some((line, Ok(Err(err)))) => report.error(line, err.to_string()),
+        Some((line, Err(err))) => report.error(line, format!("sku actor did not answer: {err}")),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_needs_a_header_and_reads_columns_by_name() {
+        let mut format = Format::Csv(None);
+        assert!(parse_line(&mut format, "a,b").is_err());
+        assert_eq!(parse_line(&mut format, "on_hand, sku").unwrap(), None);
+        let (sku, on_hand, safety) = parse_line(&mut format, "12,X-1").unwrap().unwrap();
+        assert_eq!((sku.as_str(), on_hand, safety), ("X-1", 12, 0));
+        assert!(parse_line(&mut format, "twelve,X-1").is_err());
+        assert!(parse_line(&mut format, "-1,X-1").is_err());
+        assert_eq!(parse_line(&mut format, "   ").unwrap(), None);
+    }
+}
