@@ -123,6 +123,8 @@ settings! {
     feed_bytes_max: usize = 64 * 1024 * 1024, "HOLDFAST_FEED_BYTES_MAX";
     /// Most lines in one stock feed.
     feed_lines_max: u64 = 1_000_000, "HOLDFAST_FEED_LINES_MAX";
+    /// Most sales kept.
+    sales_max: usize = 10_000, "HOLDFAST_SALES_MAX";
     /// Most SKUs in one availability query.
     availability_skus_max: usize = 100, "HOLDFAST_AVAILABILITY_SKUS_MAX";
     /// Most idempotency keys remembered.

@@ -7,6 +7,7 @@
 //!   directory that finds or starts a SKU's actor on one of the per-core Arbiters.
 //! - [`hold`]: the hold book (status authority, deadlines), the coordinator that reserves
 //!   carts all-or-nothing, idempotency keys, and the expiry sweep.
+//! - [`sale`]: flash-sale windows, their SKUs and per-customer limits.
 //! - [`store`]: journal events, the group-committing journal writer over sled, recovery.
 //! - [`http`]: routes, bearer-key auth, bounded bodies, problem+json errors.
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
@@ -21,6 +22,7 @@ pub mod domain;
 pub mod hold;
 pub mod http;
 pub mod metrics;
+pub mod sale;
 pub mod sampler;
 pub mod sku;
 pub mod startup;

@@ -188,6 +188,10 @@ impl Application {
             settings.admission_ticket_ttl_s.saturating_mul(1_000),
         );
         actix_web::rt::spawn(Arc::clone(&admission).run_ticks(ADMISSION_TICK));
+        let sales = Arc::new(crate::sale::SaleBook::new(settings.sales_max));
+        for sale in image.sales.values() {
+            sales.put(sale.clone());
+        }
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
             auth: http::auth::Auth::new(&settings),
@@ -196,6 +200,7 @@ impl Application {
             reservations: Arc::clone(&reservations),
             idempotency: Arc::clone(&idempotency),
             admission,
+            sales,
             journal,
             ready: Arc::clone(&ready),
             metrics,

@@ -122,6 +122,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     channel: Channel::parse("web").unwrap(),
                     customer_id: CustomerId::parse("c").unwrap(),
                     ttl_s: 900,
+                    customer_limits: vec![None],
                 };
                 let record = IdempotencyRecord {
                     scope_key: "k".into(),

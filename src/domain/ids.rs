@@ -67,6 +67,11 @@ string_id!(
     "customer_id"
 );
 string_id!(
+    /// A flash sale: a window, its SKUs, its per-customer limit.
+    SaleId,
+    "sale_id"
+);
+string_id!(
     /// The client's name for one logical attempt, so a retry is recognised as the same one.
     IdempotencyKey,
     "Idempotency-Key"

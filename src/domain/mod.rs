@@ -5,7 +5,7 @@ mod ids;
 mod quantity;
 mod status;
 
-pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SkuId};
+pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SaleId, SkuId};
 pub use quantity::{Quantity, UNITS_MAX};
 pub use status::{AdjustReason, HoldStatus};
 

@@ -26,6 +26,8 @@ pub struct PlaceHold {
     pub channel: Channel,
     pub customer_id: CustomerId,
     pub ttl_s: u64,
+    /// Per line, the sale's per-customer limit if the SKU is on sale.
+    pub customer_limits: Vec<Option<u64>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum HoldError {
         sku: SkuId,
         available: u64,
         requested: u64,
+    },
+    #[error("customer {customer} already has {already} of sku {sku}; the sale allows {limit}")]
+    LimitExceeded {
+        sku: SkuId,
+        customer: CustomerId,
+        limit: u64,
+        already: u64,
     },
     #[error("hold {0} not found")]
     NotFound(HoldId),
@@ -87,14 +96,21 @@ impl Reservations {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let hold_id = HoldId::new();
-        let reserves = entries.iter().zip(&request.lines).map(|(entry, line)| {
-            let reserve = Reserve {
-                hold_id,
-                quantity: line.quantity,
-                channel: request.channel.clone(),
-            };
-            entry.ask(reserve, Some(self.actor_send_timeout))
-        });
+        let reserves =
+            entries
+                .iter()
+                .zip(&request.lines)
+                .enumerate()
+                .map(|(index, (entry, line))| {
+                    let reserve = Reserve {
+                        hold_id,
+                        quantity: line.quantity,
+                        channel: request.channel.clone(),
+                        customer: request.customer_id.clone(),
+                        customer_limit: request.customer_limits.get(index).copied().flatten(),
+                    };
+                    entry.ask(reserve, Some(self.actor_send_timeout))
+                });
         let replies = join_all(reserves).await;
         let pooled: Vec<u64> = replies
             .iter()
@@ -199,6 +215,17 @@ impl From<SkuError> for HoldError {
                 sku,
                 available,
                 requested,
+            },
+            SkuError::LimitExceeded {
+                sku,
+                customer,
+                limit,
+                already,
+            } => Self::LimitExceeded {
+                sku,
+                customer,
+                limit,
+                already,
             },
             other => Self::Unavailable(other.to_string()),
         }

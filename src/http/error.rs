@@ -32,6 +32,19 @@ pub enum ApiError {
         detail: String,
         hold: Option<(HoldId, HoldStatus)>,
     },
+    #[error("customer {customer} already has {already} of sku {sku} held or bought; the sale allows {limit} per customer")]
+    LimitExceeded {
+        sku: SkuId,
+        customer: crate::domain::CustomerId,
+        limit: u64,
+        already: u64,
+    },
+    #[error("sale {sale_id} is open from {starts_at} until {ends_at}")]
+    SaleNotOpen {
+        sale_id: crate::domain::SaleId,
+        starts_at: String,
+        ends_at: String,
+    },
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
     #[error("the request body is larger than the limit of {0} bytes")]
@@ -71,6 +84,8 @@ impl ApiError {
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::SoldOut { .. } => ("sold-out", "Sold out"),
             Self::Conflict { .. } => ("conflict", "Conflicts with the current state"),
+            Self::LimitExceeded { .. } => ("limit-exceeded", "Per-customer limit reached"),
+            Self::SaleNotOpen { .. } => ("sale-not-open", "The sale is not open"),
             Self::IdempotencyMismatch => ("idempotency-mismatch", "Idempotency key reused"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
@@ -106,6 +121,25 @@ impl ApiError {
                 body.insert("position".into(), json!(position));
                 body.insert("retry_after_s".into(), json!(retry_after_s));
             }
+            Self::LimitExceeded {
+                sku,
+                limit,
+                already,
+                ..
+            } => {
+                body.insert("sku".into(), json!(sku));
+                body.insert("limit".into(), json!(limit));
+                body.insert("already".into(), json!(already));
+            }
+            Self::SaleNotOpen {
+                sale_id,
+                starts_at,
+                ends_at,
+            } => {
+                body.insert("sale_id".into(), json!(sale_id));
+                body.insert("starts_at".into(), json!(starts_at));
+                body.insert("ends_at".into(), json!(ends_at));
+            }
             Self::NotFound { sku: Some(sku), .. } => {
                 body.insert("sku".into(), json!(sku));
             }
@@ -129,7 +163,10 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::SoldOut { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::SoldOut { .. }
+            | Self::Conflict { .. }
+            | Self::LimitExceeded { .. }
+            | Self::SaleNotOpen { .. } => StatusCode::CONFLICT,
             Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -172,6 +209,17 @@ impl From<HoldError> for ApiError {
                 sku,
                 available,
                 requested,
+            },
+            HoldError::LimitExceeded {
+                sku,
+                customer,
+                limit,
+                already,
+            } => Self::LimitExceeded {
+                sku,
+                customer,
+                limit,
+                already,
             },
             HoldError::NotFound(id) => Self::not_found(format!("hold {id} not found")),
             HoldError::Conflict(hold) => Self::Conflict {

@@ -99,6 +99,7 @@ fn validate(
             .ok_or_else(|| invalid(format!("ttl_seconds must be 1 to {ttl_max}, got {ttl}")))?,
     };
     Ok(PlaceHold {
+        customer_limits: vec![None; lines.len()],
         lines,
         channel,
         customer_id,
@@ -193,6 +194,12 @@ async fn place_hold_inner(
                     at_ms: now_ms(),
                 };
                 let state = state.clone().into_inner();
+                let mut hold = hold;
+                if let Err(closed) = apply_sales(&state, &mut hold, ttl_seconds.is_none()) {
+                    // Depends on the time, so it is not remembered under the key.
+                    drop(ticket);
+                    return Err(closed);
+                }
                 let permit = match admit(request, &state, &hold).await {
                     Ok(permit) => permit,
                     Err(Refusal::SoldOut {
@@ -254,9 +261,38 @@ async fn run_place(
             tracing::debug!(hold_id = %placed.id, "Hold placed.");
             Ok(stored_answer(&stored, false))
         }
-        Err(err @ HoldError::SoldOut { .. }) => refuse(&state, err, record, ticket, started).await,
+        Err(err @ (HoldError::SoldOut { .. } | HoldError::LimitExceeded { .. })) => {
+            refuse(&state, err, record, ticket, started).await
+        }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Applies the sales the cart's SKUs are on: a closed window refuses the cart, the
+/// per-customer limit goes to the SKU actors, and the sale's TTL is the default.
+fn apply_sales(state: &AppState, hold: &mut PlaceHold, default_ttl: bool) -> Result<(), ApiError> {
+    let now = now_ms();
+    let mut sale_ttl_s: Option<u64> = None;
+    for (index, line) in hold.lines.iter().enumerate() {
+        let Some(sale) = state.sales.sale_for(&line.sku) else {
+            continue;
+        };
+        if !sale.is_open(now) {
+            return Err(ApiError::SaleNotOpen {
+                sale_id: sale.id.clone(),
+                starts_at: crate::clock::rfc3339(sale.starts_at_ms),
+                ends_at: crate::clock::rfc3339(sale.ends_at_ms),
+            });
+        }
+        hold.customer_limits[index] = sale.per_customer_limit;
+        if let Some(ttl) = sale.hold_ttl_s {
+            sale_ttl_s = Some(sale_ttl_s.map_or(ttl, |shortest| shortest.min(ttl)));
+        }
+    }
+    if let (true, Some(ttl)) = (default_ttl, sale_ttl_s) {
+        hold.ttl_s = ttl;
+    }
+    Ok(())
 }
 
 /// A place in the admission queue for this cart (stock-aware: a sold-out line is

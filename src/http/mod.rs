@@ -10,6 +10,7 @@ pub mod error;
 pub mod feeds;
 pub mod health;
 pub mod holds;
+pub mod sales;
 pub mod skus;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,7 @@ pub struct AppState {
     pub reservations: Arc<Reservations>,
     pub idempotency: Arc<IdempotencyStore>,
     pub admission: Arc<crate::admission::Admission>,
+    pub sales: Arc<crate::sale::SaleBook>,
     pub journal: Journal,
     /// False until recovery is done, and again once shutdown starts.
     pub ready: Arc<AtomicBool>,
@@ -74,6 +76,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
             resource("/v1/skus/{sku}/allocation/rebalance")
                 .route(web::post().to(allocation::post_rebalance)),
         )
+        .service(
+            resource("/v1/sales/{sale_id}")
+                .route(web::put().to(sales::put_sale))
+                .route(web::get().to(sales::get_sale)),
+        )
         .service(resource("/v1/feeds/stock").route(web::post().to(feeds::post_stock_feed)))
         .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
         .service(
@@ -107,6 +114,7 @@ fn route_label(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         ["v1", "availability"] => "/v1/availability",
         ["v1", "feeds", "stock"] => "/v1/feeds/stock",
+        ["v1", "sales", _] => "/v1/sales/{sale_id}",
         ["v1", "admission"] => "/v1/admission",
         ["v1", "skus", _] => "/v1/skus/{sku}",
         ["v1", "skus", _, "adjustments"] => "/v1/skus/{sku}/adjustments",

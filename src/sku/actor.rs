@@ -159,6 +159,8 @@ impl Handler<Reserve> for SkuActor {
             msg.hold_id,
             msg.quantity,
             &msg.channel,
+            &msg.customer,
+            msg.customer_limit,
             self.lines_max,
         )?;
         let pooled = match &change {

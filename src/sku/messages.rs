@@ -3,7 +3,7 @@
 use actix::Message;
 
 use super::state::{LineTarget, QuotaSpec, SkuError, SkuView};
-use crate::domain::{AdjustReason, Channel, HoldId, Quantity};
+use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity};
 
 /// Take `quantity` units into a new hold line, or refuse (sold out, too many lines).
 /// Answers the units drawn from the shared pool.
@@ -13,6 +13,9 @@ pub struct Reserve {
     pub hold_id: HoldId,
     pub quantity: Quantity,
     pub channel: Channel,
+    pub customer: CustomerId,
+    /// The sale's per-customer limit for this SKU, if it is on sale.
+    pub customer_limit: Option<u64>,
 }
 
 /// Bring a hold's line to where the hold book moved the hold. Never refused.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AdjustReason, Channel, HoldId, Quantity, SkuId, UNITS_MAX};
+use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity, SkuId, UNITS_MAX};
 
 /// A fact about one SKU, as written to the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,8 @@ pub enum SkuChange {
         channel: Channel,
         /// Units taken from the shared pool; the rest came from the channel's quota.
         pooled: u64,
+        /// The shopper, for per-customer sale limits.
+        customer: CustomerId,
     },
     /// A held line given back (release, expiry, or compensation of a failed cart).
     LineReleased { hold_id: HoldId },
@@ -49,6 +51,13 @@ pub enum SkuError {
     },
     #[error("sku {sku} already has {lines} open hold lines, the configured maximum")]
     HoldLinesFull { sku: SkuId, lines: usize },
+    #[error("customer {customer} already has {already} of sku {sku} held or bought; the sale allows {limit}")]
+    LimitExceeded {
+        sku: SkuId,
+        customer: CustomerId,
+        limit: u64,
+        already: u64,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -66,6 +75,8 @@ pub struct Line {
     pub committed: bool,
     /// Units of the line drawn from the shared pool; the rest came from the quota.
     pub pooled: u64,
+    /// The shopper the line is for.
+    pub customer: CustomerId,
 }
 
 /// Units a channel has in play on this SKU.
@@ -133,6 +144,8 @@ pub struct SkuState {
     pub channels: BTreeMap<Channel, ChannelUsage>,
     /// Units allocated to each channel; what is not allocated is the shared pool.
     pub quotas: BTreeMap<Channel, u64>,
+    /// Units each shopper has held or committed here, for per-customer sale limits.
+    pub customers: HashMap<CustomerId, u64>,
     /// Open lines by hold. A line leaves when released, expired or fulfilled.
     pub lines: HashMap<HoldId, Line>,
 }
@@ -194,6 +207,15 @@ impl SkuState {
             .get(channel)
             .map_or(0, ChannelUsage::from_quota);
         quota.saturating_sub(used)
+    }
+
+    fn forget_customer_units(&mut self, customer: &CustomerId, units: u64) {
+        if let Some(count) = self.customers.get_mut(customer) {
+            *count = count.saturating_sub(units);
+            if *count == 0 {
+                self.customers.remove(customer);
+            }
+        }
     }
 
     /// Units a channel's next hold can take: its free quota, then the free pool, never
@@ -380,12 +402,38 @@ impl SkuState {
         Ok(SkuChange::StockAdjusted { delta, reason })
     }
 
+    /// Whether a shopper's next `quantity` units stay within a sale's per-customer limit
+    /// (held + committed on this SKU). Checked here, in the actor, so concurrent requests
+    /// of one shopper cannot slip past it.
+    fn check_customer_limit(
+        &self,
+        sku: &SkuId,
+        customer: &CustomerId,
+        quantity: Quantity,
+        limit: Option<u64>,
+    ) -> Result<(), SkuError> {
+        let Some(limit) = limit else { return Ok(()) };
+        let already = self.customers.get(customer).copied().unwrap_or(0);
+        if already + quantity.units() > limit {
+            return Err(SkuError::LimitExceeded {
+                sku: sku.clone(),
+                customer: customer.clone(),
+                limit,
+                already,
+            });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub fn check_reserve(
         &self,
         sku: &SkuId,
         hold_id: HoldId,
         quantity: Quantity,
         channel: &Channel,
+        customer: &CustomerId,
+        customer_limit: Option<u64>,
         lines_max: usize,
     ) -> Result<SkuChange, SkuError> {
         if self.lines.contains_key(&hold_id) {
@@ -399,6 +447,7 @@ impl SkuState {
                 lines: self.lines.len(),
             });
         }
+        self.check_customer_limit(sku, customer, quantity, customer_limit)?;
         let units = quantity.units();
         let available = self.channel_available(channel);
         if units > available {
@@ -414,6 +463,7 @@ impl SkuState {
             quantity,
             channel: channel.clone(),
             pooled,
+            customer: customer.clone(),
         })
     }
 
@@ -457,9 +507,11 @@ impl SkuState {
                 quantity,
                 channel,
                 pooled,
+                customer,
             } => {
                 let units = quantity.units();
                 self.held += units;
+                *self.customers.entry(customer.clone()).or_default() += units;
                 let usage = self.channels.entry(channel.clone()).or_default();
                 usage.held += units;
                 usage.pooled += pooled;
@@ -468,6 +520,7 @@ impl SkuState {
                     channel: channel.clone(),
                     committed: false,
                     pooled: *pooled,
+                    customer: customer.clone(),
                 };
                 self.lines.insert(*hold_id, line);
             }
@@ -478,6 +531,7 @@ impl SkuState {
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.held = usage.held.saturating_sub(units);
                     usage.pooled = usage.pooled.saturating_sub(line.pooled);
+                    self.forget_customer_units(&line.customer, units);
                 }
             }
             SkuChange::LineCommitted { hold_id } => {
@@ -503,6 +557,7 @@ impl SkuState {
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.committed = usage.committed.saturating_sub(units);
                     usage.pooled = usage.pooled.saturating_sub(line.pooled);
+                    self.forget_customer_units(&line.customer, units);
                 }
             }
             SkuChange::AllocationSet { quotas } => {

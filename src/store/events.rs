@@ -24,6 +24,8 @@ pub enum Event {
         status: HoldStatus,
         at_ms: u64,
     },
+    /// A sale was created or replaced.
+    SaleSet { sale: crate::sale::Sale },
     /// A hold request that was refused after running (sold out), remembered under its
     /// idempotency key so a retry gets the same answer.
     Refused {

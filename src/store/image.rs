@@ -27,6 +27,8 @@ pub struct Image {
     pub holds: HashMap<HoldId, HoldRecord>,
     /// Idempotency answers by scope key.
     pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
+    /// Sales by id.
+    pub sales: HashMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
     pub seq: u64,
     /// Keys changed since the last snapshot write.
@@ -38,11 +40,15 @@ pub struct Dirty {
     pub skus: HashSet<SkuId>,
     pub holds: HashSet<HoldId>,
     pub answers: HashSet<String>,
+    pub sales: HashSet<crate::domain::SaleId>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.skus.is_empty() && self.holds.is_empty() && self.answers.is_empty()
+        self.skus.is_empty()
+            && self.holds.is_empty()
+            && self.answers.is_empty()
+            && self.sales.is_empty()
     }
 }
 
@@ -67,6 +73,7 @@ impl Image {
                         quantity: line.quantity,
                         channel: hold.channel.clone(),
                         pooled: hold.pooled.get(index).copied().unwrap_or(0),
+                        customer: hold.customer_id.clone(),
                     };
                     self.skus
                         .entry(line.sku.clone())
@@ -88,6 +95,10 @@ impl Image {
                     hold.updated_at_ms = at_ms;
                     self.dirty.holds.insert(hold_id);
                 }
+            }
+            Event::SaleSet { sale } => {
+                self.dirty.sales.insert(sale.id.clone());
+                self.sales.insert(sale.id.clone(), sale);
             }
             Event::Refused {
                 idempotency,

@@ -35,6 +35,7 @@ const META_SEQ: &[u8] = b"m:seq";
 const SKU_PREFIX: u8 = b's';
 const HOLD_PREFIX: u8 = b'h';
 const ANSWER_PREFIX: u8 = b'i';
+const SALE_PREFIX: u8 = b'a';
 /// Journal records (batches) read per pass, so one pass's memory is bounded.
 const READ_PER_PASS_MAX: usize = 5_000;
 /// Journal records deleted per batch while trimming.
@@ -111,6 +112,11 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                 image
                     .answers
                     .insert(record.scope_key.clone(), (record, answer));
+            }
+            Some(&SALE_PREFIX) => {
+                let sale: crate::sale::Sale =
+                    postcard::from_bytes(&value).map_err(|e| corrupt("sale", e))?;
+                image.sales.insert(sale.id.clone(), sale);
             }
             _ if &key[..] == META_SEQ => image.seq = decode_seq(&value),
             _ => return Err(corrupt("key", format!("unknown key {key:?}"))),
@@ -190,6 +196,11 @@ fn write(db: &sled::Db, tree: &sled::Tree, image: &mut Image) -> Result<(), Stri
         in_chunk += 1;
         if in_chunk >= CHUNK_KEYS_MAX {
             flush_chunk(&mut chunk, &mut in_chunk)?;
+        }
+    }
+    for id in &dirty.sales {
+        if let Some(sale) = image.sales.get(id) {
+            chunk.insert(key(SALE_PREFIX, id.as_str().as_bytes()), encode(sale)?);
         }
     }
     tree.apply_batch(chunk).map_err(|e| e.to_string())?;

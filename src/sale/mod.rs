@@ -1,0 +1,104 @@
+//! Flash sales: a window, the SKUs on sale, a per-customer limit and a hold TTL. A SKU is
+//! on at most one sale whose window has not ended. Holds on a sale SKU outside its window
+//! are refused (409 `sale-not-open`); the per-customer limit is enforced by the SKU actor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{SaleId, SkuId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    pub id: SaleId,
+    pub name: String,
+    pub starts_at_ms: u64,
+    /// Exclusive: at `ends_at_ms` the sale is over.
+    pub ends_at_ms: u64,
+    pub skus: Vec<SkuId>,
+    /// Most units of one SKU a shopper may hold or buy in this sale.
+    pub per_customer_limit: Option<u64>,
+    /// TTL of holds on the sale's SKUs when a request names none.
+    pub hold_ttl_s: Option<u64>,
+}
+
+impl Sale {
+    pub fn is_open(&self, now_ms: u64) -> bool {
+        (self.starts_at_ms..self.ends_at_ms).contains(&now_ms)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    sales: HashMap<SaleId, Arc<Sale>>,
+    by_sku: HashMap<SkuId, SaleId>,
+}
+
+pub struct SaleBook {
+    inner: RwLock<Inner>,
+    /// Most sales kept.
+    sales_max: usize,
+}
+
+impl SaleBook {
+    pub fn new(sales_max: usize) -> Self {
+        Self {
+            inner: RwLock::default(),
+            sales_max,
+        }
+    }
+
+    /// Why `sale` cannot be stored now, if it cannot.
+    pub fn check(&self, sale: &Sale, now_ms: u64) -> Result<(), String> {
+        let inner = self.inner.read();
+        if !inner.sales.contains_key(&sale.id) && inner.sales.len() >= self.sales_max {
+            return Err(format!(
+                "{} sales are kept, the configured maximum",
+                inner.sales.len()
+            ));
+        }
+        for sku in &sale.skus {
+            let other = inner.by_sku.get(sku).and_then(|id| inner.sales.get(id));
+            if let Some(other) =
+                other.filter(|other| other.id != sale.id && other.ends_at_ms > now_ms)
+            {
+                return Err(format!(
+                    "sku {sku} is already on sale {} until it ends",
+                    other.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores or replaces a sale (checked, or replayed from the journal).
+    pub fn put(&self, sale: Sale) {
+        let mut inner = self.inner.write();
+        if let Some(old) = inner.sales.get(&sale.id).cloned() {
+            for sku in &old.skus {
+                if inner.by_sku.get(sku) == Some(&sale.id) {
+                    inner.by_sku.remove(sku);
+                }
+            }
+        }
+        for sku in &sale.skus {
+            inner.by_sku.insert(sku.clone(), sale.id.clone());
+        }
+        inner.sales.insert(sale.id.clone(), Arc::new(sale));
+    }
+
+    pub fn get(&self, id: &SaleId) -> Option<Arc<Sale>> {
+        self.inner.read().sales.get(id).cloned()
+    }
+
+    pub fn sale_for(&self, sku: &SkuId) -> Option<Arc<Sale>> {
+        let inner = self.inner.read();
+        inner
+            .by_sku
+            .get(sku)
+            .and_then(|id| inner.sales.get(id))
+            .cloned()
+    }
+}

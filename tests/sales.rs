@@ -1,0 +1,178 @@
+//! Sales: holds outside the window are refused, the per-customer limit is exact under
+//! concurrent requests of one shopper, the sale's TTL applies, and GET shows sell-through.
+
+mod common;
+
+use common::{spawn, Process, TestServer};
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+fn at(offset_s: i64) -> String {
+    (OffsetDateTime::now_utc() + Duration::seconds(offset_s))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+async fn put_sale(server: &TestServer, id: &str, sale: Value) -> common::Answer {
+    server
+        .send(
+            Method::PUT,
+            &format!("/v1/sales/{id}"),
+            Some(&sale.to_string()),
+            &[],
+        )
+        .await
+}
+
+async fn hold_as(
+    server: &TestServer,
+    key: String,
+    customer: &str,
+    sku: &str,
+    quantity: u64,
+) -> common::Answer {
+    let body = json!({"lines": [{"sku": sku, "quantity": quantity}], "customer_id": customer});
+    server.hold_raw(&key, &body.to_string()).await
+}
+
+/// A hold on a sale SKU before the window or after it is refused with sale-not-open.
+#[actix_web::test]
+async fn holds_outside_the_window_are_refused() {
+    let server = spawn().await;
+    server.put_sku("SOON", 10, 0).await;
+    server.put_sku("OVER", 10, 0).await;
+    server.put_sku("NOW", 10, 0).await;
+    for (id, sku, from, to) in [
+        ("soon", "SOON", 3600, 7200),
+        ("over", "OVER", -7200, -3600),
+        ("now", "NOW", -60, 3600),
+    ] {
+        let sale = json!({"name": id, "starts_at": at(from), "ends_at": at(to), "skus": [sku]});
+        assert_eq!(put_sale(&server, id, sale).await.status, StatusCode::OK);
+    }
+    for sku in ["SOON", "OVER"] {
+        let refused = hold_as(&server, format!("k-{sku}"), "c", sku, 1).await;
+        assert_eq!(
+            (refused.status, refused.problem_type()),
+            (StatusCode::CONFLICT, "/problems/sale-not-open")
+        );
+        assert_eq!(refused.body["sale_id"], sku.to_lowercase());
+    }
+    assert_eq!(
+        hold_as(&server, "k-now".into(), "c", "NOW", 1).await.status,
+        StatusCode::CREATED
+    );
+    let clash = put_sale(
+        &server,
+        "again",
+        json!({"name": "x", "starts_at": at(-1), "ends_at": at(60), "skus": ["NOW"]}),
+    )
+    .await;
+    assert_eq!(
+        clash.status,
+        StatusCode::CONFLICT,
+        "a SKU is on one running sale at a time"
+    );
+    let backwards = put_sale(
+        &server,
+        "bad",
+        json!({"name": "x", "starts_at": at(60), "ends_at": at(0), "skus": ["SOON"]}),
+    )
+    .await;
+    assert_eq!(backwards.status, StatusCode::BAD_REQUEST);
+}
+
+/// Ten concurrent requests of one shopper against a limit of 2: exactly 2 units are held,
+/// the rest get limit-exceeded; another shopper is not affected; a release frees a slot.
+#[actix_web::test]
+async fn the_per_customer_limit_is_exact_under_concurrency() {
+    let server = spawn().await;
+    server.put_sku("LIM", 100, 0).await;
+    let sale = json!({"name": "drop", "starts_at": at(-60), "ends_at": at(3600), "skus": ["LIM"], "per_customer_limit": 2, "hold_ttl_s": 120});
+    assert_eq!(put_sale(&server, "drop", sale).await.status, StatusCode::OK);
+    let answers =
+        join_all((0..10).map(|i| hold_as(&server, format!("c1-{i}"), "c1", "LIM", 1))).await;
+    let held: Vec<&common::Answer> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(held.len(), 2);
+    let limited = answers
+        .iter()
+        .filter(|a| a.problem_type() == "/problems/limit-exceeded")
+        .count();
+    assert_eq!(limited, 8);
+    assert_eq!(server.sku("LIM").await["held"], 2);
+    assert_eq!(
+        hold_as(&server, "c2".into(), "c2", "LIM", 2).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        hold_as(&server, "c1-big".into(), "c1", "LIM", 1)
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    let first = held[0].body["hold_id"].as_str().unwrap();
+    server.act(first, "release").await;
+    let again = hold_as(&server, "c1-again".into(), "c1", "LIM", 1).await;
+    assert_eq!(
+        again.status,
+        StatusCode::CREATED,
+        "a released unit no longer counts"
+    );
+    let created =
+        OffsetDateTime::parse(again.body["created_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    let expires =
+        OffsetDateTime::parse(again.body["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert_eq!(
+        (expires - created).whole_seconds(),
+        120,
+        "the sale's hold TTL is the default"
+    );
+}
+
+/// GET shows live sell-through per SKU and channel; the sale survives a restart.
+#[actix_web::test]
+async fn a_sale_shows_sell_through_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let process = Process::start(&data, &[], &[]);
+    let server = process
+        .server(None)
+        .as_test_server(tempfile::tempdir().unwrap());
+    server.put_sku("ST", 10, 0).await;
+    let sale = json!({"name": "Black Friday", "starts_at": at(-60), "ends_at": at(3600), "skus": ["ST"], "per_customer_limit": 5});
+    put_sale(&server, "bf", sale).await;
+    let hold = hold_as(&server, "st".into(), "c", "ST", 4).await;
+    server
+        .act(hold.body["hold_id"].as_str().unwrap(), "confirm")
+        .await;
+    let view = server
+        .send(Method::GET, "/v1/sales/bf", None, &[])
+        .await
+        .body;
+    assert_eq!(view["open"], true);
+    assert_eq!(view["skus"][0]["committed"], 4);
+    assert_eq!(view["skus"][0]["sell_through"], 0.4);
+    assert_eq!(view["skus"][0]["channels"]["default"]["committed"], 4);
+    assert_eq!(process.terminate().code(), Some(0));
+    let process = Process::start(&data, &[], &[]);
+    let server = process.server(None).as_test_server(dir);
+    assert_eq!(
+        server
+            .send(Method::GET, "/v1/sales/bf", None, &[])
+            .await
+            .body["skus"],
+        view["skus"]
+    );
+    let over = hold_as(&server, "st2".into(), "c", "ST", 2).await;
+    assert_eq!(
+        over.problem_type(),
+        "/problems/limit-exceeded",
+        "the limit counts confirmed units after restart"
+    );
+}
