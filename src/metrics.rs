@@ -324,12 +324,14 @@ pub fn admission_gauges(queued: usize, in_flight: usize) {
 /// A SKU crossing zero availability, counted without a SKU label.
 #[derive(Debug, Clone, Copy)]
 pub enum StockEvent {
+    LowStock,
     SoldOut,
     BackInStock,
 }
 
 pub fn stock_event(event: StockEvent) {
     let label = match event {
+        StockEvent::LowStock => "low_stock",
         StockEvent::SoldOut => "sold_out",
         StockEvent::BackInStock => "back_in_stock",
     };

@@ -301,3 +301,64 @@ async fn health_and_metrics_answer() {
         assert!(text.contains(needle), "metrics lack {needle}");
     }
 }
+
+fn low_stock_events(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("holdfast_sku_stock_events_total{event=\"low_stock\"} "))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// A SKU's low-stock threshold: crossing it is counted once; a feed keeps the threshold.
+#[actix_web::test]
+async fn crossing_the_low_stock_threshold_is_counted() {
+    let server = spawn().await;
+    let body = json!({"on_hand": 10, "safety_stock": 0, "low_stock_threshold": 3}).to_string();
+    let view = server
+        .send(Method::PUT, "/v1/skus/LOW", Some(&body), &[])
+        .await;
+    assert_eq!(view.body["low_stock_threshold"], 3);
+    let metrics = || async {
+        server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = low_stock_events(&metrics().await);
+    server.hold("low1", &[("LOW", 6)]).await;
+    assert_eq!(
+        low_stock_events(&metrics().await),
+        before,
+        "4 left is above the threshold"
+    );
+    server.hold("low2", &[("LOW", 1)]).await;
+    assert_eq!(
+        low_stock_events(&metrics().await),
+        before + 1.0,
+        "3 left crosses it"
+    );
+    server.hold("low3", &[("LOW", 1)]).await;
+    assert_eq!(
+        low_stock_events(&metrics().await),
+        before + 1.0,
+        "counted once per crossing"
+    );
+    let feed = server
+        .client
+        .post(server.url("/v1/feeds/stock"))
+        .body(r#"{"sku": "LOW", "on_hand": 20}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+    assert_eq!(
+        server.sku("LOW").await["low_stock_threshold"],
+        3,
+        "a feed keeps the threshold"
+    );
+}

@@ -252,7 +252,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         .unwrap()
         .iter()
         .collect();
-    assert_eq!(rules.len(), 7);
+    assert_eq!(rules.len(), 8);
     for rule in rules {
         assert_ne!(
             rule["health"], "err",

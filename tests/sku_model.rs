@@ -210,6 +210,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .send(SetStock {
                         on_hand,
                         safety_stock,
+                        low_stock_threshold: None,
                     })
                     .await
                     .unwrap();

@@ -223,6 +223,7 @@ pub async fn post_stock_feed(
                         let set = SetStock {
                             on_hand,
                             safety_stock,
+                            low_stock_threshold: None,
                         };
                         (line_no, entry.ask(set, Some(timeout)).await)
                     });

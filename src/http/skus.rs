@@ -19,6 +19,8 @@ struct StockBody {
     on_hand: i64,
     #[serde(default)]
     safety_stock: i64,
+    /// Availability at or under which the SKU is low on stock; kept when omitted.
+    low_stock_threshold: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,10 @@ pub async fn put_sku(
     let body: StockBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
     let on_hand = units("on_hand", body.on_hand)?;
     let safety_stock = units("safety_stock", body.safety_stock)?;
+    let low_stock_threshold = match body.low_stock_threshold {
+        Some(raw) => Some(units("low_stock_threshold", raw)?),
+        None => None,
+    };
     state.journal.accepting().map_err(ApiError::Unavailable)?;
     let entry = state
         .directory
@@ -99,6 +105,7 @@ pub async fn put_sku(
             SetStock {
                 on_hand,
                 safety_stock,
+                low_stock_threshold,
             },
             Some(state.actor_send_timeout()),
         )

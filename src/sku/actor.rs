@@ -114,7 +114,12 @@ impl SkuActor {
         let was_available = self.state.available();
         self.state.apply(change);
         self.gauge.publish(&self.state);
-        match (was_available, self.state.available()) {
+        let (threshold, now_available) = (self.state.low_stock_threshold, self.state.available());
+        if was_available > threshold && (1..=threshold).contains(&now_available) {
+            crate::metrics::stock_event(crate::metrics::StockEvent::LowStock);
+            tracing::info!(sku = %self.sku, available = now_available, threshold, "Low on stock.");
+        }
+        match (was_available, now_available) {
             (1.., 0) => {
                 crate::metrics::stock_event(crate::metrics::StockEvent::SoldOut);
                 tracing::info!(sku = %self.sku, "Sold out.");
@@ -190,7 +195,9 @@ impl Handler<SetStock> for SkuActor {
     type Result = Result<SkuView, SkuError>;
 
     fn handle(&mut self, msg: SetStock, _: &mut Self::Context) -> Self::Result {
-        let change = self.state.check_set(msg.on_hand, msg.safety_stock)?;
+        let change =
+            self.state
+                .check_set(msg.on_hand, msg.safety_stock, msg.low_stock_threshold)?;
         self.record(change);
         Ok(self.state.view(&self.sku))
     }

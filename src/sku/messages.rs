@@ -32,6 +32,8 @@ pub struct SettleLine {
 pub struct SetStock {
     pub on_hand: u64,
     pub safety_stock: u64,
+    /// Replaces the low-stock threshold when given.
+    pub low_stock_threshold: Option<u64>,
 }
 
 /// Move on-hand by a signed delta, for a reason.

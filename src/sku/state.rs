@@ -12,7 +12,12 @@ use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity, SkuId, 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SkuChange {
     /// Start-of-day hard reset of `on_hand` and `safety_stock`; holds and commitments stay.
-    StockSet { on_hand: u64, safety_stock: u64 },
+    /// A low-stock threshold, when given, replaces the current one.
+    StockSet {
+        on_hand: u64,
+        safety_stock: u64,
+        low_stock_threshold: Option<u64>,
+    },
     /// `on_hand` moved by `delta` for `reason`.
     StockAdjusted { delta: i64, reason: AdjustReason },
     /// Units taken into an unpaid hold. The actor does not journal this on its own: the
@@ -146,6 +151,8 @@ pub struct SkuState {
     pub quotas: BTreeMap<Channel, u64>,
     /// Units each shopper has held or committed here, for per-customer sale limits.
     pub customers: HashMap<CustomerId, u64>,
+    /// Availability at or under which the SKU counts as low on stock (0: never).
+    pub low_stock_threshold: u64,
     /// Open lines by hold. A line leaves when released, expired or fulfilled.
     pub lines: HashMap<HoldId, Line>,
 }
@@ -159,6 +166,7 @@ pub struct SkuView {
     pub held: u64,
     pub committed: u64,
     pub available: u64,
+    pub low_stock_threshold: u64,
     /// Each channel with a quota or units in play, plus `"pool"`.
     pub channels: BTreeMap<String, ChannelView>,
     /// Units by which the quotas exceed sellable stock (after stock went down), if any.
@@ -262,6 +270,7 @@ impl SkuState {
             held: self.held,
             committed: self.committed,
             available: self.available(),
+            low_stock_threshold: self.low_stock_threshold,
             channels,
             allocation_shortfall: self.allocation_shortfall(),
         }
@@ -382,11 +391,22 @@ impl SkuState {
         Ok(())
     }
 
-    pub fn check_set(&self, on_hand: u64, safety_stock: u64) -> Result<SkuChange, SkuError> {
+    pub fn check_set(
+        &self,
+        on_hand: u64,
+        safety_stock: u64,
+        low_stock_threshold: Option<u64>,
+    ) -> Result<SkuChange, SkuError> {
         self.check_stock_level(on_hand, safety_stock)?;
+        if low_stock_threshold.is_some_and(|units| units > UNITS_MAX) {
+            return Err(SkuError::Invalid(format!(
+                "low_stock_threshold must be at most {UNITS_MAX}"
+            )));
+        }
         Ok(SkuChange::StockSet {
             on_hand,
             safety_stock,
+            low_stock_threshold,
         })
     }
 
@@ -495,9 +515,13 @@ impl SkuState {
             SkuChange::StockSet {
                 on_hand,
                 safety_stock,
+                low_stock_threshold,
             } => {
                 self.on_hand = *on_hand;
                 self.safety_stock = *safety_stock;
+                if let Some(threshold) = low_stock_threshold {
+                    self.low_stock_threshold = *threshold;
+                }
             }
             SkuChange::StockAdjusted { delta, .. } => {
                 self.on_hand = self.on_hand.saturating_add_signed(*delta);
