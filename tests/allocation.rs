@@ -217,15 +217,7 @@ async fn stock_below_the_quotas_shrinks_the_pool_and_never_oversells() {
     );
     assert_eq!(created(&web), 60);
     assert_conserved(&server.sku("S").await);
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("holdfast_allocation_conflicts_total"),
         "the conflict is counted"
@@ -252,8 +244,7 @@ async fn allocations_and_splits_survive_a_restart() {
         "5 from the quota, 3 from the pool"
     );
     assert_eq!(process.terminate().code(), Some(0));
-    let process = Process::start(&data, &[], &[]);
-    let server = process.server(None).as_test_server(dir);
+    let (_process, server) = Process::start_server(&data, &[]);
     assert_eq!(server.sku("P").await, before);
     server
         .act(pooled.body["hold_id"].as_str().unwrap(), "release")

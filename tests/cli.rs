@@ -154,8 +154,7 @@ async fn graceful_stop_keeps_everything_and_exits_zero() {
     let before = (server.sku("G").await, server.sku("H").await);
     assert_eq!(process.terminate().code(), Some(0));
 
-    let process = Process::start(&data, &[], &[]);
-    let server = process.server(None).as_test_server(dir);
+    let (_process, server) = Process::start_server(&data, &[]);
     assert_eq!((server.sku("G").await, server.sku("H").await), before);
     let retry = server.hold("kept", &[("G", 3), ("H", 1)]).await;
     assert_eq!(

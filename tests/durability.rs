@@ -263,21 +263,9 @@ async fn snapshots_keep_the_journal_short_and_state_identical() {
         assert_eq!(server.act(id, "confirm").await.status, StatusCode::OK);
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let entries: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("holdfast_journal_entries "))
-        .expect("journal entries gauge")
-        .parse()
-        .unwrap();
+    let metrics = server.metrics().await;
+    let entries =
+        common::metric(&metrics, "holdfast_journal_entries").expect("journal entries gauge");
     assert!(
         entries < 400.0,
         "about 2,400 events were journaled but {entries} remain"
@@ -293,8 +281,7 @@ async fn snapshots_keep_the_journal_short_and_state_identical() {
         "a graceful stop snapshots and trims everything"
     );
 
-    let process = Process::start(&data, &args, &[]);
-    let server = process.server(None).as_test_server(dir);
+    let (_process, server) = Process::start_server(&data, &args);
     let mut after = Vec::new();
     for i in 0..5 {
         after.push(server.sku(&format!("SNAP-{i}")).await);

@@ -282,15 +282,7 @@ async fn health_and_metrics_answer() {
     server.put_sku("M", 1, 0).await;
     server.hold("m1", &[("M", 1)]).await;
     server.hold("m2", &[("M", 1)]).await;
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     for needle in [
         "holdfast_hold_outcomes_total{outcome=\"held\"}",
         "holdfast_hold_outcomes_total{outcome=\"sold_out\"}",
@@ -302,11 +294,8 @@ async fn health_and_metrics_answer() {
     }
 }
 
-fn low_stock_events(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("holdfast_sku_stock_events_total{event=\"low_stock\"} "))
-        .map_or(0.0, |v| v.parse().unwrap())
+fn low_stock_events(page: &str) -> f64 {
+    common::metric(page, "holdfast_sku_stock_events_total{event=\"low_stock\"}").unwrap_or(0.0)
 }
 
 /// A SKU's low-stock threshold: crossing it is counted once; a feed keeps the threshold.
@@ -318,17 +307,7 @@ async fn crossing_the_low_stock_threshold_is_counted() {
         .send(Method::PUT, "/v1/skus/LOW", Some(&body), &[])
         .await;
     assert_eq!(view.body["low_stock_threshold"], 3);
-    let metrics = || async {
-        server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { server.metrics().await };
     let before = low_stock_events(&metrics().await);
     server.hold("low1", &[("LOW", 6)]).await;
     assert_eq!(

@@ -160,8 +160,7 @@ async fn a_sale_shows_sell_through_and_survives_a_restart() {
     assert_eq!(view["skus"][0]["sell_through"], 0.4);
     assert_eq!(view["skus"][0]["channels"]["default"]["committed"], 4);
     assert_eq!(process.terminate().code(), Some(0));
-    let process = Process::start(&data, &[], &[]);
-    let server = process.server(None).as_test_server(dir);
+    let (_process, server) = Process::start_server(&data, &[]);
     assert_eq!(
         server
             .send(Method::GET, "/v1/sales/bf", None, &[])

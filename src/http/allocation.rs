@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::body::read_json;
-use super::skus::{durable_view, known_sku, mailbox_error, parse_sku};
+use super::skus::{change_sku, parse_sku};
 use super::{ApiError, AppState};
 use crate::clock::now_ms;
 use crate::domain::Channel;
@@ -54,13 +54,7 @@ pub async fn put_allocation(
             ))
         })
         .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
-    let entry = known_sku(&state, &sku)?;
-    let view = entry
-        .ask(SetAllocation { quotas }, Some(state.actor_send_timeout()))
-        .await
-        .map_err(mailbox_error)??;
-    durable_view(&state, view).await
+    change_sku(&state, &sku, SetAllocation { quotas }).await
 }
 
 pub async fn post_rebalance(
@@ -72,15 +66,9 @@ pub async fn post_rebalance(
     state.auth.admin(&request)?;
     let sku = parse_sku(&path)?;
     let body: RebalanceBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
-    let entry = known_sku(&state, &sku)?;
     let rebalance = Rebalance {
         policy: body.policy,
         now_ms: now_ms(),
     };
-    let view = entry
-        .ask(rebalance, Some(state.actor_send_timeout()))
-        .await
-        .map_err(mailbox_error)??;
-    durable_view(&state, view).await
+    change_sku(&state, &sku, rebalance).await
 }

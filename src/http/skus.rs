@@ -130,19 +130,31 @@ pub async fn post_adjustment(
             body.delta
         )));
     }
+    let adjust = Adjust {
+        delta: body.delta,
+        reason: body.reason,
+    };
+    change_sku(&state, &sku, adjust).await
+}
+
+/// Sends a change to an existing SKU's actor and answers with the SKU view once the
+/// change is durable (503 while the journal refuses work, 404 for an unknown SKU).
+pub(crate) async fn change_sku<M>(
+    state: &AppState,
+    sku: &SkuId,
+    change: M,
+) -> Result<HttpResponse, ApiError>
+where
+    M: actix::Message<Result = Result<SkuView, SkuError>> + Send + 'static,
+    crate::sku::SkuActor: actix::Handler<M>,
+{
     state.journal.accepting().map_err(ApiError::Unavailable)?;
-    let entry = known_sku(&state, &sku)?;
+    let entry = known_sku(state, sku)?;
     let view = entry
-        .ask(
-            Adjust {
-                delta: body.delta,
-                reason: body.reason,
-            },
-            Some(state.actor_send_timeout()),
-        )
+        .ask(change, Some(state.actor_send_timeout()))
         .await
         .map_err(mailbox_error)??;
-    durable_view(&state, view).await
+    durable_view(state, view).await
 }
 
 /// `GET /v1/skus/{sku}`.

@@ -303,3 +303,33 @@ impl ProcessClient {
         }
     }
 }
+
+impl TestServer {
+    /// The server's Prometheus text page.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        response.text().await.expect("metrics text")
+    }
+}
+
+/// The value of one series (its exact text, labels included) on a Prometheus text page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+impl Process {
+    /// Starts the binary on `data_dir` and returns it with HTTP helpers pointed at it.
+    pub fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> (Process, TestServer) {
+        let process = Process::start(data_dir, extra, &[]);
+        let server = process
+            .server(None)
+            .as_test_server(tempfile::tempdir().expect("temp dir"));
+        (process, server)
+    }
+}
