@@ -31,7 +31,7 @@ const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";
 /// How often the admission queue refills rate tokens and answers sold-out waiters.
-const ADMISSION_TICK: Duration = Duration::from_millis(5);
+pub const ADMISSION_TICK: Duration = Duration::from_millis(5);
 
 /// Queue tickets are signed with a key made fresh at each start: after a restart old
 /// tickets count as new arrivals, which loses a place, never a request.
@@ -182,15 +182,19 @@ impl Application {
             settings.idempotency_keys_max,
             settings.idempotency_ttl_s.saturating_mul(1_000),
         ));
-        let admission = Admission::new(
-            settings.admission_limits(),
-            random_secret()?,
-            settings.admission_ticket_ttl_s.saturating_mul(1_000),
-        );
+        let secret = random_secret()?;
+        let ticket_ttl_ms = settings.admission_ticket_ttl_s.saturating_mul(1_000);
+        let admission = Admission::new(settings.admission_limits(), secret, ticket_ttl_ms);
         actix_web::rt::spawn(Arc::clone(&admission).run_ticks(ADMISSION_TICK));
-        let sales = Arc::new(crate::sale::SaleBook::new(settings.sales_max));
+        let sales = Arc::new(crate::sale::SaleBook::new(
+            settings.sales_max,
+            secret,
+            ticket_ttl_ms,
+        ));
         for sale in image.sales.values() {
-            sales.put(sale.clone());
+            if let Some(queue) = sales.put(sale.clone()) {
+                actix_web::rt::spawn(queue.run_ticks(ADMISSION_TICK));
+            }
         }
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {

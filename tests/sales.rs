@@ -175,3 +175,33 @@ async fn a_sale_shows_sell_through_and_survives_a_restart() {
         "the limit counts confirmed units after restart"
     );
 }
+
+/// A sale with its own admission limits meters holds on its SKUs separately: past its
+/// rate they get 429, while holds on other SKUs pass the server-wide queue untouched.
+#[actix_web::test]
+async fn a_sale_can_have_its_own_admission_queue() {
+    let server = spawn().await;
+    server.put_sku("HYPE", 100, 0).await;
+    server.put_sku("PLAIN", 100, 0).await;
+    let sale = json!({"name": "hype", "starts_at": at(-60), "ends_at": at(3600), "skus": ["HYPE"],
+        "admission": {"in_flight_max": 10, "queue_max": 0, "wait_max_ms": 0, "rate_per_s": 1}});
+    let set = put_sale(&server, "hype", sale).await;
+    assert_eq!(set.body["admission"]["rate_per_s"], 1, "{}", set.body);
+    let first = hold_as(&server, "h1".into(), "a", "HYPE", 1).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let second = hold_as(&server, "h2".into(), "b", "HYPE", 1).await;
+    assert_eq!(
+        (second.status, second.problem_type()),
+        (StatusCode::TOO_MANY_REQUESTS, "/problems/queue-full")
+    );
+    let plain = join_all((0..5).map(|i| hold_as(&server, format!("p{i}"), "c", "PLAIN", 1))).await;
+    assert!(
+        plain.iter().all(|a| a.status == StatusCode::CREATED),
+        "other SKUs use the server-wide queue"
+    );
+    let status = server.send(Method::GET, "/v1/admission", None, &[]).await;
+    assert_eq!(
+        status.body["rate_per_s"], 0,
+        "the server-wide limits are untouched"
+    );
+}

@@ -318,7 +318,12 @@ async fn admit(
         .headers()
         .get(QUEUE_TICKET)
         .and_then(|value| value.to_str().ok());
-    state.admission.admit(presented, cart).await
+    let sale_queue = hold
+        .lines
+        .iter()
+        .find_map(|line| state.sales.queue_for(&line.sku));
+    let queue = sale_queue.as_ref().unwrap_or(&state.admission);
+    queue.admit(presented, cart).await
 }
 
 /// Answers a sold-out refusal that ran, remembering it under the idempotency key (durably)

@@ -32,6 +32,7 @@ struct SaleBody {
     skus: Vec<String>,
     per_customer_limit: Option<i64>,
     hold_ttl_s: Option<i64>,
+    admission: Option<crate::admission::AdmissionLimits>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -91,7 +92,13 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
                 .ok_or_else(|| invalid(format!("hold_ttl_s must be 1 to {ttl_max}, got {ttl}")))?,
         ),
     };
+    if let Some(limits) = &body.admission {
+        limits
+            .validate()
+            .map_err(|e| invalid(format!("admission: {e}")))?;
+    }
     Ok(Sale {
+        admission: body.admission,
         id,
         name: body.name,
         starts_at_ms,
@@ -112,6 +119,7 @@ fn sale_json(sale: &Sale) -> Value {
         "skus": sale.skus,
         "per_customer_limit": sale.per_customer_limit,
         "hold_ttl_s": sale.hold_ttl_s,
+        "admission": sale.admission,
     })
 }
 
@@ -135,7 +143,9 @@ pub async fn put_sale(
         .map_err(ApiError::conflict)?;
     state.journal.accepting().map_err(ApiError::Unavailable)?;
     state.journal.append(Event::SaleSet { sale: sale.clone() });
-    state.sales.put(sale.clone());
+    if let Some(queue) = state.sales.put(sale.clone()) {
+        actix_web::rt::spawn(queue.run_ticks(crate::startup::ADMISSION_TICK));
+    }
     state
         .journal
         .barrier()

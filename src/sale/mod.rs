@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use crate::admission::Admission;
 use crate::domain::{SaleId, SkuId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,9 @@ pub struct Sale {
     pub per_customer_limit: Option<u64>,
     /// TTL of holds on the sale's SKUs when a request names none.
     pub hold_ttl_s: Option<u64>,
+    /// The sale's own admission queue limits; holds on its SKUs queue there instead of
+    /// in the server-wide queue.
+    pub admission: Option<crate::admission::AdmissionLimits>,
 }
 
 impl Sale {
@@ -34,19 +38,26 @@ impl Sale {
 struct Inner {
     sales: HashMap<SaleId, Arc<Sale>>,
     by_sku: HashMap<SkuId, SaleId>,
+    /// Admission queues of the sales that have their own limits.
+    queues: HashMap<SaleId, Arc<Admission>>,
 }
 
 pub struct SaleBook {
     inner: RwLock<Inner>,
     /// Most sales kept.
     sales_max: usize,
+    /// Signs the tickets of per-sale queues.
+    secret: [u8; 32],
+    ticket_ttl_ms: u64,
 }
 
 impl SaleBook {
-    pub fn new(sales_max: usize) -> Self {
+    pub fn new(sales_max: usize, secret: [u8; 32], ticket_ttl_ms: u64) -> Self {
         Self {
             inner: RwLock::default(),
             sales_max,
+            secret,
+            ticket_ttl_ms,
         }
     }
 
@@ -73,9 +84,28 @@ impl SaleBook {
         Ok(())
     }
 
-    /// Stores or replaces a sale (checked, or replayed from the journal).
-    pub fn put(&self, sale: Sale) {
+    /// Stores or replaces a sale (checked, or replayed from the journal). Returns a new
+    /// admission queue whose ticks the caller must run, if the sale brought one.
+    pub fn put(&self, sale: Sale) -> Option<Arc<Admission>> {
         let mut inner = self.inner.write();
+        let mut started = None;
+        match (sale.admission, inner.queues.get(&sale.id).cloned()) {
+            (Some(limits), Some(queue)) => queue.set_limits(limits),
+            (Some(limits), None) => {
+                let queue = Admission::new(limits, self.queue_secret(&sale.id), self.ticket_ttl_ms);
+                inner.queues.insert(sale.id.clone(), Arc::clone(&queue));
+                started = Some(queue);
+            }
+            (None, Some(queue)) => {
+                // Waiters still drain through it; new holds use the server-wide queue.
+                queue.set_limits(crate::admission::AdmissionLimits {
+                    queue_max: 0,
+                    ..queue.status().limits
+                });
+                inner.queues.remove(&sale.id);
+            }
+            (None, None) => {}
+        }
         if let Some(old) = inner.sales.get(&sale.id).cloned() {
             for sku in &old.skus {
                 if inner.by_sku.get(sku) == Some(&sale.id) {
@@ -87,6 +117,28 @@ impl SaleBook {
             inner.by_sku.insert(sku.clone(), sale.id.clone());
         }
         inner.sales.insert(sale.id.clone(), Arc::new(sale));
+        started
+    }
+
+    /// Each queue numbers its arrivals on its own, so each signs with its own key: a ticket
+    /// from one queue (with a low number) must not jump the line in another.
+    fn queue_secret(&self, sale: &SaleId) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.secret);
+        hasher.update(b"sale-queue:");
+        hasher.update(sale.as_str().as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// The admission queue of the sale `sku` is on, if that sale has its own.
+    pub fn queue_for(&self, sku: &SkuId) -> Option<Arc<Admission>> {
+        let inner = self.inner.read();
+        inner
+            .by_sku
+            .get(sku)
+            .and_then(|id| inner.queues.get(id))
+            .cloned()
     }
 
     pub fn get(&self, id: &SaleId) -> Option<Arc<Sale>> {
