@@ -230,10 +230,7 @@ async fn stock_below_the_quotas_shrinks_the_pool_and_never_oversells() {
 async fn allocations_and_splits_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let process = Process::start(&data, &[], &[]);
-    let server = process
-        .server(None)
-        .as_test_server(tempfile::tempdir().unwrap());
+    let (process, server) = Process::start_server(&data, &[]);
     server.put_sku("P", 20, 0).await;
     allocate(&server, "P", json!({"web": {"units": 5}})).await;
     let pooled = hold_for(&server, "p1".into(), "P", "web", 8).await;

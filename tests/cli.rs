@@ -141,10 +141,7 @@ async fn a_data_dir_in_use_is_refused() {
 async fn graceful_stop_keeps_everything_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let process = Process::start(&data, &[], &[]);
-    let server = process
-        .server(None)
-        .as_test_server(tempfile::tempdir().unwrap());
+    let (process, server) = Process::start_server(&data, &[]);
     server.put_sku("G", 20, 2).await;
     server.put_sku("H", 5, 0).await;
     let kept = server.hold("kept", &[("G", 3), ("H", 1)]).await;

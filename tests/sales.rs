@@ -140,10 +140,7 @@ async fn the_per_customer_limit_is_exact_under_concurrency() {
 async fn a_sale_shows_sell_through_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let process = Process::start(&data, &[], &[]);
-    let server = process
-        .server(None)
-        .as_test_server(tempfile::tempdir().unwrap());
+    let (process, server) = Process::start_server(&data, &[]);
     server.put_sku("ST", 10, 0).await;
     let sale = json!({"name": "Black Friday", "starts_at": at(-60), "ends_at": at(3600), "skus": ["ST"], "per_customer_limit": 5});
     put_sale(&server, "bf", sale).await;

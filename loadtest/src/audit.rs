@@ -2,7 +2,6 @@
 //! TTL has run out: no SKU oversold, every SKU conserved, committed units equal to the
 //! acknowledged confirms, nothing still held, abandoned holds expired, released released.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -157,6 +156,3 @@ async fn statuses(
     .await;
     check(name, wrong, format!("{} holds read {want}", ids.len()))
 }
-
-/// Counts per SKU, for the report.
-pub type UnitsBySku = HashMap<String, u64>;

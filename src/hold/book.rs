@@ -283,15 +283,6 @@ impl HoldBook {
         self.count.fetch_sub(forgotten, Ordering::Relaxed);
         forgotten
     }
-
-    /// Every hold in the book (recovery and snapshots).
-    pub fn all(&self) -> Vec<HoldRecord> {
-        let mut all = Vec::with_capacity(self.len());
-        for shard in self.shards.iter() {
-            all.extend(shard.lock().holds.values().cloned());
-        }
-        all
-    }
 }
 
 #[cfg(test)]

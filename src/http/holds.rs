@@ -121,7 +121,7 @@ fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
     if status.is_success() {
-        response.content_type(mime_json());
+        response.content_type(header::ContentType::json());
     } else {
         response.content_type(PROBLEM_JSON);
     }
@@ -129,10 +129,6 @@ fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     response.body(stored.body.to_vec())
-}
-
-fn mime_json() -> header::ContentType {
-    header::ContentType::json()
 }
 
 /// `POST /v1/holds`.
@@ -378,7 +374,7 @@ fn visible_hold(
 
 fn hold_answer(hold: &HoldRecord) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(mime_json())
+        .content_type(header::ContentType::json())
         .body(hold.to_json())
 }
 
