@@ -11,7 +11,7 @@ use holdfast::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity, 
 use holdfast::hold::idempotency::IdempotencyRecord;
 use holdfast::hold::{Action, HoldBook, HoldError, HoldLine, PlaceHold, Reservations};
 use holdfast::sku::messages::{Adjust, GetView, SetStock};
-use holdfast::sku::SkuDirectory;
+use holdfast::sku::{SkuDirectory, SkuError};
 use holdfast::store::{Durability, Journal, JournalSettings};
 use proptest::prelude::*;
 
@@ -141,7 +141,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .push((quantity, HoldStatus::Held, hold.expires_at_ms));
                         ids.push(hold.id);
                     }
-                    Err(HoldError::SoldOut { available, .. }) => {
+                    Err(HoldError::Refused(SkuError::SoldOut { available, .. })) => {
                         prop_assert!(quantity > model.available());
                         prop_assert_eq!(available, model.available());
                     }

@@ -34,19 +34,10 @@ pub struct PlaceHold {
 pub enum HoldError {
     #[error("unknown sku {0}")]
     UnknownSku(SkuId),
-    #[error("sku {sku} has {available} units available, {requested} requested")]
-    SoldOut {
-        sku: SkuId,
-        available: u64,
-        requested: u64,
-    },
-    #[error("customer {customer} already has {already} of sku {sku}; the sale allows {limit}")]
-    LimitExceeded {
-        sku: SkuId,
-        customer: CustomerId,
-        limit: u64,
-        already: u64,
-    },
+    /// A SKU actor said no for business reasons (sold out, per-customer limit); the
+    /// answer ran to an outcome, so it is remembered under the idempotency key.
+    #[error(transparent)]
+    Refused(SkuError),
     #[error("hold {0} not found")]
     NotFound(HoldId),
     #[error("hold {} is {}", .0.id, .0.status.as_str())]
@@ -207,26 +198,7 @@ async fn settle(entries: &[SkuEntry], hold_id: HoldId, target: LineTarget) {
 impl From<SkuError> for HoldError {
     fn from(err: SkuError) -> Self {
         match err {
-            SkuError::SoldOut {
-                sku,
-                available,
-                requested,
-            } => Self::SoldOut {
-                sku,
-                available,
-                requested,
-            },
-            SkuError::LimitExceeded {
-                sku,
-                customer,
-                limit,
-                already,
-            } => Self::LimitExceeded {
-                sku,
-                customer,
-                limit,
-                already,
-            },
+            SkuError::SoldOut { .. } | SkuError::LimitExceeded { .. } => Self::Refused(err),
             other => Self::Unavailable(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::{HoldId, HoldStatus, SkuId};
 use crate::hold::HoldError;
+use crate::sku::SkuError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -194,14 +195,12 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<HoldError> for ApiError {
-    fn from(err: HoldError) -> Self {
+/// How a SKU actor's refusal reads to a client; the one place for it, whether the
+/// refusal came from a stock endpoint, a hold, or the admission queue's sold-out check.
+impl From<SkuError> for ApiError {
+    fn from(err: SkuError) -> Self {
         match err {
-            HoldError::UnknownSku(sku) => Self::NotFound {
-                detail: format!("unknown sku {sku}"),
-                sku: Some(sku),
-            },
-            HoldError::SoldOut {
+            SkuError::SoldOut {
                 sku,
                 available,
                 requested,
@@ -210,7 +209,7 @@ impl From<HoldError> for ApiError {
                 available,
                 requested,
             },
-            HoldError::LimitExceeded {
+            SkuError::LimitExceeded {
                 sku,
                 customer,
                 limit,
@@ -221,6 +220,21 @@ impl From<HoldError> for ApiError {
                 limit,
                 already,
             },
+            SkuError::Invalid(detail) => Self::Invalid(detail),
+            SkuError::Conflict(detail) => Self::conflict(detail),
+            other @ SkuError::HoldLinesFull { .. } => Self::conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<HoldError> for ApiError {
+    fn from(err: HoldError) -> Self {
+        match err {
+            HoldError::UnknownSku(sku) => Self::NotFound {
+                detail: format!("unknown sku {sku}"),
+                sku: Some(sku),
+            },
+            HoldError::Refused(refusal) => refusal.into(),
             HoldError::NotFound(id) => Self::not_found(format!("hold {id} not found")),
             HoldError::Conflict(hold) => Self::Conflict {
                 detail: format!("hold {} is {}", hold.id, hold.status.as_str()),

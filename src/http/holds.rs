@@ -21,6 +21,7 @@ use crate::hold::idempotency::{
 };
 use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
 use crate::metrics::{self as m, HoldOutcome};
+use crate::sku::SkuError;
 use crate::store::Event;
 
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -203,7 +204,7 @@ async fn place_hold_inner(
                         available,
                         requested,
                     }) => {
-                        let refusal = HoldError::SoldOut {
+                        let refusal = SkuError::SoldOut {
                             sku,
                             available,
                             requested,
@@ -257,9 +258,7 @@ async fn run_place(
             tracing::debug!(hold_id = %placed.id, "Hold placed.");
             Ok(stored_answer(&stored, false))
         }
-        Err(err @ (HoldError::SoldOut { .. } | HoldError::LimitExceeded { .. })) => {
-            refuse(&state, err, record, ticket, started).await
-        }
+        Err(HoldError::Refused(refusal)) => refuse(&state, refusal, record, ticket, started).await,
         Err(err) => Err(err.into()),
     }
 }
@@ -322,11 +321,11 @@ async fn admit(
     queue.admit(presented, cart).await
 }
 
-/// Answers a sold-out refusal that ran, remembering it under the idempotency key (durably)
-/// so a retry gets the same answer.
+/// Answers a refusal that ran (sold out, limit), remembering it under the idempotency key
+/// (durably) so a retry gets the same answer.
 async fn refuse(
     state: &AppState,
-    refusal: HoldError,
+    refusal: SkuError,
     record: IdempotencyRecord,
     ticket: RunTicket,
     started: Instant,

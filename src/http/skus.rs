@@ -52,16 +52,6 @@ pub(crate) fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiEr
     })
 }
 
-impl From<SkuError> for ApiError {
-    fn from(err: SkuError) -> Self {
-        match err {
-            SkuError::Invalid(detail) => Self::Invalid(detail),
-            SkuError::Conflict(detail) => Self::conflict(detail),
-            other => Self::conflict(other.to_string()),
-        }
-    }
-}
-
 pub(crate) fn mailbox_error(err: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("sku actor did not answer: {err}"))
 }
