@@ -93,6 +93,10 @@ async fn the_per_customer_limit_is_exact_under_concurrency() {
     server.put_sku("LIM", 100, 0).await;
     let sale = json!({"name": "drop", "starts_at": at(-60), "ends_at": at(3600), "skus": ["LIM"], "per_customer_limit": 2, "hold_ttl_s": 120});
     assert_eq!(put_sale(&server, "drop", sale).await.status, StatusCode::OK);
+    let limit_outcomes = |page: String| {
+        common::metric(&page, "holdfast_hold_outcomes_total{outcome=\"limit\"}").unwrap_or(0.0)
+    };
+    let limits_before = limit_outcomes(server.metrics().await);
     let answers =
         join_all((0..10).map(|i| hold_as(&server, format!("c1-{i}"), "c1", "LIM", 1))).await;
     let held: Vec<&common::Answer> = answers
@@ -105,6 +109,12 @@ async fn the_per_customer_limit_is_exact_under_concurrency() {
         .filter(|a| a.problem_type() == "/problems/limit-exceeded")
         .count();
     assert_eq!(limited, 8);
+    let limits_after = limit_outcomes(server.metrics().await);
+    assert_eq!(
+        limits_after - limits_before,
+        8.0,
+        "counted as limit, not as sold out"
+    );
     assert_eq!(server.sku("LIM").await["held"], 2);
     assert_eq!(
         hold_as(&server, "c2".into(), "c2", "LIM", 2).await.status,

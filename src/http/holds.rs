@@ -330,6 +330,10 @@ async fn refuse(
     ticket: RunTicket,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
+    let outcome = match refusal {
+        SkuError::LimitExceeded { .. } => HoldOutcome::Limit,
+        _ => HoldOutcome::SoldOut,
+    };
     let refusal = ApiError::from(refusal);
     let stored = StoredResponse {
         status: StatusCode::CONFLICT.as_u16(),
@@ -346,7 +350,7 @@ async fn refuse(
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
     ticket.complete(record.fingerprint, stored.clone(), record.at_ms);
-    m::hold_outcome(HoldOutcome::SoldOut, started.elapsed());
+    m::hold_outcome(outcome, started.elapsed());
     Ok(stored_answer(&stored, false))
 }
 
