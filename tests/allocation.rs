@@ -250,3 +250,29 @@ async fn allocations_and_splits_survive_a_restart() {
     assert_eq!(after["channels"]["pool"]["available"], 15);
     assert_eq!(after["channels"]["web"]["available"], 20);
 }
+
+/// A paid line keeps its split: its pooled units count as the pool's committed units,
+/// live and after a restart.
+#[actix_web::test]
+async fn paid_pooled_units_count_as_pool_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (process, server) = Process::start_server(&data, &[]);
+    server.put_sku("PC", 10, 0).await;
+    allocate(&server, "PC", json!({"web": {"units": 2}})).await;
+    let hold = hold_for(&server, "pc".into(), "PC", "web", 5).await;
+    server
+        .act(hold.body["hold_id"].as_str().unwrap(), "confirm")
+        .await;
+    let view = server.sku("PC").await;
+    let pool = &view["channels"]["pool"];
+    assert_eq!(
+        (pool["held"].as_u64(), pool["committed"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(pool["available"], 5, "8 in the pool, 3 of them sold");
+    assert_eq!(view["channels"]["web"]["committed"], 5);
+    assert_eq!(process.terminate().code(), Some(0));
+    let (_process, server) = Process::start_server(&data, &[]);
+    assert_eq!(server.sku("PC").await, view);
+}

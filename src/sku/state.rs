@@ -89,14 +89,21 @@ pub struct Line {
 pub struct ChannelUsage {
     pub held: u64,
     pub committed: u64,
-    /// Of held + committed, the units drawn from the shared pool.
-    pub pooled: u64,
+    /// Of `held`, the units drawn from the shared pool.
+    pub pooled_held: u64,
+    /// Of `committed`, the units drawn from the shared pool.
+    pub pooled_committed: u64,
 }
 
 impl ChannelUsage {
+    /// Units held or committed out of the shared pool.
+    pub fn pooled(&self) -> u64 {
+        self.pooled_held + self.pooled_committed
+    }
+
     /// Units held or committed out of the channel's own quota.
     pub fn from_quota(&self) -> u64 {
-        (self.held + self.committed).saturating_sub(self.pooled)
+        (self.held + self.committed).saturating_sub(self.pooled())
     }
 }
 
@@ -201,7 +208,7 @@ impl SkuState {
     }
 
     fn pool_used(&self) -> u64 {
-        self.channels.values().map(|usage| usage.pooled).sum()
+        self.channels.values().map(ChannelUsage::pooled).sum()
     }
 
     fn pool_free(&self) -> u64 {
@@ -250,16 +257,14 @@ impl SkuState {
             };
             channels.insert(channel.to_string(), view);
         }
-        let pooled_held: u64 = self
-            .lines
-            .values()
-            .filter(|l| !l.committed)
-            .map(|l| l.pooled)
-            .sum();
         let pool = ChannelView {
             allocated: self.pool_size(),
-            held: pooled_held,
-            committed: self.pool_used().saturating_sub(pooled_held),
+            held: self.channels.values().map(|usage| usage.pooled_held).sum(),
+            committed: self
+                .channels
+                .values()
+                .map(|usage| usage.pooled_committed)
+                .sum(),
             available: self.pool_free().min(self.available()),
         };
         channels.insert(POOL.to_owned(), pool);
@@ -538,7 +543,7 @@ impl SkuState {
                 *self.customers.entry(customer.clone()).or_default() += units;
                 let usage = self.channels.entry(channel.clone()).or_default();
                 usage.held += units;
-                usage.pooled += pooled;
+                usage.pooled_held += pooled;
                 let line = Line {
                     quantity: *quantity,
                     channel: channel.clone(),
@@ -554,7 +559,7 @@ impl SkuState {
                     self.held = self.held.saturating_sub(units);
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.held = usage.held.saturating_sub(units);
-                    usage.pooled = usage.pooled.saturating_sub(line.pooled);
+                    usage.pooled_held = usage.pooled_held.saturating_sub(line.pooled);
                     self.forget_customer_units(&line.customer, units);
                 }
             }
@@ -567,6 +572,8 @@ impl SkuState {
                     let usage = self.channels.entry(line.channel.clone()).or_default();
                     usage.held = usage.held.saturating_sub(units);
                     usage.committed += units;
+                    usage.pooled_held = usage.pooled_held.saturating_sub(line.pooled);
+                    usage.pooled_committed += line.pooled;
                 }
             }
             SkuChange::LineFulfilled { hold_id } => {
@@ -580,7 +587,7 @@ impl SkuState {
                     }
                     let usage = self.channels.entry(line.channel).or_default();
                     usage.committed = usage.committed.saturating_sub(units);
-                    usage.pooled = usage.pooled.saturating_sub(line.pooled);
+                    usage.pooled_committed = usage.pooled_committed.saturating_sub(line.pooled);
                     self.forget_customer_units(&line.customer, units);
                 }
             }
