@@ -249,14 +249,8 @@ async fn waiters_for_a_sku_that_sells_out_get_409() {
     let started = Instant::now();
     let answers =
         join_all((0..15).map(|i| server.hold_owned(format!("w{i}"), vec![("LAST", 1)]))).await;
-    let held = answers
-        .iter()
-        .filter(|a| a.status == StatusCode::CREATED)
-        .count();
-    let sold_out = answers
-        .iter()
-        .filter(|a| a.problem_type() == "/problems/sold-out")
-        .count();
+    let held = common::created(&answers);
+    let sold_out = common::problems(&answers, "/problems/sold-out");
     assert_eq!(
         (held, sold_out),
         (3, 12),

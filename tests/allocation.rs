@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_conserved, spawn, Process, TestServer};
+use common::{assert_conserved, created, spawn, Process, TestServer};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -30,13 +30,6 @@ async fn hold_for(
 ) -> common::Answer {
     let body = json!({"lines": [{"sku": sku, "quantity": quantity}], "customer_id": key, "channel": channel});
     server.hold_raw(&key, &body.to_string()).await
-}
-
-fn created(answers: &[common::Answer]) -> usize {
-    answers
-        .iter()
-        .filter(|a| a.status == StatusCode::CREATED)
-        .count()
 }
 
 /// web 60 units, marketplace 30%, 100 on hand: 120 concurrent marketplace holds get

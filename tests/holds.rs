@@ -17,10 +17,7 @@ async fn three_hundred_concurrent_holds_on_a_hundred_units_take_exactly_a_hundre
     server.put_sku("HOT", 105, 5).await;
     let keys: Vec<String> = (0..300).map(|i| format!("race-{i}")).collect();
     let answers = join_all(keys.iter().map(|key| server.hold(key, &[("HOT", 1)]))).await;
-    let held = answers
-        .iter()
-        .filter(|a| a.status == StatusCode::CREATED)
-        .count();
+    let held = common::created(&answers);
     let sold_out = answers
         .iter()
         .filter(|a| a.status == StatusCode::CONFLICT && a.problem_type() == "/problems/sold-out")
@@ -47,14 +44,8 @@ async fn multi_line_carts_under_contention_never_take_part_of_a_cart() {
     let carts = (0..80).map(|i| server.hold_owned(format!("cart-{i}"), vec![("A", 1), ("B", 1)]));
     let singles = (0..40).map(|i| server.hold_owned(format!("single-{i}"), vec![("A", 1)]));
     let (carts, singles) = tokio::join!(join_all(carts), join_all(singles));
-    let carts_won = carts
-        .iter()
-        .filter(|a| a.status == StatusCode::CREATED)
-        .count() as u64;
-    let singles_won = singles
-        .iter()
-        .filter(|a| a.status == StatusCode::CREATED)
-        .count() as u64;
+    let carts_won = common::created(&carts) as u64;
+    let singles_won = common::created(&singles) as u64;
     assert!(carts
         .iter()
         .chain(&singles)

@@ -104,10 +104,7 @@ async fn the_per_customer_limit_is_exact_under_concurrency() {
         .filter(|a| a.status == StatusCode::CREATED)
         .collect();
     assert_eq!(held.len(), 2);
-    let limited = answers
-        .iter()
-        .filter(|a| a.problem_type() == "/problems/limit-exceeded")
-        .count();
+    let limited = common::problems(&answers, "/problems/limit-exceeded");
     assert_eq!(limited, 8);
     let limits_after = limit_outcomes(server.metrics().await);
     assert_eq!(

@@ -333,3 +333,19 @@ impl Process {
         (process, server)
     }
 }
+
+/// How many answers are 201 Created.
+pub fn created(answers: &[Answer]) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count()
+}
+
+/// How many answers are problems of this type (`/problems/<name>`).
+pub fn problems(answers: &[Answer], problem_type: &str) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.problem_type() == problem_type)
+        .count()
+}
