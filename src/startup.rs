@@ -25,8 +25,9 @@ use crate::store::recovery;
 use crate::store::snapshot::{Compactor, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
-/// The on-disk format this build reads and writes. Bump it when `Event` changes shape.
-pub const DATA_FORMAT_VERSION: u8 = 2;
+/// The on-disk format this build reads and writes. Bump it when `Event` or the snapshot
+/// layout changes shape (3: SKU lines stored one key each).
+pub const DATA_FORMAT_VERSION: u8 = 3;
 const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";

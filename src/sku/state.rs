@@ -141,7 +141,10 @@ pub enum RebalancePolicy {
 /// The channel name the pool is shown under; no channel may take it.
 pub const POOL: &str = "pool";
 
-/// The counters and open lines of one SKU (DESIGN.md, "Stock model").
+/// The counters and open lines of one SKU (DESIGN.md, "Stock model"). Serialized (for
+/// snapshots) without its lines and the per-customer units derived from them: a hot SKU
+/// carries up to a million lines, which the snapshot stores one key each, so a snapshot
+/// writes only the lines that changed. [`SkuState::rebuild_from_lines`] restores the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuState {
     /// Physical units in the warehouse.
@@ -157,10 +160,12 @@ pub struct SkuState {
     /// Units allocated to each channel; what is not allocated is the shared pool.
     pub quotas: BTreeMap<Channel, u64>,
     /// Units each shopper has held or committed here, for per-customer sale limits.
+    #[serde(skip)]
     pub customers: HashMap<CustomerId, u64>,
     /// Availability at or under which the SKU counts as low on stock (0: never).
     pub low_stock_threshold: u64,
     /// Open lines by hold. A line leaves when released, expired or fulfilled.
+    #[serde(skip)]
     pub lines: HashMap<HoldId, Line>,
 }
 
@@ -513,8 +518,36 @@ impl SkuState {
         }
     }
 
+    /// Recomputes what the lines determine (units held and committed, per channel, from
+    /// the pool, per customer) after a snapshot restored the lines and the other counters.
+    /// Channels keep their entries, so the SKU view looks the same after a restart.
+    pub fn rebuild_from_lines(&mut self) {
+        self.held = 0;
+        self.committed = 0;
+        self.customers.clear();
+        for usage in self.channels.values_mut() {
+            *usage = ChannelUsage::default();
+        }
+        for line in self.lines.values() {
+            let units = line.quantity.units();
+            let usage = self.channels.entry(line.channel.clone()).or_default();
+            if line.committed {
+                self.committed += units;
+                usage.committed += units;
+                usage.pooled_committed += line.pooled;
+            } else {
+                self.held += units;
+                usage.held += units;
+                usage.pooled_held += line.pooled;
+            }
+            *self.customers.entry(line.customer.clone()).or_default() += units;
+        }
+    }
+
     /// Applies a change that was checked (live) or journaled (replay). Never fails:
-    /// a journaled fact is replayed as it happened.
+    /// a journaled fact is replayed as it happened. A line change that its line already
+    /// shows (reserved twice, committed twice) changes nothing: a snapshot may store a
+    /// line newer than the sequence it covers, and replay then meets such changes again.
     pub fn apply(&mut self, change: &SkuChange) {
         match change {
             SkuChange::StockSet {
@@ -538,6 +571,9 @@ impl SkuState {
                 pooled,
                 customer,
             } => {
+                if self.lines.contains_key(hold_id) {
+                    return;
+                }
                 let units = quantity.units();
                 self.held += units;
                 *self.customers.entry(customer.clone()).or_default() += units;
@@ -564,7 +600,7 @@ impl SkuState {
                 }
             }
             SkuChange::LineCommitted { hold_id } => {
-                if let Some(line) = self.lines.get_mut(hold_id) {
+                if let Some(line) = self.lines.get_mut(hold_id).filter(|line| !line.committed) {
                     let units = line.quantity.units();
                     line.committed = true;
                     self.held = self.held.saturating_sub(units);

@@ -41,6 +41,9 @@ pub struct Dirty {
     pub holds: HashSet<HoldId>,
     pub answers: HashSet<String>,
     pub sales: HashSet<crate::domain::SaleId>,
+    /// Holds with a line fulfilled. Fulfilment also lowers `on_hand` and the quota, which
+    /// are stored with the SKU counters, so these holds are written atomically with them.
+    pub fulfilled: HashSet<HoldId>,
 }
 
 impl Dirty {
@@ -49,6 +52,25 @@ impl Dirty {
             && self.holds.is_empty()
             && self.answers.is_empty()
             && self.sales.is_empty()
+            && self.fulfilled.is_empty()
+    }
+
+    /// A hold's snapshot value carries its lines, so a line change makes the hold dirty.
+    fn line(&mut self, change: &SkuChange) {
+        match change {
+            SkuChange::LineReserved { hold_id, .. }
+            | SkuChange::LineReleased { hold_id }
+            | SkuChange::LineCommitted { hold_id } => {
+                self.holds.insert(*hold_id);
+            }
+            SkuChange::LineFulfilled { hold_id } => {
+                self.holds.insert(*hold_id);
+                self.fulfilled.insert(*hold_id);
+            }
+            SkuChange::StockSet { .. }
+            | SkuChange::StockAdjusted { .. }
+            | SkuChange::AllocationSet { .. } => {}
+        }
     }
 }
 
@@ -64,6 +86,7 @@ impl Image {
         match event {
             Event::Sku { sku, change } => {
                 self.skus.entry(sku.clone()).or_default().apply(&change);
+                self.dirty.line(&change);
                 self.dirty.skus.insert(sku);
             }
             Event::HoldPlaced { hold, idempotency } => {
@@ -127,7 +150,9 @@ impl Image {
             .holds
             .values()
             .filter(|h| {
-                h.status.is_final() && h.updated_at_ms.saturating_add(hold_retention_ms) <= now_ms
+                h.status.is_final()
+                    && h.updated_at_ms.saturating_add(hold_retention_ms) <= now_ms
+                    && !self.has_open_line(h)
             })
             .map(|h| h.id)
             .collect();
@@ -145,6 +170,16 @@ impl Image {
             self.answers.remove(&key);
             self.dirty.answers.insert(key);
         }
+    }
+
+    /// Whether a SKU still carries one of the hold's lines: the snapshot stores lines with
+    /// their hold, so such a hold is kept until its line changes have been applied.
+    fn has_open_line(&self, hold: &HoldRecord) -> bool {
+        hold.lines.iter().any(|line| {
+            self.skus
+                .get(&line.sku)
+                .is_some_and(|state| state.lines.contains_key(&hold.id))
+        })
     }
 
     /// The response an idempotency answer stands for, or None if its hold is gone.
