@@ -3,8 +3,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin="$root/target/release/holdfast"
-wrk_script="$root/../shared/bench/wrk-hold.lua"
-[ -f "$wrk_script" ] || wrk_script="$root/loadtest/bench/wrk-hold.lua"
+# Our own copy: ../shared/bench/wrk-hold.lua sends every key twice (see the comment in ours).
+wrk_script="$root/loadtest/bench/wrk-hold.lua"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -19,14 +19,31 @@ start_holdfast() {
 
 stop_holdfast() { kill -TERM "$hf_pid" 2>/dev/null || true; wait "$hf_pid" 2>/dev/null || true; rm -rf "$hf_dir"; }
 
+# Holds the server placed so far (idempotent replays and refusals not counted).
+holds_placed() {
+  curl -sf "$hf_url/metrics" | awk '/^holdfast_hold_outcomes_total\{outcome="held"\}/ { n = $2 } END { print n + 0 }'
+}
+
+# wrk_run WRK_ARGS... -> "rps p99_ms", where rps counts only new holds the server placed
+# (from its own counter), so a script that repeats keys or meets errors cannot inflate it.
+wrk_run() {
+  local before after out
+  before=$(holds_placed)
+  out=$(wrk "$@")
+  after=$(holds_placed)
+  awk -v placed=$((after - before)) '
+    /requests in/ { answered = $1; secs = $4; sub(/s,?$/, "", secs) }
+    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
+                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+    END {
+      if (placed < answered * 0.99) printf "warning: %d answers but only %d new holds\n", answered, placed > "/dev/stderr"
+      printf "%.0f %.2f\n", placed / secs, ms }' <<<"$out"
+}
+
 # wrk_holds SECONDS CONNS -> prints "rps p99_ms"
 wrk_holds() {
   curl -sf -X PUT "$hf_url/v1/skus/HOT" -d '{"on_hand": 1000000000000}' >/dev/null
-  wrk -t2 -c"$2" -d"$1s" --latency -s "$wrk_script" "$hf_url" -- bench-key HOT | awk '
-    /Requests\/sec/ { rps = $2 }
-    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
-                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
-    END { printf "%.0f %.2f\n", rps, ms }'
+  wrk_run -t2 -c"$2" -d"$1s" --latency -s "$wrk_script" "$hf_url" -- bench-key HOT
 }
 
 # median of the numbers on stdin
@@ -36,11 +53,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 wrk_holds_zipf() {
   for i in $(seq 0 $(($3 - 1))); do echo "Z-$i"; done |
     xargs -P 16 -I{} curl -sf -X PUT "$hf_url/v1/skus/{}" -d '{"on_hand": 1000000000000}' -o /dev/null
-  wrk -t2 -c"$2" -d"$1s" --latency -s "$root/loadtest/bench/wrk-hold-zipf.lua" "$hf_url" -- bench-key "$3" 1.1 | awk '
-    /Requests\/sec/ { rps = $2 }
-    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
-                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
-    END { printf "%.0f %.2f\n", rps, ms }'
+  wrk_run -t2 -c"$2" -d"$1s" --latency -s "$root/loadtest/bench/wrk-hold-zipf.lua" "$hf_url" -- bench-key "$3" 1.1
 }
 
 # redis_reserve FSYNC -> "rps p99_ms" from ../shared/bench/redis-baseline.sh

@@ -54,10 +54,16 @@ impl AppState {
 }
 
 /// Registers every route. A known path with a wrong method answers 405, an unknown path
-/// 404, both as problem+json.
+/// 404, both as problem+json. The router tries resources in order, running a regex for each
+/// with a `{...}` segment, so the checkout routes a sale hammers come first.
 pub fn routes(config: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     config
+        .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
+        .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
+        .service(resource("/v1/holds/{hold_id}/confirm").route(web::post().to(holds::confirm)))
+        .service(resource("/v1/holds/{hold_id}/release").route(web::post().to(holds::release)))
+        .service(resource("/v1/holds/{hold_id}/fulfil").route(web::post().to(holds::fulfil)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
@@ -88,11 +94,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(admission::get_admission))
                 .route(web::put().to(admission::put_admission)),
         )
-        .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
-        .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
-        .service(resource("/v1/holds/{hold_id}/confirm").route(web::post().to(holds::confirm)))
-        .service(resource("/v1/holds/{hold_id}/release").route(web::post().to(holds::release)))
-        .service(resource("/v1/holds/{hold_id}/fulfil").route(web::post().to(holds::fulfil)))
         .default_service(web::to(not_found));
 }
 

@@ -27,6 +27,8 @@ pub struct Image {
     pub holds: HashMap<HoldId, HoldRecord>,
     /// Idempotency answers by scope key.
     pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
+    /// The scope key that placed each hold, for the answers stored with their hold.
+    pub placed_by: HashMap<HoldId, String>,
     /// Sales by id.
     pub sales: HashMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
@@ -138,7 +140,15 @@ impl Image {
     }
 
     fn remember(&mut self, record: IdempotencyRecord, answer: Answer) {
-        self.dirty.answers.insert(record.scope_key.clone());
+        match answer {
+            // Stored with the hold, which is dirty too.
+            Answer::Placed(id) => {
+                self.placed_by.insert(id, record.scope_key.clone());
+            }
+            Answer::Stored(_) => {
+                self.dirty.answers.insert(record.scope_key.clone());
+            }
+        }
         self.answers
             .insert(record.scope_key.clone(), (record, answer));
     }
@@ -159,6 +169,10 @@ impl Image {
         for id in old_holds {
             self.holds.remove(&id);
             self.dirty.holds.insert(id);
+            // The answer replays the hold; without the hold there is nothing to replay.
+            if let Some(scope_key) = self.placed_by.remove(&id) {
+                self.answers.remove(&scope_key);
+            }
         }
         let old_answers: Vec<String> = self
             .answers
@@ -167,9 +181,22 @@ impl Image {
             .map(|(key, _)| key.clone())
             .collect();
         for key in old_answers {
-            self.answers.remove(&key);
-            self.dirty.answers.insert(key);
+            match self.answers.remove(&key) {
+                Some((_, Answer::Placed(id))) => {
+                    self.placed_by.remove(&id);
+                    self.dirty.holds.insert(id);
+                }
+                _ => {
+                    self.dirty.answers.insert(key);
+                }
+            }
         }
+    }
+
+    /// The idempotency record that placed a hold, while its answer is remembered.
+    pub fn placed_answer(&self, hold: &HoldId) -> Option<&IdempotencyRecord> {
+        let scope_key = self.placed_by.get(hold)?;
+        self.answers.get(scope_key).map(|(record, _)| record)
     }
 
     /// Whether a SKU still carries one of the hold's lines: the snapshot stores lines with

@@ -72,11 +72,13 @@ enum LineMark {
     Gone,
 }
 
-/// A hold as the snapshot stores it: the record and, per line, the line's state.
+/// A hold as the snapshot stores it: the record, per line the line's state, and the
+/// idempotency record that placed it while that answer is remembered. One key per hold.
 #[derive(Serialize, Deserialize)]
 struct StoredHold {
     hold: HoldRecord,
     lines: Vec<LineMark>,
+    placed_by: Option<IdempotencyRecord>,
 }
 
 impl StoredHold {
@@ -99,10 +101,23 @@ impl StoredHold {
         Self {
             hold: hold.clone(),
             lines,
+            placed_by: image.placed_answer(&hold.id).cloned(),
         }
     }
 
-    /// Puts the hold's open lines back on their SKUs.
+    /// Puts the hold, its answer and its open lines back.
+    fn restore(self, image: &mut Image) {
+        self.restore_lines(image);
+        if let Some(record) = self.placed_by {
+            let scope_key = record.scope_key.clone();
+            image.placed_by.insert(self.hold.id, scope_key.clone());
+            image
+                .answers
+                .insert(scope_key, (record, Answer::Placed(self.hold.id)));
+        }
+        image.holds.insert(self.hold.id, self.hold);
+    }
+
     fn restore_lines(&self, image: &mut Image) {
         let hold = &self.hold;
         for (index, (line, mark)) in hold.lines.iter().zip(&self.lines).enumerate() {
@@ -128,11 +143,9 @@ impl StoredHold {
     }
 }
 
+/// A refusal remembered under its idempotency key: the record, status and body.
 #[derive(Serialize, Deserialize)]
-enum StoredAnswer {
-    Placed(IdempotencyRecord, HoldId),
-    Stored(IdempotencyRecord, u16, Vec<u8>),
-}
+struct StoredAnswer(IdempotencyRecord, u16, Vec<u8>);
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + rest.len());
@@ -175,13 +188,9 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
             Some(&ANSWER_PREFIX) => {
                 let stored: StoredAnswer =
                     postcard::from_bytes(&value).map_err(|e| corrupt("answer", e))?;
-                let (record, answer) = match stored {
-                    StoredAnswer::Placed(record, id) => (record, Answer::Placed(id)),
-                    StoredAnswer::Stored(record, status, body) => {
-                        let body = Arc::from(body);
-                        (record, Answer::Stored(StoredResponse { status, body }))
-                    }
-                };
+                let StoredAnswer(record, status, body) = stored;
+                let body = Arc::from(body);
+                let answer = Answer::Stored(StoredResponse { status, body });
                 image
                     .answers
                     .insert(record.scope_key.clone(), (record, answer));
@@ -196,8 +205,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
         }
     }
     for stored in holds {
-        stored.restore_lines(&mut image);
-        image.holds.insert(stored.hold.id, stored.hold);
+        stored.restore(&mut image);
     }
     for state in image.skus.values_mut() {
         state.rebuild_from_lines();
@@ -267,18 +275,13 @@ fn write_chunks(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), S
     for scope_key in &dirty.answers {
         let answer_key = key(ANSWER_PREFIX, scope_key.as_bytes());
         match image.answers.get(scope_key) {
-            Some((record, Answer::Placed(id))) => {
-                chunk.insert(
-                    answer_key,
-                    encode(&StoredAnswer::Placed(record.clone(), *id))?,
-                );
-            }
             Some((record, Answer::Stored(response))) => {
-                let stored =
-                    StoredAnswer::Stored(record.clone(), response.status, response.body.to_vec());
+                let stored = StoredAnswer(record.clone(), response.status, response.body.to_vec());
                 chunk.insert(answer_key, encode(&stored)?);
             }
-            None => chunk.remove(answer_key),
+            // A placed answer is stored with its hold (a key reused after its refusal
+            // expired can have moved there).
+            Some((_, Answer::Placed(_))) | None => chunk.remove(answer_key),
         }
         in_chunk += 1;
         if in_chunk >= CHUNK_KEYS_MAX {
@@ -574,7 +577,25 @@ mod tests {
             line("A", SkuChange::LineCommitted { hold_id: ids[3] }),
             line("B", SkuChange::LineReleased { hold_id: ids[2] }),
             placed(ids[5], &[("A", 1), ("B", 1)], "web", "dee"),
+            Event::Refused {
+                idempotency: IdempotencyRecord {
+                    scope_key: "web/sold-out".into(),
+                    fingerprint: [1; 32],
+                    at_ms: 1,
+                },
+                status: 409,
+                body: b"sold out".to_vec(),
+            },
         ]
+    }
+
+    /// Every remembered answer as the client would get it, by scope key.
+    fn answers(image: &Image) -> BTreeMap<String, Option<StoredResponse>> {
+        image
+            .answers
+            .iter()
+            .map(|(key, (_, answer))| (key.clone(), image.response(answer)))
+            .collect()
     }
 
     fn journal_of(db: &sled::Db, events: &[Event]) -> sled::Tree {
@@ -620,6 +641,8 @@ mod tests {
                 recovered.skus, expected.skus,
                 "snapshot at {first}, cut short at {second}"
             );
+            assert_eq!(recovered.holds, expected.holds);
+            assert_eq!(answers(&recovered), answers(&expected));
         }
     }
 
@@ -635,6 +658,25 @@ mod tests {
             write(&db, &snapshots, &mut image).expect("snapshot");
             let loaded = load(&snapshots).expect("loads");
             assert_eq!(loaded.skus, image.skus, "snapshot after {upto} events");
+            assert_eq!(loaded.holds, image.holds, "snapshot after {upto} events");
+            assert_eq!(answers(&loaded), answers(&image));
+            assert!(!answers(&loaded).is_empty());
         }
+    }
+
+    /// Answers past their time are gone from the next snapshot, while their holds stay.
+    #[test]
+    fn expired_answers_leave_the_snapshot_and_their_holds_stay() {
+        let events = events();
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let snapshots = db.open_tree("snapshots").expect("snapshot tree");
+        let mut image = replayed(&events, events.len());
+        write(&db, &snapshots, &mut image).expect("snapshot");
+        image.forget_expired(10, u64::MAX / 2, 5);
+        assert!(image.answers.is_empty());
+        write(&db, &snapshots, &mut image).expect("second snapshot");
+        let loaded = load(&snapshots).expect("loads");
+        assert!(answers(&loaded).is_empty(), "{:?}", answers(&loaded));
+        assert_eq!(loaded.holds.len(), 6);
     }
 }
