@@ -32,7 +32,8 @@ wrk_run() {
   out=$(wrk "$@")
   after=$(holds_placed)
   awk -v placed=$((after - before)) '
-    /requests in/ { answered = $1; secs = $4; sub(/s,?$/, "", secs) }
+    /requests in/ { answered = $1; secs = $4; sub(/,$/, "", secs)
+                    secs = (secs ~ /m$/) ? secs * 60 : (secs ~ /h$/) ? secs * 3600 : secs + 0 }
     $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
                   ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
     END {
