@@ -143,8 +143,8 @@ pub const POOL: &str = "pool";
 
 /// The counters and open lines of one SKU (DESIGN.md, "Stock model"). Serialized (for
 /// snapshots) without its lines and the per-customer units derived from them: a hot SKU
-/// carries up to a million lines, which the snapshot stores one key each, so a snapshot
-/// writes only the lines that changed. [`SkuState::rebuild_from_lines`] restores the rest.
+/// carries up to a million lines, which the snapshot stores with their holds, so a
+/// snapshot writes only what changed. [`SkuState::rebuild_from_lines`] restores the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuState {
     /// Physical units in the warehouse.
