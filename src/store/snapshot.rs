@@ -251,7 +251,18 @@ fn write(db: &sled::Db, tree: &sled::Tree, image: &mut Image) -> Result<(), Stri
     db.flush().map(drop).map_err(|e| e.to_string())
 }
 
-/// The first phase: holds, answers, lines and sales, in chunks. Not atomic as a whole.
+/// Writes a hold as it now stands (with its lines and answer) into `batch`, or deletes it
+/// if the image forgot it.
+fn put_hold(batch: &mut sled::Batch, image: &Image, id: &HoldId) -> Result<(), String> {
+    match image.holds.get(id) {
+        Some(hold) => batch.insert(hold_key(id), encode(&StoredHold::of(hold, image))?),
+        None => batch.remove(hold_key(id)),
+    }
+    Ok(())
+}
+
+/// The first phase: holds (with their lines), answers and sales, in chunks. Not atomic as
+/// a whole.
 fn write_chunks(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), String> {
     let mut chunk = sled::Batch::default();
     let mut in_chunk = 0;
@@ -263,10 +274,7 @@ fn write_chunks(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), S
         Ok(())
     };
     for id in dirty.holds.difference(&dirty.fulfilled) {
-        match image.holds.get(id) {
-            Some(hold) => chunk.insert(hold_key(id), encode(&StoredHold::of(hold, image))?),
-            None => chunk.remove(hold_key(id)),
-        }
+        put_hold(&mut chunk, image, id)?;
         in_chunk += 1;
         if in_chunk >= CHUNK_KEYS_MAX {
             flush_chunk(&mut chunk, &mut in_chunk)?;
@@ -301,10 +309,7 @@ fn write_chunks(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), S
 fn write_counters(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), String> {
     let mut counters = sled::Batch::default();
     for id in &dirty.fulfilled {
-        match image.holds.get(id) {
-            Some(hold) => counters.insert(hold_key(id), encode(&StoredHold::of(hold, image))?),
-            None => counters.remove(hold_key(id)),
-        }
+        put_hold(&mut counters, image, id)?;
     }
     for sku in &dirty.skus {
         if let Some(state) = image.skus.get(sku) {
