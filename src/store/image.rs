@@ -49,14 +49,6 @@ pub struct Dirty {
 }
 
 impl Dirty {
-    pub fn is_empty(&self) -> bool {
-        self.skus.is_empty()
-            && self.holds.is_empty()
-            && self.answers.is_empty()
-            && self.sales.is_empty()
-            && self.fulfilled.is_empty()
-    }
-
     /// A hold's snapshot value carries its lines, so a line change makes the hold dirty.
     fn line(&mut self, change: &SkuChange) {
         match change {
