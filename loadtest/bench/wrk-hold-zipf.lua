@@ -1,11 +1,12 @@
 -- wrk script: each request a new 1-unit hold on one of N SKUs ("Z-0".."Z-<N-1>") picked with
 -- Zipf skew (exponent s), a unique Idempotency-Key per request.
--- wrk ... -s wrk-hold-zipf.lua URL -- <key> <N> <s>
+-- wrk ... -s wrk-hold-zipf.lua URL -- <api key> <N> <s> [run id, default: the clock]
 -- `tid` is a global set per thread by setup() (see wrk-hold.lua for why it is not local).
 local counter, threads_started = 0, 0
 function setup(thread) threads_started = threads_started + 1; thread:set("tid", threads_started) end
 function init(args)
   key = args[1]; n = tonumber(args[2] or "1000"); s = tonumber(args[3] or "1.1")
+  run = args[4] or tostring(os.time())
   math.randomseed(os.time() * 100 + tid)
   cdf, total = {}, 0
   for i = 1, n do total = total + 1 / (i ^ s); cdf[i] = total end
@@ -21,5 +22,5 @@ function request()
   local id = tid .. "-" .. counter
   local body = '{"lines":[{"sku":"Z-' .. pick() .. '","quantity":1}],"customer_id":"c' .. id .. '"}'
   return wrk.format("POST", "/v1/holds", {["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. key, ["Idempotency-Key"] = "z" .. id}, body)
+    ["Authorization"] = "Bearer " .. key, ["Idempotency-Key"] = "z" .. run .. "-" .. id}, body)
 end
