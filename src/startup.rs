@@ -26,8 +26,8 @@ use crate::store::snapshot::{Compactor, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
 /// The on-disk format this build reads and writes. Bump it when `Event` or the snapshot
-/// layout changes shape (3: SKU lines stored one key each).
-pub const DATA_FORMAT_VERSION: u8 = 3;
+/// layout changes shape (4: snapshots as generations of packed chunks).
+pub const DATA_FORMAT_VERSION: u8 = 4;
 const FORMAT_FILE: &str = "holdfast.format";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";

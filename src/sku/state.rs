@@ -548,8 +548,8 @@ impl SkuState {
 
     /// Applies a change that was checked (live) or journaled (replay). Never fails:
     /// a journaled fact is replayed as it happened. A line change that its line already
-    /// shows (reserved twice, committed twice) changes nothing: a snapshot may store a
-    /// line newer than the sequence it covers, and replay then meets such changes again.
+    /// shows (reserved twice, committed twice) changes nothing, so no path that delivers
+    /// a change twice can count units twice.
     pub fn apply(&mut self, change: &SkuChange) {
         match change {
             SkuChange::StockSet {

@@ -43,23 +43,22 @@ pub struct Dirty {
     pub holds: HashSet<HoldId>,
     pub answers: HashSet<String>,
     pub sales: HashSet<crate::domain::SaleId>,
-    /// Holds with a line fulfilled. Fulfilment also lowers `on_hand` and the quota, which
-    /// are stored with the SKU counters, so these holds are written atomically with them.
-    pub fulfilled: HashSet<HoldId>,
 }
 
 impl Dirty {
-    /// A hold's snapshot value carries its lines, so a line change makes the hold dirty.
+    /// Entries a snapshot of only these changes writes.
+    pub fn entries(&self) -> usize {
+        self.skus.len() + self.holds.len() + self.answers.len() + self.sales.len()
+    }
+
+    /// A hold's snapshot entry carries its lines, so a line change makes the hold dirty.
     fn line(&mut self, change: &SkuChange) {
         match change {
             SkuChange::LineReserved { hold_id, .. }
             | SkuChange::LineReleased { hold_id }
-            | SkuChange::LineCommitted { hold_id } => {
+            | SkuChange::LineCommitted { hold_id }
+            | SkuChange::LineFulfilled { hold_id } => {
                 self.holds.insert(*hold_id);
-            }
-            SkuChange::LineFulfilled { hold_id } => {
-                self.holds.insert(*hold_id);
-                self.fulfilled.insert(*hold_id);
             }
             SkuChange::StockSet { .. }
             | SkuChange::StockAdjusted { .. }
@@ -183,6 +182,17 @@ impl Image {
                 }
             }
         }
+    }
+
+    /// Entries a full snapshot writes: SKUs, holds, refusals (a placed answer rides with
+    /// its hold) and sales.
+    pub fn entries(&self) -> usize {
+        let refusals = self
+            .answers
+            .values()
+            .filter(|(_, answer)| matches!(answer, Answer::Stored(_)))
+            .count();
+        self.skus.len() + self.holds.len() + refusals + self.sales.len()
     }
 
     /// The idempotency record that placed a hold, while its answer is remembered.

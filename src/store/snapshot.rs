@@ -1,20 +1,22 @@
 //! Snapshots and journal trimming. The compactor thread tails the journal into an
-//! [`Image`]; every `every_events` events or `every_s` seconds it writes what changed into
-//! the snapshot tree and then deletes the journal up to the sequence the snapshot covers.
-//! Recovery loads the snapshot and replays only the journal after it.
+//! [`Image`]; every `every_events` events or `every_s` seconds it writes a snapshot and then
+//! deletes the journal up to the sequence the snapshot covers. Recovery loads the snapshot
+//! and replays only the journal after it.
 //!
-//! A hold is stored with the state of its line on each SKU, so a SKU's open lines (up to a
-//! million on a hot SKU) are never written as one value: a snapshot writes only the holds
-//! that changed. Holds and idempotency answers are written first, one key each, in small
-//! chunks with pauses so a snapshot never takes a core for long. That is safe because
-//! replaying their events over a newer value ends at the same value (a line change its
-//! line already shows changes nothing, see `SkuState::apply`), and the SKU counters that
-//! lines determine are recomputed from the lines on load. The other SKU counters are not
-//! like that (a replayed adjustment would count twice), so every changed SKU's counters
-//! are written in one atomic batch with the covered sequence number, last, together with
-//! the holds that had a line fulfilled, whose replay lowers `on_hand`.
+//! A snapshot is a list of generations. Each generation is a set of entries (a SKU's
+//! counters, a hold with the state of its lines, a refusal, a sale, or a tombstone) packed
+//! back to back into small chunks. Usually a new generation holds only what changed since
+//! the last one (a delta); once the stored entries outnumber twice the live ones, the whole
+//! image is written as one generation (a merge) and the older ones are deleted, so the
+//! write per changed entry stays constant and loading reads at most twice the live state.
+//! A generation's chunks are written first and only then named in the manifest, one key
+//! written at once: a snapshot cut short is never seen, and its chunks are swept later.
+//!
+//! Packing matters: sled spends tens of microseconds per key, and a snapshot of a busy
+//! sale covers a quarter of a million holds. Chunks are as small as journal records
+//! (`RECORD_BYTES_MAX`), for the same reason: nothing the snapshot writes goes to a blob.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::PathBuf;
@@ -26,29 +28,29 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::image::{Answer, Dirty, Image};
-use super::journal::{decode_record, decode_seq, encode_seq};
+use super::journal::{decode_record, decode_seq, encode_seq, RECORD_BYTES_MAX};
 use super::recovery::RecoveryError;
 use crate::clock::now_ms;
-use crate::domain::HoldId;
-use crate::domain::SkuId;
+use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::metrics as m;
+use crate::sale::Sale;
 use crate::sku::state::Line;
 use crate::sku::SkuState;
 
-const META_SEQ: &[u8] = b"m:seq";
-const SKU_PREFIX: u8 = b's';
-const HOLD_PREFIX: u8 = b'h';
-const ANSWER_PREFIX: u8 = b'i';
-const SALE_PREFIX: u8 = b'a';
+const MANIFEST: &[u8] = b"m:manifest";
+const CHUNK_PREFIX: u8 = b'g';
 /// Journal records (batches) read per pass, so one pass's memory is bounded.
 const READ_PER_PASS_MAX: usize = 5_000;
 /// Journal records deleted per batch while trimming.
 const TRIM_BATCH_MAX: usize = 1_000;
-/// Hold and answer keys written per chunk, and the pause between chunks.
-const CHUNK_KEYS_MAX: usize = 1_000;
-const CHUNK_PAUSE: Duration = Duration::from_millis(2);
+/// Pause between trim batches, so trimming never holds sled's write lock for long.
+const TRIM_PAUSE: Duration = Duration::from_millis(2);
+/// A merge is due once the stored entries exceed this many times the live ones.
+const STORED_PER_LIVE_MAX: u64 = 2;
+/// ... or once the snapshot has this many generations, which bounds the manifest.
+const GENERATIONS_MAX: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct SnapshotSettings {
@@ -73,7 +75,7 @@ enum LineMark {
 }
 
 /// A hold as the snapshot stores it: the record, per line the line's state, and the
-/// idempotency record that placed it while that answer is remembered. One key per hold.
+/// idempotency record that placed it while that answer is remembered.
 #[derive(Serialize, Deserialize)]
 struct StoredHold {
     hold: HoldRecord,
@@ -143,19 +145,61 @@ impl StoredHold {
     }
 }
 
-/// A refusal remembered under its idempotency key: the record, status and body.
+/// One thing a generation says; a later generation's entry for the same key wins.
 #[derive(Serialize, Deserialize)]
-struct StoredAnswer(IdempotencyRecord, u16, Vec<u8>);
+enum Entry {
+    /// A SKU's counters; its lines come back from the holds.
+    Sku(SkuId, SkuState),
+    Hold(StoredHold),
+    /// The hold was forgotten.
+    HoldGone(HoldId),
+    /// A refusal remembered under its idempotency key: the record, status and body. (A
+    /// placed answer is stored with its hold.)
+    Answer(IdempotencyRecord, u16, Vec<u8>),
+    /// The key no longer answers with a stored refusal.
+    AnswerGone(String),
+    Sale(Sale),
+}
 
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + rest.len());
-    key.push(prefix);
-    key.extend_from_slice(rest);
+/// What the snapshot consists of, written as one key: the sequence it covers and its
+/// generations, oldest first.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+struct Manifest {
+    seq: u64,
+    generations: Vec<Generation>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct Generation {
+    id: u64,
+    /// Entries written in it, to decide when to merge.
+    entries: u64,
+}
+
+impl Manifest {
+    fn stored_entries(&self) -> u64 {
+        self.generations.iter().map(|g| g.entries).sum()
+    }
+}
+
+fn chunk_key(generation: u64, index: u32) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[0] = CHUNK_PREFIX;
+    key[1..9].copy_from_slice(&generation.to_be_bytes());
+    key[9..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
-fn hold_key(hold: &HoldId) -> Vec<u8> {
-    key(HOLD_PREFIX, &postcard::to_stdvec(hold).unwrap_or_default())
+fn generation_prefix(generation: u64) -> [u8; 9] {
+    let mut prefix = [0u8; 9];
+    prefix[0] = CHUNK_PREFIX;
+    prefix[1..].copy_from_slice(&generation.to_be_bytes());
+    prefix
+}
+
+fn generation_of(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> RecoveryError {
@@ -165,51 +209,62 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> RecoveryError {
     }
 }
 
+fn read_manifest(tree: &sled::Tree) -> Result<Manifest, RecoveryError> {
+    match tree.get(MANIFEST)? {
+        Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| corrupt("manifest", e)),
+        None => Ok(Manifest::default()),
+    }
+}
+
 /// The image as of the last snapshot (empty if none was written).
 pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
+    let manifest = read_manifest(tree)?;
     let mut image = Image::default();
-    // Lines go back once the SKU counters (stored after the holds in key order) are in.
-    let mut holds: Vec<StoredHold> = Vec::new();
-    for entry in tree.iter() {
-        let (key, value) = entry?;
-        match key.first() {
-            Some(&SKU_PREFIX) => {
-                let name = std::str::from_utf8(&key[1..]).map_err(|e| corrupt("sku key", e))?;
-                let sku = SkuId::parse(name).map_err(|e| corrupt("sku key", e))?;
-                let state: SkuState =
-                    postcard::from_bytes(&value).map_err(|e| corrupt("sku", e))?;
-                image.skus.insert(sku, state);
+    let mut holds: HashMap<HoldId, StoredHold> = HashMap::new();
+    for generation in &manifest.generations {
+        for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
+            let (_, value) = chunk?;
+            let mut rest = &value[..];
+            while !rest.is_empty() {
+                let (entry, tail) =
+                    postcard::take_from_bytes::<Entry>(rest).map_err(|e| corrupt("entry", e))?;
+                rest = tail;
+                match entry {
+                    Entry::Sku(sku, state) => {
+                        image.skus.insert(sku, state);
+                    }
+                    Entry::Hold(stored) => {
+                        holds.insert(stored.hold.id, stored);
+                    }
+                    Entry::HoldGone(id) => {
+                        holds.remove(&id);
+                    }
+                    Entry::Answer(record, status, body) => {
+                        let response = StoredResponse {
+                            status,
+                            body: Arc::from(body),
+                        };
+                        image
+                            .answers
+                            .insert(record.scope_key.clone(), (record, Answer::Stored(response)));
+                    }
+                    Entry::AnswerGone(scope_key) => {
+                        image.answers.remove(&scope_key);
+                    }
+                    Entry::Sale(sale) => {
+                        image.sales.insert(sale.id.clone(), sale);
+                    }
+                }
             }
-            Some(&HOLD_PREFIX) => {
-                let stored: StoredHold =
-                    postcard::from_bytes(&value).map_err(|e| corrupt("hold", e))?;
-                holds.push(stored);
-            }
-            Some(&ANSWER_PREFIX) => {
-                let stored: StoredAnswer =
-                    postcard::from_bytes(&value).map_err(|e| corrupt("answer", e))?;
-                let StoredAnswer(record, status, body) = stored;
-                let body = Arc::from(body);
-                let answer = Answer::Stored(StoredResponse { status, body });
-                image
-                    .answers
-                    .insert(record.scope_key.clone(), (record, answer));
-            }
-            Some(&SALE_PREFIX) => {
-                let sale: crate::sale::Sale =
-                    postcard::from_bytes(&value).map_err(|e| corrupt("sale", e))?;
-                image.sales.insert(sale.id.clone(), sale);
-            }
-            _ if &key[..] == META_SEQ => image.seq = decode_seq(&value),
-            _ => return Err(corrupt("key", format!("unknown key {key:?}"))),
         }
     }
-    for stored in holds {
+    for stored in holds.into_values() {
         stored.restore(&mut image);
     }
     for state in image.skus.values_mut() {
         state.rebuild_from_lines();
     }
+    image.seq = manifest.seq;
     Ok(image)
 }
 
@@ -238,86 +293,224 @@ pub fn replay_tail(
     Ok(applied)
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(value).map_err(|e| e.to_string())
+/// Packs entries into chunks of one generation and writes each chunk as one key.
+struct ChunkWriter<'a> {
+    tree: &'a sled::Tree,
+    generation: u64,
+    chunks: u32,
+    open: Vec<u8>,
+    entries: u64,
 }
 
-/// Writes what changed in the image since the last snapshot and makes it durable: holds
-/// and answers in chunks, then the SKU states with the covered sequence atomically.
-fn write(db: &sled::Db, tree: &sled::Tree, image: &mut Image) -> Result<(), String> {
-    let dirty = std::mem::take(&mut image.dirty);
-    write_chunks(tree, image, &dirty)?;
-    write_counters(tree, image, &dirty)?;
-    db.flush().map(drop).map_err(|e| e.to_string())
+impl<'a> ChunkWriter<'a> {
+    fn new(tree: &'a sled::Tree, generation: u64) -> Self {
+        Self {
+            tree,
+            generation,
+            chunks: 0,
+            open: Vec::with_capacity(RECORD_BYTES_MAX),
+            entries: 0,
+        }
+    }
+
+    fn push(&mut self, entry: &Entry) -> Result<(), String> {
+        let encoded = postcard::to_stdvec(entry).map_err(|e| e.to_string())?;
+        if !self.open.is_empty() && self.open.len() + encoded.len() > RECORD_BYTES_MAX {
+            self.seal()?;
+        }
+        self.open.extend_from_slice(&encoded);
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<(), String> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let key = chunk_key(self.generation, self.chunks);
+        self.tree
+            .insert(key, std::mem::take(&mut self.open))
+            .map_err(|e| e.to_string())?;
+        self.open.reserve(RECORD_BYTES_MAX);
+        self.chunks += 1;
+        Ok(())
+    }
+
+    /// Seals the last chunk; the generation as the manifest will name it.
+    fn finish(mut self) -> Result<Generation, String> {
+        self.seal()?;
+        Ok(Generation {
+            id: self.generation,
+            entries: self.entries,
+        })
+    }
 }
 
-/// Writes a hold as it now stands (with its lines and answer) into `batch`, or deletes it
-/// if the image forgot it.
-fn put_hold(batch: &mut sled::Batch, image: &Image, id: &HoldId) -> Result<(), String> {
-    match image.holds.get(id) {
-        Some(hold) => batch.insert(hold_key(id), encode(&StoredHold::of(hold, image))?),
-        None => batch.remove(hold_key(id)),
+/// The snapshot tree as the compactor writes it: the current manifest and the next
+/// generation's number.
+pub struct Snapshots {
+    tree: sled::Tree,
+    manifest: Manifest,
+    next_generation: u64,
+}
+
+impl Snapshots {
+    /// Opens the tree and deletes chunks no manifest names (a snapshot cut short).
+    pub fn open(tree: sled::Tree) -> Result<Self, RecoveryError> {
+        let manifest = read_manifest(&tree)?;
+        let last_chunk = tree
+            .scan_prefix([CHUNK_PREFIX])
+            .keys()
+            .next_back()
+            .transpose()?;
+        let next_generation = last_chunk
+            .and_then(|key| generation_of(&key))
+            .map_or(1, |last| last + 1);
+        let snapshots = Self {
+            tree,
+            manifest,
+            next_generation,
+        };
+        snapshots.sweep().map_err(|e| corrupt("sweep", e))?;
+        Ok(snapshots)
+    }
+
+    /// Deletes every chunk of a generation the manifest does not name.
+    fn sweep(&self) -> Result<usize, String> {
+        let named: HashSet<u64> = self.manifest.generations.iter().map(|g| g.id).collect();
+        let mut swept = 0;
+        for key in self.tree.scan_prefix([CHUNK_PREFIX]).keys() {
+            let key = key.map_err(|e| e.to_string())?;
+            if generation_of(&key).is_some_and(|g| !named.contains(&g)) {
+                self.tree.remove(key).map_err(|e| e.to_string())?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Writes a new generation from the image (what changed, or everything when a merge
+    /// is due) without naming it yet. Returns it and whether it is a merge.
+    fn write_generation(&mut self, image: &mut Image) -> Result<(Generation, bool), String> {
+        let dirty = std::mem::take(&mut image.dirty);
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let stored = self.manifest.stored_entries() + count(dirty.entries());
+        let merge = stored > STORED_PER_LIVE_MAX.saturating_mul(count(image.entries()))
+            || self.manifest.generations.len() >= GENERATIONS_MAX;
+        let generation = self.write_generation_as(image, &dirty, merge)?;
+        Ok((generation, merge))
+    }
+
+    fn write_generation_as(
+        &mut self,
+        image: &Image,
+        dirty: &Dirty,
+        merge: bool,
+    ) -> Result<Generation, String> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mut chunks = ChunkWriter::new(&self.tree, generation);
+        if merge {
+            write_all(&mut chunks, image)?;
+        } else {
+            write_dirty(&mut chunks, image, dirty)?;
+        }
+        chunks.finish()
+    }
+
+    /// Names the generation in the manifest, after `sync` made its chunks durable; a merge
+    /// replaces the generations before it, whose chunks are then deleted.
+    fn commit(
+        &mut self,
+        generation: Generation,
+        merge: bool,
+        seq: u64,
+        sync: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
+        sync()?;
+        let mut manifest = self.manifest.clone();
+        if merge {
+            manifest.generations.clear();
+        }
+        manifest.generations.push(generation);
+        manifest.seq = seq;
+        let encoded = postcard::to_stdvec(&manifest).map_err(|e| e.to_string())?;
+        self.tree
+            .insert(MANIFEST, encoded)
+            .map_err(|e| e.to_string())?;
+        sync()?;
+        self.manifest = manifest;
+        if merge {
+            self.sweep()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the image and makes it the one recovery loads.
+    fn write(
+        &mut self,
+        image: &mut Image,
+        sync: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let (generation, merge) = self.write_generation(image)?;
+        self.commit(generation, merge, image.seq, sync)
+    }
+}
+
+/// Every live entry: a merge.
+fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), String> {
+    for (sku, state) in &image.skus {
+        chunks.push(&Entry::Sku(sku.clone(), state.clone()))?;
+    }
+    for hold in image.holds.values() {
+        chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?;
+    }
+    for (record, answer) in image.answers.values() {
+        if let Answer::Stored(response) = answer {
+            chunks.push(&stored_answer(record, response))?;
+        }
+    }
+    for sale in image.sales.values() {
+        chunks.push(&Entry::Sale(sale.clone()))?;
     }
     Ok(())
 }
 
-/// The first phase: holds (with their lines), answers and sales, in chunks. Not atomic as
-/// a whole.
-fn write_chunks(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), String> {
-    let mut chunk = sled::Batch::default();
-    let mut in_chunk = 0;
-    let flush_chunk = |chunk: &mut sled::Batch, in_chunk: &mut usize| -> Result<(), String> {
-        tree.apply_batch(std::mem::take(chunk))
-            .map_err(|e| e.to_string())?;
-        *in_chunk = 0;
-        std::thread::sleep(CHUNK_PAUSE);
-        Ok(())
-    };
-    for id in dirty.holds.difference(&dirty.fulfilled) {
-        put_hold(&mut chunk, image, id)?;
-        in_chunk += 1;
-        if in_chunk >= CHUNK_KEYS_MAX {
-            flush_chunk(&mut chunk, &mut in_chunk)?;
+/// What changed since the last snapshot: a delta.
+fn write_dirty(chunks: &mut ChunkWriter<'_>, image: &Image, dirty: &Dirty) -> Result<(), String> {
+    for sku in &dirty.skus {
+        if let Some(state) = image.skus.get(sku) {
+            chunks.push(&Entry::Sku(sku.clone(), state.clone()))?;
+        }
+    }
+    for id in &dirty.holds {
+        match image.holds.get(id) {
+            Some(hold) => chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?,
+            None => chunks.push(&Entry::HoldGone(*id))?,
         }
     }
     for scope_key in &dirty.answers {
-        let answer_key = key(ANSWER_PREFIX, scope_key.as_bytes());
         match image.answers.get(scope_key) {
             Some((record, Answer::Stored(response))) => {
-                let stored = StoredAnswer(record.clone(), response.status, response.body.to_vec());
-                chunk.insert(answer_key, encode(&stored)?);
+                chunks.push(&stored_answer(record, response))?;
             }
             // A placed answer is stored with its hold (a key reused after its refusal
             // expired can have moved there).
-            Some((_, Answer::Placed(_))) | None => chunk.remove(answer_key),
-        }
-        in_chunk += 1;
-        if in_chunk >= CHUNK_KEYS_MAX {
-            flush_chunk(&mut chunk, &mut in_chunk)?;
+            Some((_, Answer::Placed(_))) | None => {
+                chunks.push(&Entry::AnswerGone(scope_key.clone()))?;
+            }
         }
     }
     for id in &dirty.sales {
         if let Some(sale) = image.sales.get(id) {
-            chunk.insert(key(SALE_PREFIX, id.as_str().as_bytes()), encode(sale)?);
+            chunks.push(&Entry::Sale(sale.clone()))?;
         }
     }
-    tree.apply_batch(chunk).map_err(|e| e.to_string())
+    Ok(())
 }
 
-/// The second phase, one atomic batch: SKU counters, holds with a line fulfilled since the
-/// last snapshot, and the sequence number the snapshot now covers.
-fn write_counters(tree: &sled::Tree, image: &Image, dirty: &Dirty) -> Result<(), String> {
-    let mut counters = sled::Batch::default();
-    for id in &dirty.fulfilled {
-        put_hold(&mut counters, image, id)?;
-    }
-    for sku in &dirty.skus {
-        if let Some(state) = image.skus.get(sku) {
-            counters.insert(key(SKU_PREFIX, sku.as_str().as_bytes()), encode(state)?);
-        }
-    }
-    counters.insert(META_SEQ, &encode_seq(image.seq));
-    tree.apply_batch(counters).map_err(|e| e.to_string())
+fn stored_answer(record: &IdempotencyRecord, response: &StoredResponse) -> Entry {
+    Entry::Answer(record.clone(), response.status, response.body.to_vec())
 }
 
 /// Deletes journal records whose last event is at or before `seq`; they are in the
@@ -340,7 +533,7 @@ fn trim(journal: &sled::Tree, seq: u64) -> Result<usize, String> {
         }
         journal.apply_batch(batch).map_err(|e| e.to_string())?;
         trimmed += keys;
-        std::thread::sleep(CHUNK_PAUSE);
+        std::thread::sleep(TRIM_PAUSE);
     }
 }
 
@@ -388,11 +581,12 @@ impl Compactor {
         image: Image,
         settings: SnapshotSettings,
     ) -> std::io::Result<Self> {
+        let snapshots = Snapshots::open(snapshots).map_err(std::io::Error::other)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("snapshot-compactor".into())
-            .spawn(move || run(&db, &journal, &snapshots, image, &settings, &stopping))?;
+            .spawn(move || run(&db, &journal, snapshots, image, &settings, &stopping))?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -431,7 +625,7 @@ fn lower_priority() {
 fn run(
     db: &sled::Db,
     journal: &sled::Tree,
-    snapshots: &sled::Tree,
+    mut snapshots: Snapshots,
     mut image: Image,
     settings: &SnapshotSettings,
     stop: &AtomicBool,
@@ -458,11 +652,15 @@ fn run(
         if due || stopping {
             let started = Instant::now();
             image.forget_expired(now_ms(), settings.hold_retention_ms, settings.answer_ttl_ms);
-            let written = write(db, snapshots, &mut image)
-                .and_then(|()| match dir_sync.as_mut() {
+            let mut sync = || {
+                db.flush().map_err(|e| e.to_string())?;
+                match dir_sync.as_mut() {
                     Some(dir_sync) => dir_sync.sync().map_err(|e| e.to_string()),
                     None => Ok(()),
-                })
+                }
+            };
+            let written = snapshots
+                .write(&mut image, &mut sync)
                 .and_then(|()| trim(journal, image.seq));
             match written {
                 Ok(trimmed) => {
@@ -620,68 +818,201 @@ mod tests {
         image
     }
 
-    /// The snapshot stores lines with their holds, before the counters and without an
-    /// atomic batch around them. Cut a snapshot short at every point of interest (only its first
-    /// phase written) and recovery must still reach exactly the state of a plain replay.
+    fn no_sync() -> Result<(), String> {
+        Ok(())
+    }
+
+    fn chunk_keys(tree: &sled::Tree, generation: u64) -> usize {
+        tree.scan_prefix(generation_prefix(generation)).count()
+    }
+
+    fn assert_same(loaded: &Image, expected: &Image, context: &str) {
+        assert_eq!(loaded.skus, expected.skus, "{context}");
+        assert_eq!(loaded.holds, expected.holds, "{context}");
+        assert_eq!(answers(loaded), answers(expected), "{context}");
+        assert_eq!(loaded.seq, expected.seq, "{context}");
+    }
+
+    /// A crash after a generation's chunks but before the manifest names them: recovery
+    /// loads the snapshot before it, replays the journal to exactly the state of a plain
+    /// replay, and the orphaned chunks are deleted when the compactor opens the tree.
     #[test]
-    fn a_snapshot_cut_short_after_its_lines_recovers_the_same_state() {
+    fn a_snapshot_cut_short_is_never_loaded_and_its_chunks_are_swept() {
         let events = events();
         for (first, second) in [(6, 14), (6, 18), (3, 10), (0, 18)] {
+            let context = format!("snapshot at {first}, cut short at {second}");
             let db = sled::Config::new().temporary(true).open().expect("sled");
             let journal = journal_of(&db, &events);
-            let snapshots = db.open_tree("snapshots").expect("snapshot tree");
+            let tree = db.open_tree("snapshots").expect("snapshot tree");
+            let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
             let mut image = replayed(&events, first);
-            write(&db, &snapshots, &mut image).expect("first snapshot");
+            snapshots
+                .write(&mut image, &mut no_sync)
+                .expect("first snapshot");
             for (seq, event) in (1..).zip(&events).take(second).skip(first) {
                 image.apply(seq, event.clone());
             }
-            let dirty = std::mem::take(&mut image.dirty);
-            write_chunks(&snapshots, &image, &dirty).expect("first phase");
+            let (orphan, _) = snapshots.write_generation(&mut image).expect("chunks");
+            assert!(chunk_keys(&tree, orphan.id) > 0, "{context}");
 
-            let mut recovered = load(&snapshots).expect("loads");
-            assert_eq!(recovered.seq, u64::try_from(first).expect("seq"));
-            replay_tail(&journal, &mut recovered, usize::MAX).expect("replays");
-            let expected = replayed(&events, events.len());
+            let mut recovered = load(&tree).expect("loads");
             assert_eq!(
-                recovered.skus, expected.skus,
-                "snapshot at {first}, cut short at {second}"
+                recovered.seq,
+                u64::try_from(first).expect("seq"),
+                "{context}"
             );
-            assert_eq!(recovered.holds, expected.holds);
-            assert_eq!(answers(&recovered), answers(&expected));
+            replay_tail(&journal, &mut recovered, usize::MAX).expect("replays");
+            assert_same(&recovered, &replayed(&events, events.len()), &context);
+
+            let mut reopened = Snapshots::open(tree.clone()).expect("reopens");
+            assert_eq!(chunk_keys(&tree, orphan.id), 0, "{context}");
+            reopened
+                .write(&mut recovered, &mut no_sync)
+                .expect("next snapshot");
+            assert_same(&load(&tree).expect("loads"), &recovered, &context);
         }
     }
 
-    /// A complete snapshot loads back to the state it was written from, lines, per-customer
-    /// units and channel entries included.
+    /// Snapshots written one after another (deltas, then merges) each load back to the
+    /// state they were written from: lines, per-customer units, channel entries, answers.
     #[test]
-    fn a_complete_snapshot_loads_back_exactly() {
-        let events = events();
-        for upto in [6, 14, events.len()] {
-            let db = sled::Config::new().temporary(true).open().expect("sled");
-            let snapshots = db.open_tree("snapshots").expect("snapshot tree");
-            let mut image = replayed(&events, upto);
-            write(&db, &snapshots, &mut image).expect("snapshot");
-            let loaded = load(&snapshots).expect("loads");
-            assert_eq!(loaded.skus, image.skus, "snapshot after {upto} events");
-            assert_eq!(loaded.holds, image.holds, "snapshot after {upto} events");
-            assert_eq!(answers(&loaded), answers(&image));
-            assert!(!answers(&loaded).is_empty());
-        }
-    }
-
-    /// Answers past their time are gone from the next snapshot, while their holds stay.
-    #[test]
-    fn expired_answers_leave_the_snapshot_and_their_holds_stay() {
+    fn every_snapshot_loads_back_exactly() {
         let events = events();
         let db = sled::Config::new().temporary(true).open().expect("sled");
-        let snapshots = db.open_tree("snapshots").expect("snapshot tree");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let mut image = Image::default();
+        let mut merges = 0;
+        for (seq, event) in (1..).zip(&events) {
+            image.apply(seq, event.clone());
+            let (generation, merge) = snapshots.write_generation(&mut image).expect("chunks");
+            merges += usize::from(merge);
+            snapshots
+                .commit(generation, merge, image.seq, &mut no_sync)
+                .expect("commit");
+            let loaded = load(&tree).expect("loads");
+            assert_same(&loaded, &image, &format!("snapshot after event {seq}"));
+        }
+        assert!(
+            !answers(&image).is_empty() && !image.holds.is_empty(),
+            "the events leave holds and answers to check"
+        );
+        assert!(merges >= 1, "no merge in {} snapshots", events.len());
+        assert!(snapshots.manifest.generations.len() > 1, "ends on a delta");
+    }
+
+    /// Writing the same holds over and over: once the stored entries pass twice the live
+    /// ones the snapshot is rewritten as one generation and the older chunks are deleted,
+    /// so the snapshot stays proportional to the live state.
+    #[test]
+    fn deltas_are_merged_once_they_outnumber_the_live_state() {
+        let events = events();
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
         let mut image = replayed(&events, events.len());
-        write(&db, &snapshots, &mut image).expect("snapshot");
-        image.forget_expired(10, u64::MAX / 2, 5);
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let live = u64::try_from(image.entries()).expect("count");
+        let ids: Vec<HoldId> = image.holds.keys().copied().collect();
+        let mut seq = image.seq;
+        let mut deltas_before_merge = Vec::new();
+        for round in 0..12u64 {
+            for id in &ids {
+                seq += 1;
+                let event = Event::HoldStatusChanged {
+                    hold_id: *id,
+                    status: HoldStatus::Held,
+                    at_ms: round,
+                };
+                image.apply(seq, event);
+            }
+            let (generation, merge) = snapshots.write_generation(&mut image).expect("chunks");
+            let older: Vec<u64> = snapshots
+                .manifest
+                .generations
+                .iter()
+                .map(|g| g.id)
+                .collect();
+            snapshots
+                .commit(generation, merge, seq, &mut no_sync)
+                .expect("commit");
+            assert!(snapshots.manifest.stored_entries() <= 3 * live);
+            if merge {
+                deltas_before_merge.push(older.len());
+                assert_eq!(snapshots.manifest.generations, vec![generation]);
+                assert_eq!(generation.entries, live, "a merge writes every live entry");
+                assert!(older.iter().all(|g| chunk_keys(&tree, *g) == 0));
+            }
+            assert_same(
+                &load(&tree).expect("loads"),
+                &image,
+                &format!("round {round}"),
+            );
+        }
+        assert!(deltas_before_merge.len() >= 2, "{deltas_before_merge:?}");
+        assert!(
+            deltas_before_merge.iter().all(|&n| n > 1),
+            "{deltas_before_merge:?}"
+        );
+    }
+
+    /// A hold forgotten after its retention is written as gone, and an older generation
+    /// that still has it does not bring it back; answers past their time likewise.
+    #[test]
+    fn forgotten_holds_and_expired_answers_stay_gone() {
+        let events = events();
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let mut image = replayed(&events, events.len());
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let released = image
+            .holds
+            .values()
+            .find(|hold| {
+                hold.status == HoldStatus::Held
+                    && hold.lines.iter().all(|line| {
+                        image.skus[&line.sku]
+                            .lines
+                            .get(&hold.id)
+                            .is_some_and(|line| !line.committed)
+                    })
+            })
+            .cloned()
+            .expect("a hold with only held lines");
+        let mut seq = image.seq;
+        let mut release = vec![Event::HoldStatusChanged {
+            hold_id: released.id,
+            status: HoldStatus::Released,
+            at_ms: 2,
+        }];
+        for hold_line in &released.lines {
+            release.push(line(
+                hold_line.sku.as_str(),
+                SkuChange::LineReleased {
+                    hold_id: released.id,
+                },
+            ));
+        }
+        for event in release {
+            seq += 1;
+            image.apply(seq, event);
+        }
+        image.forget_expired(10, 5, 5);
+        assert!(!image.holds.contains_key(&released.id));
         assert!(image.answers.is_empty());
-        write(&db, &snapshots, &mut image).expect("second snapshot");
-        let loaded = load(&snapshots).expect("loads");
+        let dirty = std::mem::take(&mut image.dirty);
+        let delta = snapshots
+            .write_generation_as(&image, &dirty, false)
+            .expect("chunks");
+        snapshots
+            .commit(delta, false, seq, &mut no_sync)
+            .expect("commit");
+        assert_eq!(snapshots.manifest.generations.len(), 2);
+        let loaded = load(&tree).expect("loads");
+        assert!(!loaded.holds.contains_key(&released.id));
         assert!(answers(&loaded).is_empty(), "{:?}", answers(&loaded));
-        assert_eq!(loaded.holds.len(), 6);
+        assert_eq!(loaded.holds.len(), 5);
+        assert_same(&loaded, &image, "after forgetting");
     }
 }
