@@ -13,11 +13,18 @@ start_holdfast() {
   hf_dir=$(mktemp -d); local port; port=$(free_port)
   "$bin" serve --listen "127.0.0.1:$port" --data-dir "$hf_dir/data" "$@" >"$hf_dir/log" 2>&1 &
   hf_pid=$!; hf_url="http://127.0.0.1:$port"
+  # A script that stops early (set -e, Ctrl-C, timeout) must not leave a server running:
+  # an orphan still burns CPU and writes to disk, skewing every later measurement.
+  trap stop_holdfast EXIT; trap 'stop_holdfast; exit 130' INT TERM
   for _ in $(seq 100); do curl -sf "$hf_url/health/ready" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "holdfast did not become ready: $(tail -3 "$hf_dir/log")" >&2; return 1
 }
 
-stop_holdfast() { kill -TERM "$hf_pid" 2>/dev/null || true; wait "$hf_pid" 2>/dev/null || true; rm -rf "$hf_dir"; }
+stop_holdfast() {
+  [ -n "${hf_pid:-}" ] || return 0
+  kill -TERM "$hf_pid" 2>/dev/null || true; wait "$hf_pid" 2>/dev/null || true; rm -rf "$hf_dir"
+  hf_pid=
+}
 
 # Holds the server placed so far (idempotent replays and refusals not counted).
 holds_placed() {
