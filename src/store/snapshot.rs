@@ -222,6 +222,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     let mut image = Image::default();
     let mut holds: HashMap<HoldId, StoredHold> = HashMap::new();
     for generation in &manifest.generations {
+        let mut entries = 0u64;
         for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
             let (_, value) = chunk?;
             let mut rest = &value[..];
@@ -229,6 +230,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                 let (entry, tail) =
                     postcard::take_from_bytes::<Entry>(rest).map_err(|e| corrupt("entry", e))?;
                 rest = tail;
+                entries += 1;
                 match entry {
                     Entry::Sku(sku, state) => {
                         image.skus.insert(sku, state);
@@ -256,6 +258,10 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                     }
                 }
             }
+        }
+        if entries != generation.entries {
+            let found = format!("generation {generation:?} has {entries} entries");
+            return Err(corrupt("chunks", found));
         }
     }
     for stored in holds.into_values() {
@@ -352,6 +358,9 @@ pub struct Snapshots {
     tree: sled::Tree,
     manifest: Manifest,
     next_generation: u64,
+    /// Set when a write failed: the changes it took from the image are not stored, so
+    /// the next snapshot must write everything.
+    merge_next: bool,
 }
 
 impl Snapshots {
@@ -370,6 +379,7 @@ impl Snapshots {
             tree,
             manifest,
             next_generation,
+            merge_next: false,
         };
         snapshots.sweep().map_err(|e| corrupt("sweep", e))?;
         Ok(snapshots)
@@ -395,7 +405,8 @@ impl Snapshots {
         let dirty = std::mem::take(&mut image.dirty);
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let stored = self.manifest.stored_entries() + count(dirty.entries());
-        let merge = stored > STORED_PER_LIVE_MAX.saturating_mul(count(image.entries()))
+        let merge = self.merge_next
+            || stored > STORED_PER_LIVE_MAX.saturating_mul(count(image.entries()))
             || self.manifest.generations.len() >= GENERATIONS_MAX;
         let generation = self.write_generation_as(image, &dirty, merge)?;
         Ok((generation, merge))
@@ -452,8 +463,11 @@ impl Snapshots {
         image: &mut Image,
         sync: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), String> {
-        let (generation, merge) = self.write_generation(image)?;
-        self.commit(generation, merge, image.seq, sync)
+        let written = self
+            .write_generation(image)
+            .and_then(|(generation, merge)| self.commit(generation, merge, image.seq, sync));
+        self.merge_next = written.is_err();
+        written
     }
 }
 
@@ -1014,5 +1028,57 @@ mod tests {
         assert!(answers(&loaded).is_empty(), "{:?}", answers(&loaded));
         assert_eq!(loaded.holds.len(), 5);
         assert_same(&loaded, &image, "after forgetting");
+    }
+    /// A snapshot whose write fails (here: its sync) took the image's changes with it;
+    /// the next one writes everything, so nothing the failed one carried is lost.
+    #[test]
+    fn after_a_failed_snapshot_the_next_one_writes_everything() {
+        let events = events();
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let mut image = replayed(&events, 6);
+        snapshots
+            .write(&mut image, &mut no_sync)
+            .expect("first snapshot");
+        for (seq, event) in (1..).zip(&events).skip(6) {
+            image.apply(seq, event.clone());
+        }
+        let mut failing = || Err("disk full".to_string());
+        assert!(snapshots.write(&mut image, &mut failing).is_err());
+        assert_eq!(
+            load(&tree).expect("loads").seq,
+            6,
+            "the failed one is not loaded"
+        );
+        assert_eq!(
+            image.dirty.entries(),
+            0,
+            "its changes left the image's dirty set"
+        );
+
+        snapshots
+            .write(&mut image, &mut no_sync)
+            .expect("next snapshot");
+        assert_eq!(snapshots.manifest.generations.len(), 1, "a merge");
+        assert_same(
+            &load(&tree).expect("loads"),
+            &image,
+            "after a failed snapshot",
+        );
+    }
+
+    /// A generation missing a chunk is refused at load, not silently loaded short.
+    #[test]
+    fn a_generation_missing_a_chunk_is_reported_corrupt() {
+        let events = events();
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let mut image = replayed(&events, events.len());
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let generation = snapshots.manifest.generations[0].id;
+        tree.remove(chunk_key(generation, 0)).expect("removes");
+        assert!(matches!(load(&tree), Err(RecoveryError::Corrupt { .. })));
     }
 }
