@@ -832,6 +832,14 @@ mod tests {
         image
     }
 
+    /// A temporary database, its snapshot tree, and the compactor's handle on it.
+    fn fresh() -> (sled::Db, sled::Tree, Snapshots) {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("snapshots").expect("snapshot tree");
+        let snapshots = Snapshots::open(tree.clone()).expect("opens");
+        (db, tree, snapshots)
+    }
+
     fn no_sync() -> Result<(), String> {
         Ok(())
     }
@@ -892,9 +900,7 @@ mod tests {
     #[test]
     fn every_snapshot_loads_back_exactly() {
         let events = events();
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("snapshots").expect("snapshot tree");
-        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let (_db, tree, mut snapshots) = fresh();
         let mut image = Image::default();
         let mut merges = 0;
         for (seq, event) in (1..).zip(&events) {
@@ -921,9 +927,7 @@ mod tests {
     #[test]
     fn deltas_are_merged_once_they_outnumber_the_live_state() {
         let events = events();
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("snapshots").expect("snapshot tree");
-        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let (_db, tree, mut snapshots) = fresh();
         let mut image = replayed(&events, events.len());
         snapshots.write(&mut image, &mut no_sync).expect("snapshot");
         let live = u64::try_from(image.entries()).expect("count");
@@ -975,9 +979,7 @@ mod tests {
     #[test]
     fn forgotten_holds_and_expired_answers_stay_gone() {
         let events = events();
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("snapshots").expect("snapshot tree");
-        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let (_db, tree, mut snapshots) = fresh();
         let mut image = replayed(&events, events.len());
         snapshots.write(&mut image, &mut no_sync).expect("snapshot");
         let released = image
@@ -1034,9 +1036,7 @@ mod tests {
     #[test]
     fn after_a_failed_snapshot_the_next_one_writes_everything() {
         let events = events();
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("snapshots").expect("snapshot tree");
-        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let (_db, tree, mut snapshots) = fresh();
         let mut image = replayed(&events, 6);
         snapshots
             .write(&mut image, &mut no_sync)
@@ -1072,9 +1072,7 @@ mod tests {
     #[test]
     fn a_generation_missing_a_chunk_is_reported_corrupt() {
         let events = events();
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("snapshots").expect("snapshot tree");
-        let mut snapshots = Snapshots::open(tree.clone()).expect("opens");
+        let (_db, tree, mut snapshots) = fresh();
         let mut image = replayed(&events, events.len());
         snapshots.write(&mut image, &mut no_sync).expect("snapshot");
         let generation = snapshots.manifest.generations[0].id;
