@@ -169,16 +169,24 @@ pub fn encode_seq(seq: u64) -> [u8; 8] {
 /// Decodes a journal record into its events with their sequence numbers; `key` is the
 /// record's key (the last event's sequence number).
 pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<(u64, Event)>, postcard::Error> {
-    let mut events = Vec::new();
-    let mut rest = value;
-    while !rest.is_empty() {
-        let (event, tail) = postcard::take_from_bytes::<Event>(rest)?;
-        events.push(event);
-        rest = tail;
-    }
+    let events: Vec<Event> = decode_packed(value)?;
     let last = decode_seq(key);
     let first = last.saturating_sub(u64::try_from(events.len()).unwrap_or(0)) + 1;
     Ok((first..).zip(events).collect())
+}
+
+/// Decodes values encoded back to back in one record (journal events, snapshot entries).
+pub fn decode_packed<T: serde::de::DeserializeOwned>(
+    value: &[u8],
+) -> Result<Vec<T>, postcard::Error> {
+    let mut items = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (item, tail) = postcard::take_from_bytes::<T>(rest)?;
+        items.push(item);
+        rest = tail;
+    }
+    Ok(items)
 }
 
 pub fn decode_seq(key: &[u8]) -> u64 {

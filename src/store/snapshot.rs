@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::image::{Answer, Dirty, Image};
-use super::journal::{decode_record, decode_seq, encode_seq, RECORD_BYTES_MAX};
+use super::journal::{decode_packed, decode_record, decode_seq, encode_seq, RECORD_BYTES_MAX};
 use super::recovery::RecoveryError;
 use crate::clock::now_ms;
 use crate::domain::{HoldId, SkuId};
@@ -184,8 +184,7 @@ impl Manifest {
 
 fn chunk_key(generation: u64, index: u32) -> [u8; 13] {
     let mut key = [0u8; 13];
-    key[0] = CHUNK_PREFIX;
-    key[1..9].copy_from_slice(&generation.to_be_bytes());
+    key[..9].copy_from_slice(&generation_prefix(generation));
     key[9..].copy_from_slice(&index.to_be_bytes());
     key
 }
@@ -225,11 +224,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
         let mut entries = 0u64;
         for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
             let (_, value) = chunk?;
-            let mut rest = &value[..];
-            while !rest.is_empty() {
-                let (entry, tail) =
-                    postcard::take_from_bytes::<Entry>(rest).map_err(|e| corrupt("entry", e))?;
-                rest = tail;
+            for entry in decode_packed::<Entry>(&value).map_err(|e| corrupt("entry", e))? {
                 entries += 1;
                 match entry {
                     Entry::Sku(sku, state) => {
