@@ -1,8 +1,14 @@
-//! The journal writer: one thread that takes events in batches, writes each batch to sled
-//! in one atomic sled batch, makes it durable with one flush, and only then answers the
-//! barriers queued behind it. A batch is stored as a few records of events encoded back
-//! to back; a record's key is the sequence number of its last event (big-endian, so keys
-//! sort by sequence). Few sled inserts per batch keep the storage engine's work small.
+//! The journal writer: one thread that takes events in batches, writes each batch to sled,
+//! makes it durable with one flush, and only then answers the barriers queued behind it.
+//! A batch is stored as a few records of events encoded back to back; a record's key is
+//! the sequence number of its last event (big-endian, so keys sort by sequence). Few sled
+//! inserts per batch keep the storage engine's work small.
+//!
+//! The records are plain inserts, not a sled `Batch`: sled recovers a prefix of its log,
+//! so a crash keeps a prefix of the records, and every prefix of the journal is a state
+//! the server was in (batches are cut wherever the writer happens to wake). An atomic
+//! batch would cost two extra log-buffer writes per flush (sled seals the buffer before
+//! and after its batch marker) and take sled's global write lock.
 //! Appending never blocks an actor; a request learns its change is durable by awaiting
 //! [`Journal::barrier`], which resolves once everything appended before it is on disk.
 
@@ -196,10 +202,10 @@ pub fn decode_seq(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-/// One batch on its way to sled: sealed records plus the one being filled.
+/// One batch on its way to sled: sealed records (key, value) plus the one being filled.
 #[derive(Default)]
 struct Records {
-    batch: sled::Batch,
+    sealed: Vec<([u8; 8], Vec<u8>)>,
     open: Vec<u8>,
     events: usize,
     bytes: usize,
@@ -209,8 +215,8 @@ impl Records {
     /// Closes the open record; `last_seq` is the sequence of its last event.
     fn seal(&mut self, last_seq: u64) {
         if !self.open.is_empty() {
-            self.batch
-                .insert(&encode_seq(last_seq), std::mem::take(&mut self.open));
+            self.sealed
+                .push((encode_seq(last_seq), std::mem::take(&mut self.open)));
         }
     }
 }
@@ -285,9 +291,10 @@ impl Writer {
         let last_seq = self.next_seq - 1;
         records.seal(last_seq);
         let (events, bytes) = (records.events, records.bytes);
-        let written = self
-            .tree
-            .apply_batch(records.batch)
+        let written = records
+            .sealed
+            .into_iter()
+            .try_for_each(|(key, value)| self.tree.insert(key, value).map(drop))
             .map_err(|e| e.to_string());
         let durable = written.and_then(|()| self.make_durable());
         if let Err(err) = durable {
