@@ -995,6 +995,21 @@ impl SegmentAccountant {
 
         self.tip += self.config.segment_size as LogOffset;
 
+        // holdfast: a new segment at the end of the file is filled with the
+        // same `Corrupted` bytes recovery writes into free segments, before
+        // any log buffer lands in it. Otherwise every buffer write in it grows
+        // the file, and every fdatasync after it must also commit the new file
+        // size through the file system journal; this way only one per segment
+        // does.
+        if lid >= self.config.file.metadata()?.len() {
+            io_fail!(self.config, "fill new segment");
+            pwrite_all(
+                &self.config.file,
+                &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
+                lid,
+            )?;
+        }
+
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
         Ok(lid)
