@@ -2,7 +2,8 @@
 # data dir, drive it with wrk, parse wrk's figures, take medians.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bin="$root/target/release/holdfast"
+# HOLDFAST_BIN picks another build, for A/B runs of two builds in one session.
+bin=${HOLDFAST_BIN:-"$root/target/release/holdfast"}
 # Our own copy: ../shared/bench/wrk-hold.lua sends every key twice (see the comment in ours).
 wrk_script="$root/loadtest/bench/wrk-hold.lua"
 
