@@ -18,7 +18,6 @@ for mode in "group commit, fsync|--durability fsync" \
     results+=("$(wrk_holds "$secs" 50)")
     stop_holdfast
   done
-  rps=$(printf "%s\n" "${results[@]}" | awk '{print $1}' | median)
-  p99=$(printf "%s\n" "${results[@]}" | awk '{print $2}' | median)
+  read -r rps p99 < <(printf "%s\n" "${results[@]}" | medians)
   printf "%-34s %10s %10s\n" "$label" "$rps" "$p99"
 done
