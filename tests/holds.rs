@@ -62,10 +62,22 @@ async fn multi_line_carts_under_contention_never_take_part_of_a_cart() {
         "A is held only by won carts and singles"
     );
     assert!(carts_won > 0, "some carts win");
-    let exhausted = a["available"] == 0 || b["available"] == 0;
-    assert!(exhausted, "carts only lose once A or B is gone: {a} {b}");
     assert_conserved(&a);
     assert_conserved(&b);
+    // A cart can lose while both SKUs still have a unit: another cart held the last B for
+    // a moment and gave it back when its A was refused. What must hold is that nothing
+    // stays taken: whatever is left of both can still be bought as a cart.
+    let left = |view: &serde_json::Value| view["available"].as_u64().expect("available");
+    if left(&a) > 0 && left(&b) > 0 {
+        let late = server
+            .hold_owned("late-cart".into(), vec![("A", 1), ("B", 1)])
+            .await;
+        assert_eq!(
+            late.status,
+            StatusCode::CREATED,
+            "units left after the race: {a} {b}"
+        );
+    }
 }
 
 /// The lifecycle: repeated confirm is 200 with the same body; confirm after release is
