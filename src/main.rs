@@ -20,6 +20,21 @@ enum Command {
     Serve(SettingsLayer),
 }
 
+/// Turns transparent huge pages off for this process. With them on (mimalloc asks for
+/// them), a thread touching fresh heap zeroed a whole 2 MiB page inside one request: the
+/// hold p99 under load fell from about 10 ms to 6 ms without them. `prctl` also covers
+/// hosts whose THP setting is `always`, where no allocator flag would.
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if status != 0 {
+        tracing::warn!(
+            err = %std::io::Error::last_os_error(),
+            "Could not turn transparent huge pages off; tail latency may suffer."
+        );
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -28,6 +43,7 @@ fn main() -> ExitCode {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    disable_transparent_huge_pages();
     let Command::Serve(layer) = Cli::parse().command;
     let settings = match layer.load() {
         Ok(settings) => settings,
