@@ -3,14 +3,14 @@
 //! spread over shards by id; each shard also indexes its deadlines (for the expiry sweep)
 //! and its ended holds (for bounded retention).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
 use super::idempotency::IdempotencyRecord;
 use super::record::HoldRecord;
-use crate::domain::{HoldId, HoldStatus};
+use crate::domain::{HoldId, HoldStatus, IdMap};
 use crate::sku::state::LineTarget;
 use crate::store::{Event, Journal};
 
@@ -70,7 +70,7 @@ pub fn line_target(status: HoldStatus) -> Option<LineTarget> {
 
 #[derive(Default)]
 struct Shard {
-    holds: HashMap<HoldId, HoldRecord>,
+    holds: IdMap<HoldId, HoldRecord>,
     /// Held holds by deadline.
     deadlines: BTreeSet<(u64, HoldId)>,
     /// Ended holds by the time they may be forgotten.

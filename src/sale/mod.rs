@@ -2,14 +2,13 @@
 //! on at most one sale whose window has not ended. Holds on a sale SKU outside its window
 //! are refused (409 `sale-not-open`); the per-customer limit is enforced by the SKU actor.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Admission;
-use crate::domain::{SaleId, SkuId};
+use crate::domain::{IdMap, SaleId, SkuId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sale {
@@ -36,10 +35,10 @@ impl Sale {
 
 #[derive(Default)]
 struct Inner {
-    sales: HashMap<SaleId, Arc<Sale>>,
-    by_sku: HashMap<SkuId, SaleId>,
+    sales: IdMap<SaleId, Arc<Sale>>,
+    by_sku: IdMap<SkuId, SaleId>,
     /// Admission queues of the sales that have their own limits.
-    queues: HashMap<SaleId, Arc<Admission>>,
+    queues: IdMap<SaleId, Arc<Admission>>,
 }
 
 pub struct SaleBook {

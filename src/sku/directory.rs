@@ -2,7 +2,6 @@
 //! (one per core) chosen by a hash of the SKU, so cold SKUs share threads and a hot SKU
 //! is one actor. The map is bounded by `sku_count_max`.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use parking_lot::RwLock;
 
 use super::actor::{SkuActor, SkuGauge};
 use super::state::SkuState;
-use crate::domain::SkuId;
+use crate::domain::{IdMap, SkuId};
 use crate::store::Journal;
 
 /// What the directory hands out for a SKU.
@@ -54,7 +53,7 @@ pub struct DirectoryFull(pub usize);
 
 pub struct SkuDirectory {
     arbiters: Vec<ArbiterHandle>,
-    entries: RwLock<HashMap<SkuId, SkuEntry>>,
+    entries: RwLock<IdMap<SkuId, SkuEntry>>,
     journal: Journal,
     sku_count_max: usize,
     lines_max: usize,

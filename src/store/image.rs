@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::domain::{HoldId, SkuId};
+use crate::domain::{HoldId, IdMap, IdSet, SkuId};
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::sku::{SkuChange, SkuState};
@@ -23,14 +23,14 @@ pub enum Answer {
 
 #[derive(Clone, Default)]
 pub struct Image {
-    pub skus: HashMap<SkuId, SkuState>,
-    pub holds: HashMap<HoldId, HoldRecord>,
+    pub skus: IdMap<SkuId, SkuState>,
+    pub holds: IdMap<HoldId, HoldRecord>,
     /// Idempotency answers by scope key.
     pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
     /// The scope key that placed each hold, for the answers stored with their hold.
-    pub placed_by: HashMap<HoldId, String>,
+    pub placed_by: IdMap<HoldId, String>,
     /// Sales by id.
-    pub sales: HashMap<crate::domain::SaleId, crate::sale::Sale>,
+    pub sales: IdMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
     pub seq: u64,
     /// Keys changed since the last snapshot write.
@@ -39,10 +39,10 @@ pub struct Image {
 
 #[derive(Clone, Default)]
 pub struct Dirty {
-    pub skus: HashSet<SkuId>,
-    pub holds: HashSet<HoldId>,
+    pub skus: IdSet<SkuId>,
+    pub holds: IdSet<HoldId>,
     pub answers: HashSet<String>,
-    pub sales: HashSet<crate::domain::SaleId>,
+    pub sales: IdSet<crate::domain::SaleId>,
 }
 
 impl Dirty {

@@ -16,7 +16,7 @@
 //! sale covers a quarter of a million holds. Chunks are as small as journal records
 //! (`RECORD_BYTES_MAX`), for the same reason: nothing the snapshot writes goes to a blob.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use super::image::{Answer, Dirty, Image};
 use super::journal::{decode_packed, decode_record, decode_seq, encode_seq, RECORD_BYTES_MAX};
 use super::recovery::RecoveryError;
 use crate::clock::now_ms;
-use crate::domain::{HoldId, SkuId};
+use crate::domain::{HoldId, IdMap, SkuId};
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::metrics as m;
@@ -219,7 +219,7 @@ fn read_manifest(tree: &sled::Tree) -> Result<Manifest, RecoveryError> {
 pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     let manifest = read_manifest(tree)?;
     let mut image = Image::default();
-    let mut holds: HashMap<HoldId, StoredHold> = HashMap::new();
+    let mut holds: IdMap<HoldId, StoredHold> = IdMap::default();
     for generation in &manifest.generations {
         let mut entries = 0u64;
         for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
