@@ -13,6 +13,7 @@
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
 //! - [`metrics`]: metric names and the Prometheus recorder; [`sampler`]: gauges sampled
 //!   once a second (watched SKUs, table sizes, readiness).
+//! - [`priority`]: thread priorities of the journal writer (raised) and compactor (lowered).
 //! - [`clock`]: wall-clock milliseconds and RFC 3339 formatting.
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod hold;
 pub mod http;
 pub mod metrics;
+pub mod priority;
 pub mod sale;
 pub mod sampler;
 pub mod sku;

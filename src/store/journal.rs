@@ -232,6 +232,15 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, receiver: Receiver<Message>) {
+        if let Err(err) =
+            crate::priority::set_current_thread_nice(crate::priority::JOURNAL_WRITER_NICE)
+        {
+            tracing::info!(
+                %err,
+                "Could not raise the journal writer's priority (it needs CAP_SYS_NICE); \
+                 durable holds/s on busy cores may be lower."
+            );
+        }
         let mut barriers = Vec::new();
         let mut records = Records::default();
         while let Ok(first) = receiver.recv() {

@@ -610,27 +610,6 @@ impl Compactor {
     }
 }
 
-/// Niceness of the compactor thread: it yields to request threads when the cores are
-/// busy (a sale) and catches up when they are not. Measured here: about 10% more holds/s
-/// under saturation, with the journal still trimmed.
-const COMPACTOR_NICE: libc::c_int = 10;
-
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
-    // names one thread for PRIO_PROCESS, so this changes only the compactor thread.
-    let changed = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            u32::try_from(tid).unwrap_or(0),
-            COMPACTOR_NICE,
-        )
-    };
-    if changed != 0 {
-        tracing::debug!("Could not lower the compactor's priority; it runs at normal priority.");
-    }
-}
-
 fn run(
     db: &sled::Db,
     journal: &sled::Tree,
@@ -639,7 +618,9 @@ fn run(
     settings: &SnapshotSettings,
     stop: &AtomicBool,
 ) {
-    lower_priority();
+    if let Err(err) = crate::priority::set_current_thread_nice(crate::priority::COMPACTOR_NICE) {
+        tracing::debug!(%err, "Could not lower the compactor's priority; it runs at normal priority.");
+    }
     let mut since_snapshot = 0u64;
     let mut last_snapshot = Instant::now();
     let mut dir_sync = settings.fsync_dir.clone().map(|dir| DirSync {

@@ -1,0 +1,28 @@
+//! Thread priorities for the two threads outside the request path. The journal writer is
+//! on the path of every acknowledgement: while it waits for a core, every request waiting
+//! on its batch waits too. The compactor is background work that can catch up later.
+
+/// Niceness of the journal writer. Measured on 2 shared cores under saturation, against
+/// the writer at normal priority, interleaved: 8 of 8 runs faster, median +8% durable
+/// holds/s, p99 no worse. Needs CAP_SYS_NICE (or an RLIMIT_NICE that allows it).
+pub const JOURNAL_WRITER_NICE: libc::c_int = -10;
+
+/// Niceness of the compactor: it yields to request threads when the cores are busy (a
+/// sale) and catches up when they are not. Measured: about 10% more holds/s under
+/// saturation, with the journal still trimmed.
+pub const COMPACTOR_NICE: libc::c_int = 10;
+
+/// Sets the calling thread's niceness.
+pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
+    // names one thread for PRIO_PROCESS, so this changes only the calling thread.
+    let changed = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), nice)
+    };
+    if changed == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
