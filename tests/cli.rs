@@ -160,3 +160,53 @@ async fn graceful_stop_keeps_everything_and_exits_zero() {
     );
     assert_eq!(server.get_hold(&paid_id).await.body["status"], "confirmed");
 }
+
+/// The niceness of the server's thread named `name` (as `/proc` shows it, 15 bytes).
+fn nice_of_thread(pid: u32, name: &str) -> i64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task list");
+    for task in tasks {
+        let path = task.expect("task entry").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).expect("task stat");
+        // Fields after the `(comm)` start at field 3; nice is field 19.
+        let after_comm = &stat[stat.rfind(')').expect("comm ends") + 1..];
+        let nice = after_comm.split_whitespace().nth(16).expect("nice field");
+        return nice.parse().expect("nice is a number");
+    }
+    panic!("no thread named {name}");
+}
+
+/// Whether this process may raise a thread's priority (CAP_SYS_NICE or RLIMIT_NICE).
+fn may_raise_priority() -> bool {
+    std::thread::spawn(|| {
+        // SAFETY: plain integers in and out; changes only this short-lived thread.
+        unsafe {
+            let tid = u32::try_from(libc::gettid()).unwrap();
+            libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+/// Transparent huge pages are off (a 2 MiB page zeroed inside a request was the hold p99);
+/// the journal writer, on every acknowledgement's path, runs above normal priority where
+/// the OS allows it, and the compactor below.
+#[test]
+fn threads_run_at_their_priorities_without_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = Process::start(&dir.path().join("data"), &[], &[]);
+    let pid = process.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+    assert_eq!(nice_of_thread(pid, "snapshot-compac"), 10);
+    let writer = if may_raise_priority() { -10 } else { 0 };
+    assert_eq!(nice_of_thread(pid, "journal-writer"), writer);
+}
