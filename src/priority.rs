@@ -8,9 +8,11 @@
 pub const JOURNAL_WRITER_NICE: libc::c_int = -10;
 
 /// Niceness of the compactor: it yields to request threads when the cores are busy (a
-/// sale) and catches up when they are not. Measured: about 10% more holds/s under
-/// saturation, with the journal still trimmed.
-pub const COMPACTOR_NICE: libc::c_int = 10;
+/// sale) and catches up in the time they leave idle (waiting on the disk) or after. At 10
+/// it gave about 10% more holds/s than at 0; at 19, against 10, 8 interleaved runs gave
+/// a better p99 in 7 and more holds/s in 6 (median +4%), and over 36 s of saturation it
+/// still wrote every snapshot and kept the journal trimmed to under 9,000 entries.
+pub const COMPACTOR_NICE: libc::c_int = 19;
 
 /// Sets the calling thread's niceness.
 pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {

@@ -194,7 +194,7 @@ fn may_raise_priority() -> bool {
 
 /// Transparent huge pages are off (a 2 MiB page zeroed inside a request was the hold p99);
 /// the journal writer, on every acknowledgement's path, runs above normal priority where
-/// the OS allows it, and the compactor below.
+/// the OS allows it, and the compactor at the lowest priority.
 #[test]
 fn threads_run_at_their_priorities_without_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +206,7 @@ fn threads_run_at_their_priorities_without_huge_pages() {
         .find_map(|line| line.strip_prefix("THP_enabled:"))
         .map(str::trim);
     assert_eq!(thp, Some("0"), "{status}");
-    assert_eq!(nice_of_thread(pid, "snapshot-compac"), 10);
+    assert_eq!(nice_of_thread(pid, "snapshot-compac"), 19);
     let writer = if may_raise_priority() { -10 } else { 0 };
     assert_eq!(nice_of_thread(pid, "journal-writer"), writer);
 }
