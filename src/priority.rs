@@ -3,8 +3,9 @@
 //! on its batch waits too. The compactor is background work that can catch up later.
 
 /// Niceness of the journal writer. Measured on 2 shared cores under saturation, against
-/// the writer at normal priority, interleaved: 8 of 8 runs faster, median +8% durable
-/// holds/s, p99 no worse. Needs CAP_SYS_NICE (or an RLIMIT_NICE that allows it).
+/// the writer at normal priority, interleaved: faster in 8 of 8 runs in each of two
+/// measurements (median +8% and +6% durable holds/s), p99 no worse. -20 was no better.
+/// Needs CAP_SYS_NICE (or an RLIMIT_NICE that allows it).
 pub const JOURNAL_WRITER_NICE: libc::c_int = -10;
 
 /// Niceness of the compactor: it yields to request threads when the cores are busy (a
