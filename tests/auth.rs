@@ -46,6 +46,19 @@ async fn keys_decide_who_may_do_what() {
         StatusCode::OK
     );
 
+    // Admin writes check who asks, then the id in the path, then the body.
+    let long_sku = format!("/v1/skus/{}", "x".repeat(65));
+    let anonymous = server
+        .send_as(None, Method::PUT, &long_sku, Some("{"), &[])
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let admin = server
+        .send_as(Some(ADMIN_KEY), Method::PUT, &long_sku, Some("{"), &[])
+        .await;
+    assert_eq!(admin.status, StatusCode::BAD_REQUEST);
+    let detail = admin.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("1 to 64 characters"), "{detail}");
+
     let post = |key: &'static str, idem: &'static str, body: String| {
         let server = &server;
         async move {

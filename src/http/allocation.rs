@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::body::read_json;
+use super::body::admin_json;
 use super::skus::{change_sku, parse_sku};
 use super::{ApiError, AppState};
 use crate::clock::now_ms;
@@ -36,9 +36,8 @@ pub async fn put_allocation(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.admin(&request)?;
-    let sku = parse_sku(&path)?;
-    let body: AllocationBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let (sku, body): (_, AllocationBody) =
+        admin_json(&request, payload, &state, parse_sku(&path)).await?;
     if body.channels.len() > CHANNELS_MAX {
         return Err(ApiError::Invalid(format!(
             "at most {CHANNELS_MAX} channels per allocation"
@@ -63,9 +62,8 @@ pub async fn post_rebalance(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.admin(&request)?;
-    let sku = parse_sku(&path)?;
-    let body: RebalanceBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let (sku, body): (_, RebalanceBody) =
+        admin_json(&request, payload, &state, parse_sku(&path)).await?;
     let rebalance = Rebalance {
         policy: body.policy,
         now_ms: now_ms(),

@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::AppState;
 
 /// Reads the whole body, refusing with 413 as soon as it passes `limit` bytes (before
 /// reading anything when Content-Length already says so).
@@ -51,4 +52,19 @@ pub async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let body = read_limited(request, payload, limit).await?;
     parse_json(&body)
+}
+
+/// The preamble of every admin write, in its order: the key must be an admin's (401/403),
+/// then the id in the path must be valid (400), then the body must be JSON within the
+/// limit. The caller parses `id` (parsing changes nothing); it is looked at after auth.
+pub async fn admin_json<I, T: DeserializeOwned>(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    id: Result<I, ApiError>,
+) -> Result<(I, T), ApiError> {
+    state.auth.admin(request)?;
+    let id = id?;
+    let body = read_json(request, payload, state.settings.body_bytes_max).await?;
+    Ok((id, body))
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::body::read_json;
+use super::body::admin_json;
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
 use crate::clock::{now_ms, rfc3339};
@@ -133,9 +133,7 @@ pub async fn put_sale(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.admin(&request)?;
-    let id = parse_id(&path)?;
-    let body: SaleBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let (id, body): (_, SaleBody) = admin_json(&request, payload, &state, parse_id(&path)).await?;
     let sale = parse_sale(id, body, &state)?;
     state
         .sales

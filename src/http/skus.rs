@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::body::read_json;
+use super::body::admin_json;
 use super::{ApiError, AppState};
 use crate::domain::{AdjustReason, SkuId, UNITS_MAX};
 use crate::sku::messages::{Adjust, GetView, SetStock};
@@ -76,9 +76,8 @@ pub async fn put_sku(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.admin(&request)?;
-    let sku = parse_sku(&path)?;
-    let body: StockBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let (sku, body): (_, StockBody) =
+        admin_json(&request, payload, &state, parse_sku(&path)).await?;
     let on_hand = units("on_hand", body.on_hand)?;
     let safety_stock = units("safety_stock", body.safety_stock)?;
     let low_stock_threshold = match body.low_stock_threshold {
@@ -111,9 +110,8 @@ pub async fn post_adjustment(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.admin(&request)?;
-    let sku = parse_sku(&path)?;
-    let body: AdjustmentBody = read_json(&request, payload, state.settings.body_bytes_max).await?;
+    let (sku, body): (_, AdjustmentBody) =
+        admin_json(&request, payload, &state, parse_sku(&path)).await?;
     if body.delta == 0 || body.delta.unsigned_abs() > UNITS_MAX {
         return Err(ApiError::Invalid(format!(
             "delta must be a non-zero integer from -{UNITS_MAX} to {UNITS_MAX}, got {}",
