@@ -816,6 +816,15 @@ mod tests {
         (db, tree, snapshots)
     }
 
+    /// A fresh database whose snapshot holds every event of [`events`], written once.
+    fn written_once() -> (sled::Db, sled::Tree, Snapshots, Image) {
+        let events = events();
+        let (db, tree, mut snapshots) = fresh();
+        let mut image = replayed(&events, events.len());
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        (db, tree, snapshots, image)
+    }
+
     fn no_sync() -> Result<(), String> {
         Ok(())
     }
@@ -902,10 +911,7 @@ mod tests {
     /// so the snapshot stays proportional to the live state.
     #[test]
     fn deltas_are_merged_once_they_outnumber_the_live_state() {
-        let events = events();
-        let (_db, tree, mut snapshots) = fresh();
-        let mut image = replayed(&events, events.len());
-        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let (_db, tree, mut snapshots, mut image) = written_once();
         let live = u64::try_from(image.entries()).expect("count");
         let ids: Vec<HoldId> = image.holds.keys().copied().collect();
         let mut seq = image.seq;
@@ -954,10 +960,7 @@ mod tests {
     /// that still has it does not bring it back; answers past their time likewise.
     #[test]
     fn forgotten_holds_and_expired_answers_stay_gone() {
-        let events = events();
-        let (_db, tree, mut snapshots) = fresh();
-        let mut image = replayed(&events, events.len());
-        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let (_db, tree, mut snapshots, mut image) = written_once();
         let released = image
             .holds
             .values()
@@ -1047,10 +1050,7 @@ mod tests {
     /// A generation missing a chunk is refused at load, not silently loaded short.
     #[test]
     fn a_generation_missing_a_chunk_is_reported_corrupt() {
-        let events = events();
-        let (_db, tree, mut snapshots) = fresh();
-        let mut image = replayed(&events, events.len());
-        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        let (_db, tree, snapshots, _image) = written_once();
         let generation = snapshots.manifest.generations[0].id;
         tree.remove(chunk_key(generation, 0)).expect("removes");
         assert!(matches!(load(&tree), Err(RecoveryError::Corrupt { .. })));
