@@ -195,6 +195,38 @@ pub fn decode_packed<T: serde::de::DeserializeOwned>(
     Ok(items)
 }
 
+/// Packs values encoded back to back into records of at most [`RECORD_BYTES_MAX`] (a
+/// single larger value gets a record of its own); [`decode_packed`] reads them back.
+/// Journal records and snapshot chunks are both packed this way.
+#[derive(Default)]
+pub struct Packer {
+    open: Vec<u8>,
+}
+
+impl Packer {
+    /// Appends `value`. Returns the record it closed first to make room, if any.
+    pub fn push<T: serde::Serialize>(
+        &mut self,
+        value: &T,
+    ) -> Result<Option<Vec<u8>>, postcard::Error> {
+        let encoded = postcard::to_stdvec(value)?;
+        let full = !self.open.is_empty() && self.open.len() + encoded.len() > RECORD_BYTES_MAX;
+        let closed = full.then(|| std::mem::take(&mut self.open));
+        self.open.extend_from_slice(&encoded);
+        Ok(closed)
+    }
+
+    /// Closes the record being filled; None if it is empty.
+    pub fn close(&mut self) -> Option<Vec<u8>> {
+        (!self.open.is_empty()).then(|| std::mem::take(&mut self.open))
+    }
+
+    /// Bytes in the record being filled.
+    pub fn open_len(&self) -> usize {
+        self.open.len()
+    }
+}
+
 pub fn decode_seq(key: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let len = key.len().min(8);
@@ -206,18 +238,28 @@ pub fn decode_seq(key: &[u8]) -> u64 {
 #[derive(Default)]
 struct Records {
     sealed: Vec<([u8; 8], Vec<u8>)>,
-    open: Vec<u8>,
+    sealed_bytes: usize,
+    packer: Packer,
     events: usize,
-    bytes: usize,
 }
 
 impl Records {
+    /// Records a closed record whose last event has sequence `last_seq`.
+    fn sealed(&mut self, last_seq: u64, record: Vec<u8>) {
+        self.sealed_bytes += record.len();
+        self.sealed.push((encode_seq(last_seq), record));
+    }
+
     /// Closes the open record; `last_seq` is the sequence of its last event.
     fn seal(&mut self, last_seq: u64) {
-        if !self.open.is_empty() {
-            self.sealed
-                .push((encode_seq(last_seq), std::mem::take(&mut self.open)));
+        if let Some(record) = self.packer.close() {
+            self.sealed(last_seq, record);
         }
+    }
+
+    /// Encoded bytes of the batch so far.
+    fn bytes(&self) -> usize {
+        self.sealed_bytes + self.packer.open_len()
     }
 }
 
@@ -251,7 +293,7 @@ impl Writer {
                     Message::Barrier(done) => barriers.push(done),
                 }
                 if records.events >= self.settings.batch_events_max
-                    || records.bytes >= self.settings.batch_bytes_max
+                    || records.bytes() >= self.settings.batch_bytes_max
                 {
                     break;
                 }
@@ -270,15 +312,12 @@ impl Writer {
     }
 
     fn encode_into(&mut self, records: &mut Records, event: &Event) {
-        match postcard::to_stdvec(event) {
-            Ok(encoded) => {
-                if records.open.len() + encoded.len() > RECORD_BYTES_MAX && !records.open.is_empty()
-                {
-                    records.seal(self.next_seq - 1);
+        match records.packer.push(event) {
+            Ok(closed) => {
+                if let Some(record) = closed {
+                    records.sealed(self.next_seq - 1, record);
                 }
-                records.open.extend_from_slice(&encoded);
                 records.events += 1;
-                records.bytes += encoded.len();
                 self.next_seq += 1;
             }
             Err(err) => {
@@ -299,7 +338,7 @@ impl Writer {
         let started = Instant::now();
         let last_seq = self.next_seq - 1;
         records.seal(last_seq);
-        let (events, bytes) = (records.events, records.bytes);
+        let (events, bytes) = (records.events, records.bytes());
         let written = records
             .sealed
             .into_iter()

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::image::{Answer, Dirty, Image};
-use super::journal::{decode_packed, decode_record, decode_seq, encode_seq, RECORD_BYTES_MAX};
+use super::journal::{decode_packed, decode_record, decode_seq, encode_seq, Packer};
 use super::recovery::RecoveryError;
 use crate::clock::now_ms;
 use crate::domain::{HoldId, IdMap, SkuId};
@@ -299,7 +299,7 @@ struct ChunkWriter<'a> {
     tree: &'a sled::Tree,
     generation: u64,
     chunks: u32,
-    open: Vec<u8>,
+    packer: Packer,
     entries: u64,
 }
 
@@ -309,37 +309,31 @@ impl<'a> ChunkWriter<'a> {
             tree,
             generation,
             chunks: 0,
-            open: Vec::with_capacity(RECORD_BYTES_MAX),
+            packer: Packer::default(),
             entries: 0,
         }
     }
 
     fn push(&mut self, entry: &Entry) -> Result<(), String> {
-        let encoded = postcard::to_stdvec(entry).map_err(|e| e.to_string())?;
-        if !self.open.is_empty() && self.open.len() + encoded.len() > RECORD_BYTES_MAX {
-            self.seal()?;
+        if let Some(chunk) = self.packer.push(entry).map_err(|e| e.to_string())? {
+            self.store(chunk)?;
         }
-        self.open.extend_from_slice(&encoded);
         self.entries += 1;
         Ok(())
     }
 
-    fn seal(&mut self) -> Result<(), String> {
-        if self.open.is_empty() {
-            return Ok(());
-        }
+    fn store(&mut self, chunk: Vec<u8>) -> Result<(), String> {
         let key = chunk_key(self.generation, self.chunks);
-        self.tree
-            .insert(key, std::mem::take(&mut self.open))
-            .map_err(|e| e.to_string())?;
-        self.open.reserve(RECORD_BYTES_MAX);
+        self.tree.insert(key, chunk).map_err(|e| e.to_string())?;
         self.chunks += 1;
         Ok(())
     }
 
     /// Seals the last chunk; the generation as the manifest will name it.
     fn finish(mut self) -> Result<Generation, String> {
-        self.seal()?;
+        if let Some(chunk) = self.packer.close() {
+            self.store(chunk)?;
+        }
         Ok(Generation {
             id: self.generation,
             entries: self.entries,
