@@ -14,6 +14,8 @@ use crate::store::Durability;
 /// The longest hold TTL any configuration may allow: a week.
 pub const HOLD_TTL_S_CEILING: u64 = 7 * 24 * 3600;
 const _: () = assert!(900 <= HOLD_TTL_S_CEILING);
+/// Longest journal linger allowed, in microseconds: it adds to a quiet server's latency.
+const JOURNAL_LINGER_US_CEILING: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting `{setting}`: {reason}")]
@@ -137,6 +139,11 @@ settings! {
     journal_batch_events_max: usize = 4096, "HOLDFAST_JOURNAL_BATCH_EVENTS_MAX";
     /// Most bytes written under one journal flush.
     journal_batch_bytes_max: usize = 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
+    /// A journal batch with fewer events than this waits up to journal_linger_us for more
+    /// (1: never waits).
+    journal_batch_events_min: usize = 8, "HOLDFAST_JOURNAL_BATCH_EVENTS_MIN";
+    /// Longest wait for a small journal batch to fill, in microseconds (0: never waits).
+    journal_linger_us: u64 = 40, "HOLDFAST_JOURNAL_LINGER_US";
     /// Events waiting for the journal past which new holds get 503.
     journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
     /// Write a snapshot (and trim the journal) after this many journal events ... Each
@@ -257,6 +264,7 @@ impl Settings {
             ("idempotency_keys_max", self.idempotency_keys_max),
             ("journal_batch_events_max", self.journal_batch_events_max),
             ("journal_batch_bytes_max", self.journal_batch_bytes_max),
+            ("journal_batch_events_min", self.journal_batch_events_min),
             ("journal_backlog_max", self.journal_backlog_max),
             ("http_connections_max", self.http_connections_max),
         ];
@@ -293,6 +301,14 @@ impl Settings {
         }
         if self.snapshot_every_s == 0 {
             return Err(invalid("snapshot_every_s", "must be at least 1"));
+        }
+        if self.journal_linger_us > JOURNAL_LINGER_US_CEILING {
+            return Err(invalid(
+                "journal_linger_us",
+                format!(
+                    "must be 0..={JOURNAL_LINGER_US_CEILING}: every small batch waits this long"
+                ),
+            ));
         }
         if self.actor_send_timeout_ms == 0 {
             return Err(invalid("actor_send_timeout_ms", "must be at least 1"));
@@ -352,10 +368,12 @@ mod tests {
 
     #[test]
     fn bad_settings_name_themselves() {
-        let cases: [(&str, &str); 5] = [
+        let cases: [(&str, &str); 7] = [
             ("hold_ttl_s = 0", "hold_ttl_s"),
             ("hold_ttl_s = 4000", "hold_ttl_s"),
             ("holds_max = 0", "holds_max"),
+            ("journal_batch_events_min = 0", "journal_batch_events_min"),
+            ("journal_linger_us = 10001", "journal_linger_us"),
             ("listen = \"0.0.0.0:8080\"", "listen"),
             ("channel_keys = [\"web\"]", "channel_keys"),
         ];

@@ -133,6 +133,8 @@ impl Application {
             durability: settings.durability,
             batch_events_max: settings.journal_batch_events_max,
             batch_bytes_max: settings.journal_batch_bytes_max,
+            batch_events_min: settings.journal_batch_events_min,
+            linger: Duration::from_micros(settings.journal_linger_us),
             backlog_max: settings.journal_backlog_max,
             data_file: settings.data_dir.join("sled").join("db"),
         };

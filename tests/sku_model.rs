@@ -84,6 +84,8 @@ fn engine() -> Engine {
         durability: Durability::None,
         batch_events_max: 1024,
         batch_bytes_max: 1 << 20,
+        batch_events_min: 1,
+        linger: Duration::ZERO,
         backlog_max: 1 << 20,
         data_file: PathBuf::new(),
     };

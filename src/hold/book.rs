@@ -312,6 +312,8 @@ mod tests {
             durability: crate::store::Durability::None,
             batch_events_max: 16,
             batch_bytes_max: 1 << 16,
+            batch_events_min: 1,
+            linger: std::time::Duration::ZERO,
             backlog_max: 1 << 16,
             data_file: std::path::PathBuf::new(),
         };
