@@ -140,7 +140,7 @@ settings! {
     /// Most bytes written under one journal flush.
     journal_batch_bytes_max: usize = 1024 * 1024, "HOLDFAST_JOURNAL_BATCH_BYTES_MAX";
     /// A journal batch with fewer events than this waits up to journal_linger_us for more
-    /// (1: never waits).
+    /// (1: never waits; durability none never waits).
     journal_batch_events_min: usize = 8, "HOLDFAST_JOURNAL_BATCH_EVENTS_MIN";
     /// Longest wait for a small journal batch to fill, in microseconds (0: never waits).
     journal_linger_us: u64 = 40, "HOLDFAST_JOURNAL_LINGER_US";
