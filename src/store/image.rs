@@ -3,7 +3,7 @@
 //! plus the journal tail; the compactor keeps one up to date to write snapshots from.
 //! Both use [`Image::apply`], the same code, so a snapshot is exactly a replayed prefix.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{HoldId, IdMap, IdSet, SkuId};
@@ -21,14 +21,21 @@ pub enum Answer {
     Stored(StoredResponse),
 }
 
+/// Holds are kept in B-trees, not hash maps: at a million holds a hash map that doubled
+/// moved every record into a new table twice the size, with both alive at once (map
+/// growth was about a third of the compactor's CPU in a profile). Hold ids are ULIDs, so
+/// new holds land at the B-tree's right edge. Measured in 36 s runs to 1M holds: resident
+/// memory 2.55 and 2.70 GB against 2.85 and 2.81 GB, holds/s the same within noise.
+/// Answers stay in a SipHash map: their keys are chosen by clients, and a B-tree keyed by
+/// them measured no better.
 #[derive(Clone, Default)]
 pub struct Image {
     pub skus: IdMap<SkuId, SkuState>,
-    pub holds: IdMap<HoldId, HoldRecord>,
+    pub holds: BTreeMap<HoldId, HoldRecord>,
     /// Idempotency answers by scope key.
     pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
     /// The scope key that placed each hold, for the answers stored with their hold.
-    pub placed_by: IdMap<HoldId, String>,
+    pub placed_by: BTreeMap<HoldId, String>,
     /// Sales by id.
     pub sales: IdMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
@@ -46,6 +53,14 @@ pub struct Dirty {
 }
 
 impl Dirty {
+    /// Empties the sets and keeps their capacity for the next snapshot's changes.
+    pub fn clear(&mut self) {
+        self.skus.clear();
+        self.holds.clear();
+        self.answers.clear();
+        self.sales.clear();
+    }
+
     /// Entries a snapshot of only these changes writes.
     pub fn entries(&self) -> usize {
         self.skus.len() + self.holds.len() + self.answers.len() + self.sales.len()
