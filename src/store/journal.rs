@@ -315,7 +315,7 @@ impl Writer {
                     // the host), so a small batch waits a moment for more. Only a small one:
                     // holding back a batch that is already large leaves the cores idle while
                     // every client waits on the disk. Measured on the 2-core CI machine, 40 µs
-                    // for 8 events: flushes 2.5x fewer, server CPU per hold -7%, holds/s +5%.
+                    // for 8 events: 1.6x fewer flushes, server CPU per hold -7%, holds/s +5%.
                     Err(_) if (1..batch_events_min).contains(&records.events) => {
                         receiver.recv_deadline(linger_until).ok()
                     }
