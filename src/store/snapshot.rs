@@ -391,17 +391,15 @@ impl Snapshots {
     /// Writes a new generation from the image (what changed, or everything when a merge
     /// is due) without naming it yet. Returns it and whether it is a merge.
     fn write_generation(&mut self, image: &mut Image) -> Result<(Generation, bool), String> {
-        let mut dirty = std::mem::take(&mut image.dirty);
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        let stored = self.manifest.stored_entries() + count(dirty.entries());
+        let stored = self.manifest.stored_entries() + count(image.dirty.entries());
         let merge = self.merge_next
             || stored > STORED_PER_LIVE_MAX.saturating_mul(count(image.entries()))
             || self.manifest.generations.len() >= GENERATIONS_MAX;
-        let generation = self.write_generation_as(image, &dirty, merge);
-        // The sets go back empty but with their capacity: regrown from nothing, a
-        // snapshot's worth of changes cost a cascade of rehashes and page faults each time.
-        dirty.clear();
-        image.dirty = dirty;
+        let generation = self.write_generation_as(image, &image.dirty, merge);
+        // Emptied in place, keeping their capacity: regrown from nothing, a snapshot's
+        // worth of changes cost a cascade of rehashes and page faults each time.
+        image.dirty.clear();
         Ok((generation?, merge))
     }
 
