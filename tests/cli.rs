@@ -181,15 +181,10 @@ fn nice_of_thread(pid: u32, name: &str) -> i64 {
 
 /// Whether this process may raise a thread's priority (CAP_SYS_NICE or RLIMIT_NICE).
 fn may_raise_priority() -> bool {
-    std::thread::spawn(|| {
-        // SAFETY: plain integers in and out; changes only this short-lived thread.
-        unsafe {
-            let tid = u32::try_from(libc::gettid()).unwrap();
-            libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
-        }
-    })
-    .join()
-    .unwrap()
+    // Tried on a short-lived thread, with the server's own call.
+    std::thread::spawn(|| holdfast::priority::set_current_thread_nice(-10).is_ok())
+        .join()
+        .unwrap()
 }
 
 /// Transparent huge pages are off (a 2 MiB page zeroed inside a request was the hold p99);
