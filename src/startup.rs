@@ -328,10 +328,8 @@ async fn restore(
     reservations: &Reservations,
     idempotency: &IdempotencyStore,
 ) -> Result<(), StartupError> {
-    for (record, answer) in replayed.answers.values() {
-        if let Some(response) = replayed.response(answer) {
-            idempotency.restore(record, response);
-        }
+    for (record, response) in replayed.answers() {
+        idempotency.restore(record, response);
     }
     for (sku, state) in replayed.skus {
         reservations

@@ -12,30 +12,24 @@ use crate::hold::HoldRecord;
 use crate::sku::{SkuChange, SkuState};
 use crate::store::Event;
 
-/// What an idempotency key answers.
-#[derive(Clone, Debug)]
-pub enum Answer {
-    /// The hold as placed (201). Kept as a reference: the hold holds the answer.
-    Placed(HoldId),
-    /// A refusal that ran (409 sold out), as sent.
-    Stored(StoredResponse),
-}
-
 /// Holds are kept in B-trees, not hash maps: at a million holds a hash map that doubled
 /// moved every record into a new table twice the size, with both alive at once (map
 /// growth was about a third of the compactor's CPU in a profile). Hold ids are ULIDs, so
 /// new holds land at the B-tree's right edge. Measured in 36 s runs to 1M holds: resident
 /// memory 2.55 and 2.70 GB against 2.85 and 2.81 GB, holds/s the same within noise.
-/// Answers stay in a SipHash map: their keys are chosen by clients, and a B-tree keyed by
-/// them measured no better.
+///
+/// A placed hold's idempotency record is kept by hold id, not by key: the compactor does
+/// not need a key's answer, only recovery does, and inserting every hold's key into a
+/// SipHash map (growing to a million keys) was a third of the compactor's CPU. Which
+/// answer a key gives is settled once, in [`Image::answers`].
 #[derive(Clone, Default)]
 pub struct Image {
     pub skus: IdMap<SkuId, SkuState>,
     pub holds: BTreeMap<HoldId, HoldRecord>,
-    /// Idempotency answers by scope key.
-    pub answers: HashMap<String, (IdempotencyRecord, Answer)>,
-    /// The scope key that placed each hold, for the answers stored with their hold.
-    pub placed_by: BTreeMap<HoldId, String>,
+    /// The idempotency record that placed each hold, while its key still answers with it.
+    pub placed_by: BTreeMap<HoldId, IdempotencyRecord>,
+    /// Refusals remembered under their scope key: the record and the response sent.
+    pub refusals: HashMap<String, (IdempotencyRecord, StoredResponse)>,
     /// Sales by id.
     pub sales: IdMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
@@ -112,7 +106,7 @@ impl Image {
                         .apply(&reserved);
                     self.dirty.skus.insert(line.sku.clone());
                 }
-                self.remember(idempotency, Answer::Placed(hold.id));
+                self.placed_by.insert(hold.id, idempotency);
                 self.dirty.holds.insert(hold.id);
                 self.holds.insert(hold.id, hold);
             }
@@ -136,27 +130,15 @@ impl Image {
                 status,
                 body,
             } => {
-                let answer = StoredResponse {
+                let response = StoredResponse {
                     status,
                     body: Arc::from(body),
                 };
-                self.remember(idempotency, Answer::Stored(answer));
+                self.dirty.answers.insert(idempotency.scope_key.clone());
+                self.refusals
+                    .insert(idempotency.scope_key.clone(), (idempotency, response));
             }
         }
-    }
-
-    fn remember(&mut self, record: IdempotencyRecord, answer: Answer) {
-        match answer {
-            // Stored with the hold, which is dirty too.
-            Answer::Placed(id) => {
-                self.placed_by.insert(id, record.scope_key.clone());
-            }
-            Answer::Stored(_) => {
-                self.dirty.answers.insert(record.scope_key.clone());
-            }
-        }
-        self.answers
-            .insert(record.scope_key.clone(), (record, answer));
     }
 
     /// Drops ended holds and idempotency answers past their retention, as the live server
@@ -176,44 +158,38 @@ impl Image {
             self.holds.remove(&id);
             self.dirty.holds.insert(id);
             // The answer replays the hold; without the hold there is nothing to replay.
-            if let Some(scope_key) = self.placed_by.remove(&id) {
-                self.answers.remove(&scope_key);
-            }
+            self.placed_by.remove(&id);
         }
-        let old_answers: Vec<String> = self
-            .answers
+        // A key's answer outlives neither its TTL nor its hold; the hold's snapshot entry
+        // changes when its answer goes.
+        let expired =
+            |record: &IdempotencyRecord| record.at_ms.saturating_add(answer_ttl_ms) <= now_ms;
+        let old_placed: Vec<HoldId> = self
+            .placed_by
             .iter()
-            .filter(|(_, (record, _))| record.at_ms.saturating_add(answer_ttl_ms) <= now_ms)
+            .filter(|(_, record)| expired(record))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old_placed {
+            self.placed_by.remove(&id);
+            self.dirty.holds.insert(id);
+        }
+        let old_refusals: Vec<String> = self
+            .refusals
+            .iter()
+            .filter(|(_, (record, _))| expired(record))
             .map(|(key, _)| key.clone())
             .collect();
-        for key in old_answers {
-            match self.answers.remove(&key) {
-                Some((_, Answer::Placed(id))) => {
-                    self.placed_by.remove(&id);
-                    self.dirty.holds.insert(id);
-                }
-                _ => {
-                    self.dirty.answers.insert(key);
-                }
-            }
+        for key in old_refusals {
+            self.refusals.remove(&key);
+            self.dirty.answers.insert(key);
         }
     }
 
-    /// Entries a full snapshot writes: SKUs, holds, refusals (a placed answer rides with
-    /// its hold) and sales.
+    /// Entries a full snapshot writes: SKUs, holds (a placed answer rides with its hold),
+    /// refusals and sales.
     pub fn entries(&self) -> usize {
-        let refusals = self
-            .answers
-            .values()
-            .filter(|(_, answer)| matches!(answer, Answer::Stored(_)))
-            .count();
-        self.skus.len() + self.holds.len() + refusals + self.sales.len()
-    }
-
-    /// The idempotency record that placed a hold, while its answer is remembered.
-    pub fn placed_answer(&self, hold: &HoldId) -> Option<&IdempotencyRecord> {
-        let scope_key = self.placed_by.get(hold)?;
-        self.answers.get(scope_key).map(|(record, _)| record)
+        self.skus.len() + self.holds.len() + self.refusals.len() + self.sales.len()
     }
 
     /// Whether a SKU still carries one of the hold's lines: the snapshot stores lines with
@@ -226,14 +202,34 @@ impl Image {
         })
     }
 
-    /// The response an idempotency answer stands for, or None if its hold is gone.
-    pub fn response(&self, answer: &Answer) -> Option<StoredResponse> {
-        match answer {
-            Answer::Stored(response) => Some(response.clone()),
-            Answer::Placed(id) => self.holds.get(id).map(|hold| StoredResponse {
+    /// What each remembered key answers, oldest first (the order the live store forgets
+    /// them in). A key used again after its answer was forgotten by the live server can be
+    /// claimed twice here until the next snapshot forgets the old claim; the newer one is
+    /// what the server answered last, so it wins.
+    pub fn answers(&self) -> Vec<(&IdempotencyRecord, StoredResponse)> {
+        let placed = self.placed_by.iter().filter_map(|(id, record)| {
+            let hold = self.holds.get(id)?;
+            let response = StoredResponse {
                 status: 201,
                 body: Arc::from(hold.as_placed().to_json()),
-            }),
+            };
+            Some((record, response))
+        });
+        let refused = self
+            .refusals
+            .values()
+            .map(|(record, response)| (record, response.clone()));
+        let mut latest: HashMap<&str, (&IdempotencyRecord, StoredResponse)> = HashMap::new();
+        for (record, response) in placed.chain(refused) {
+            match latest.get(record.scope_key.as_str()) {
+                Some((kept, _)) if kept.at_ms >= record.at_ms => {}
+                _ => {
+                    latest.insert(&record.scope_key, (record, response));
+                }
+            }
         }
+        let mut answers: Vec<_> = latest.into_values().collect();
+        answers.sort_by_key(|(record, _)| record.at_ms);
+        answers
     }
 }

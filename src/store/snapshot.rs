@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::image::{Answer, Dirty, Image};
+use super::image::{Dirty, Image};
 use super::journal::{decode_packed, decode_record, decode_seq, encode_seq, Packer};
 use super::recovery::RecoveryError;
 use crate::clock::now_ms;
@@ -103,7 +103,7 @@ impl StoredHold {
         Self {
             hold: hold.clone(),
             lines,
-            placed_by: image.placed_answer(&hold.id).cloned(),
+            placed_by: image.placed_by.get(&hold.id).cloned(),
         }
     }
 
@@ -111,11 +111,7 @@ impl StoredHold {
     fn restore(self, image: &mut Image) {
         self.restore_lines(image);
         if let Some(record) = self.placed_by {
-            let scope_key = record.scope_key.clone();
-            image.placed_by.insert(self.hold.id, scope_key.clone());
-            image
-                .answers
-                .insert(scope_key, (record, Answer::Placed(self.hold.id)));
+            image.placed_by.insert(self.hold.id, record);
         }
         image.holds.insert(self.hold.id, self.hold);
     }
@@ -242,11 +238,11 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                             body: Arc::from(body),
                         };
                         image
-                            .answers
-                            .insert(record.scope_key.clone(), (record, Answer::Stored(response)));
+                            .refusals
+                            .insert(record.scope_key.clone(), (record, response));
                     }
                     Entry::AnswerGone(scope_key) => {
-                        image.answers.remove(&scope_key);
+                        image.refusals.remove(&scope_key);
                     }
                     Entry::Sale(sale) => {
                         image.sales.insert(sale.id.clone(), sale);
@@ -470,10 +466,8 @@ fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), String> 
     for hold in image.holds.values() {
         chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?;
     }
-    for (record, answer) in image.answers.values() {
-        if let Answer::Stored(response) = answer {
-            chunks.push(&stored_answer(record, response))?;
-        }
+    for (record, response) in image.refusals.values() {
+        chunks.push(&stored_answer(record, response))?;
     }
     for sale in image.sales.values() {
         chunks.push(&Entry::Sale(sale.clone()))?;
@@ -495,15 +489,9 @@ fn write_dirty(chunks: &mut ChunkWriter<'_>, image: &Image, dirty: &Dirty) -> Re
         }
     }
     for scope_key in &dirty.answers {
-        match image.answers.get(scope_key) {
-            Some((record, Answer::Stored(response))) => {
-                chunks.push(&stored_answer(record, response))?;
-            }
-            // A placed answer is stored with its hold (a key reused after its refusal
-            // expired can have moved there).
-            Some((_, Answer::Placed(_))) | None => {
-                chunks.push(&Entry::AnswerGone(scope_key.clone()))?;
-            }
+        match image.refusals.get(scope_key) {
+            Some((record, response)) => chunks.push(&stored_answer(record, response))?,
+            None => chunks.push(&Entry::AnswerGone(scope_key.clone()))?,
         }
     }
     for id in &dirty.sales {
@@ -779,11 +767,11 @@ mod tests {
     }
 
     /// Every remembered answer as the client would get it, by scope key.
-    fn answers(image: &Image) -> BTreeMap<String, Option<StoredResponse>> {
+    fn answers(image: &Image) -> BTreeMap<String, (IdempotencyRecord, StoredResponse)> {
         image
-            .answers
-            .iter()
-            .map(|(key, (_, answer))| (key.clone(), image.response(answer)))
+            .answers()
+            .into_iter()
+            .map(|(record, response)| (record.scope_key.clone(), (record.clone(), response)))
             .collect()
     }
 
@@ -991,7 +979,7 @@ mod tests {
         }
         image.forget_expired(10, 5, 5);
         assert!(!image.holds.contains_key(&released.id));
-        assert!(image.answers.is_empty());
+        assert!(answers(&image).is_empty());
         let dirty = std::mem::take(&mut image.dirty);
         let delta = snapshots
             .write_generation_as(&image, &dirty, false)
@@ -1006,6 +994,71 @@ mod tests {
         assert_eq!(loaded.holds.len(), 5);
         assert_same(&loaded, &image, "after forgetting");
     }
+    /// A key used again after the server forgot its first answer: the new hold is what
+    /// the key answers, before and after a snapshot, and still after the first hold is
+    /// forgotten (its record must not take the key's answer with it).
+    #[test]
+    fn a_key_used_again_after_its_ttl_answers_with_the_newer_hold() {
+        let (first, second) = (HoldId::new(), HoldId::new());
+        let with_key = |id: HoldId, at_ms: u64| {
+            let mut event = placed(id, &[("A", 1)], "web", "ann");
+            if let Event::HoldPlaced {
+                hold, idempotency, ..
+            } = &mut event
+            {
+                hold.created_at_ms = at_ms;
+                hold.updated_at_ms = at_ms;
+                idempotency.scope_key = "web/reused".into();
+                idempotency.at_ms = at_ms;
+            }
+            event
+        };
+        let events = vec![
+            with_key(first, 1),
+            Event::HoldStatusChanged {
+                hold_id: first,
+                status: HoldStatus::Released,
+                at_ms: 2,
+            },
+            line("A", SkuChange::LineReleased { hold_id: first }),
+            // The answer TTL (50) has passed: the live server forgot the key and ran it again.
+            with_key(second, 100),
+        ];
+        let answered_by = |image: &Image| {
+            let answers = answers(image);
+            let (record, response) = answers.get("web/reused").expect("the key answers");
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.body).expect("a hold's json");
+            assert_eq!(record.at_ms, 100);
+            body["hold_id"].as_str().map(str::to_owned)
+        };
+        let second_id = Some(second.to_string());
+
+        let (_db, tree, mut snapshots) = fresh();
+        let mut image = replayed(&events, events.len());
+        assert_eq!(answered_by(&image), second_id, "replayed");
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        assert_eq!(
+            answered_by(&load(&tree).expect("loads")),
+            second_id,
+            "loaded"
+        );
+
+        // The first hold's retention (10) ends; the second's answer (TTL 50) has not.
+        image.forget_expired(120, 10, 50);
+        assert!(
+            !image.holds.contains_key(&first),
+            "the first hold is forgotten"
+        );
+        assert_eq!(answered_by(&image), second_id, "after forgetting");
+        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
+        assert_eq!(
+            answered_by(&load(&tree).expect("loads")),
+            second_id,
+            "loaded after forgetting"
+        );
+    }
+
     /// A snapshot whose write fails (here: its sync) took the image's changes with it;
     /// the next one writes everything, so nothing the failed one carried is lost.
     #[test]
