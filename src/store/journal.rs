@@ -210,15 +210,21 @@ pub struct Packer {
 
 impl Packer {
     /// Appends `value`. Returns the record it closed first to make room, if any.
+    /// Encodes straight into the open record, with no buffer of its own per value.
     pub fn push<T: serde::Serialize>(
         &mut self,
         value: &T,
     ) -> Result<Option<Vec<u8>>, postcard::Error> {
-        let encoded = postcard::to_stdvec(value)?;
-        let full = !self.open.is_empty() && self.open.len() + encoded.len() > RECORD_BYTES_MAX;
-        let closed = full.then(|| std::mem::take(&mut self.open));
-        self.open.extend_from_slice(&encoded);
-        Ok(closed)
+        let start = self.open.len();
+        if let Err(err) = postcard::to_io(value, &mut self.open) {
+            self.open.truncate(start);
+            return Err(err);
+        }
+        if start == 0 || self.open.len() <= RECORD_BYTES_MAX {
+            return Ok(None);
+        }
+        let value = self.open.split_off(start);
+        Ok(Some(std::mem::replace(&mut self.open, value)))
     }
 
     /// Closes the record being filled; None if it is empty.
