@@ -16,6 +16,7 @@
 //! sale covers a quarter of a million holds. Chunks are as small as journal records
 //! (`RECORD_BYTES_MAX`), for the same reason: nothing the snapshot writes goes to a blob.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
@@ -75,16 +76,18 @@ enum LineMark {
 }
 
 /// A hold as the snapshot stores it: the record, per line the line's state, and the
-/// idempotency record that placed it while that answer is remembered.
+/// idempotency record that placed it while that answer is remembered. Written borrowed
+/// from the image (a snapshot covers up to a million holds; cloning each to encode it
+/// cost an allocation per string), read back owned.
 #[derive(Serialize, Deserialize)]
-struct StoredHold {
-    hold: HoldRecord,
+struct StoredHold<'a> {
+    hold: Cow<'a, HoldRecord>,
     lines: Vec<LineMark>,
-    placed_by: Option<IdempotencyRecord>,
+    placed_by: Option<Cow<'a, IdempotencyRecord>>,
 }
 
-impl StoredHold {
-    fn of(hold: &HoldRecord, image: &Image) -> Self {
+impl<'a> StoredHold<'a> {
+    fn of(hold: &'a HoldRecord, image: &'a Image) -> Self {
         let lines = hold
             .lines
             .iter()
@@ -101,19 +104,20 @@ impl StoredHold {
             })
             .collect();
         Self {
-            hold: hold.clone(),
+            hold: Cow::Borrowed(hold),
             lines,
-            placed_by: image.placed_by.get(&hold.id).cloned(),
+            placed_by: image.placed_by.get(&hold.id).map(Cow::Borrowed),
         }
     }
 
     /// Puts the hold, its answer and its open lines back.
     fn restore(self, image: &mut Image) {
         self.restore_lines(image);
+        let hold = self.hold.into_owned();
         if let Some(record) = self.placed_by {
-            image.placed_by.insert(self.hold.id, record);
+            image.placed_by.insert(hold.id, record.into_owned());
         }
-        image.holds.insert(self.hold.id, self.hold);
+        image.holds.insert(hold.id, hold);
     }
 
     fn restore_lines(&self, image: &mut Image) {
@@ -142,19 +146,21 @@ impl StoredHold {
 }
 
 /// One thing a generation says; a later generation's entry for the same key wins.
+/// Borrowed from the image when written: cloning a hot SKU's state to encode its
+/// counters copied every one of its open lines.
 #[derive(Serialize, Deserialize)]
-enum Entry {
+enum Entry<'a> {
     /// A SKU's counters; its lines come back from the holds.
-    Sku(SkuId, SkuState),
-    Hold(StoredHold),
+    Sku(Cow<'a, SkuId>, Cow<'a, SkuState>),
+    Hold(StoredHold<'a>),
     /// The hold was forgotten.
     HoldGone(HoldId),
     /// A refusal remembered under its idempotency key: the record, status and body. (A
     /// placed answer is stored with its hold.)
-    Answer(IdempotencyRecord, u16, Vec<u8>),
+    Answer(Cow<'a, IdempotencyRecord>, u16, Cow<'a, [u8]>),
     /// The key no longer answers with a stored refusal.
-    AnswerGone(String),
-    Sale(Sale),
+    AnswerGone(Cow<'a, str>),
+    Sale(Cow<'a, Sale>),
 }
 
 /// What the snapshot consists of, written as one key: the sequence it covers and its
@@ -224,7 +230,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                 entries += 1;
                 match entry {
                     Entry::Sku(sku, state) => {
-                        image.skus.insert(sku, state);
+                        image.skus.insert(sku.into_owned(), state.into_owned());
                     }
                     Entry::Hold(stored) => {
                         holds.insert(stored.hold.id, stored);
@@ -233,6 +239,7 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                         holds.remove(&id);
                     }
                     Entry::Answer(record, status, body) => {
+                        let record = record.into_owned();
                         let response = StoredResponse {
                             status,
                             body: Arc::from(body),
@@ -242,9 +249,10 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                             .insert(record.scope_key.clone(), (record, response));
                     }
                     Entry::AnswerGone(scope_key) => {
-                        image.refusals.remove(&scope_key);
+                        image.refusals.remove(scope_key.as_ref());
                     }
                     Entry::Sale(sale) => {
+                        let sale = sale.into_owned();
                         image.sales.insert(sale.id.clone(), sale);
                     }
                 }
@@ -461,7 +469,7 @@ impl Snapshots {
 /// Every live entry: a merge.
 fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), String> {
     for (sku, state) in &image.skus {
-        chunks.push(&Entry::Sku(sku.clone(), state.clone()))?;
+        chunks.push(&Entry::Sku(Cow::Borrowed(sku), Cow::Borrowed(state)))?;
     }
     for hold in image.holds.values() {
         chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?;
@@ -470,7 +478,7 @@ fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), String> 
         chunks.push(&stored_answer(record, response))?;
     }
     for sale in image.sales.values() {
-        chunks.push(&Entry::Sale(sale.clone()))?;
+        chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
     }
     Ok(())
 }
@@ -479,7 +487,7 @@ fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), String> 
 fn write_dirty(chunks: &mut ChunkWriter<'_>, image: &Image, dirty: &Dirty) -> Result<(), String> {
     for sku in &dirty.skus {
         if let Some(state) = image.skus.get(sku) {
-            chunks.push(&Entry::Sku(sku.clone(), state.clone()))?;
+            chunks.push(&Entry::Sku(Cow::Borrowed(sku), Cow::Borrowed(state)))?;
         }
     }
     for id in &dirty.holds {
@@ -491,19 +499,23 @@ fn write_dirty(chunks: &mut ChunkWriter<'_>, image: &Image, dirty: &Dirty) -> Re
     for scope_key in &dirty.answers {
         match image.refusals.get(scope_key) {
             Some((record, response)) => chunks.push(&stored_answer(record, response))?,
-            None => chunks.push(&Entry::AnswerGone(scope_key.clone()))?,
+            None => chunks.push(&Entry::AnswerGone(Cow::Borrowed(scope_key)))?,
         }
     }
     for id in &dirty.sales {
         if let Some(sale) = image.sales.get(id) {
-            chunks.push(&Entry::Sale(sale.clone()))?;
+            chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
         }
     }
     Ok(())
 }
 
-fn stored_answer(record: &IdempotencyRecord, response: &StoredResponse) -> Entry {
-    Entry::Answer(record.clone(), response.status, response.body.to_vec())
+fn stored_answer<'a>(record: &'a IdempotencyRecord, response: &'a StoredResponse) -> Entry<'a> {
+    Entry::Answer(
+        Cow::Borrowed(record),
+        response.status,
+        Cow::Borrowed(&response.body),
+    )
 }
 
 /// Deletes journal records whose last event is at or before `seq`; they are in the
