@@ -490,7 +490,12 @@ fn write_dirty(chunks: &mut ChunkWriter<'_>, image: &Image, dirty: &Dirty) -> Re
             chunks.push(&Entry::Sku(Cow::Borrowed(sku), Cow::Borrowed(state)))?;
         }
     }
-    for id in &dirty.holds {
+    // In key order: each lookup below then walks its B-tree (the holds, and a hot SKU's
+    // lines) near the last one, in cached nodes. In the hash set's order every lookup
+    // missed the cache; they were a third of the compactor's CPU.
+    let mut holds: Vec<HoldId> = dirty.holds.iter().copied().collect();
+    holds.sort_unstable();
+    for id in &holds {
         match image.holds.get(id) {
             Some(hold) => chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?,
             None => chunks.push(&Entry::HoldGone(*id))?,
