@@ -1011,6 +1011,7 @@ mod tests {
         assert_eq!(loaded.holds.len(), 5);
         assert_same(&loaded, &image, "after forgetting");
     }
+
     /// A key used again after the server forgot its first answer: the new hold is what
     /// the key answers, before and after a snapshot, and still after the first hold is
     /// forgotten (its record must not take the key's answer with it).
