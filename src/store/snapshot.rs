@@ -1053,14 +1053,15 @@ mod tests {
         let second_id = Some(second.to_string());
 
         let (_db, tree, mut snapshots) = fresh();
+        // The key answers with the second hold in the image and in a snapshot of it.
+        let mut answers_second = |image: &mut Image, context: &str| {
+            assert_eq!(answered_by(image), second_id, "{context}");
+            snapshots.write(image, &mut no_sync).expect("snapshot");
+            let loaded = load(&tree).expect("loads");
+            assert_eq!(answered_by(&loaded), second_id, "{context}, loaded");
+        };
         let mut image = replayed(&events, events.len());
-        assert_eq!(answered_by(&image), second_id, "replayed");
-        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
-        assert_eq!(
-            answered_by(&load(&tree).expect("loads")),
-            second_id,
-            "loaded"
-        );
+        answers_second(&mut image, "replayed");
 
         // The first hold's retention (10) ends; the second's answer (TTL 50) has not.
         image.forget_expired(120, 10, 50);
@@ -1068,13 +1069,7 @@ mod tests {
             !image.holds.contains_key(&first),
             "the first hold is forgotten"
         );
-        assert_eq!(answered_by(&image), second_id, "after forgetting");
-        snapshots.write(&mut image, &mut no_sync).expect("snapshot");
-        assert_eq!(
-            answered_by(&load(&tree).expect("loads")),
-            second_id,
-            "loaded after forgetting"
-        );
+        answers_second(&mut image, "after forgetting");
     }
 
     /// A snapshot whose write fails (here: its sync) took the image's changes with it;
