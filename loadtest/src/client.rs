@@ -1,17 +1,23 @@
 //! The HTTP calls a shopper and the back office make, with their answers classified.
+//! Shoppers go through [`Lanes`], the lean path sized for load; the back office (seeding,
+//! SKU reads, `/metrics`) through reqwest, a few calls per run.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
+use http::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::lanes::Lanes;
 use crate::{Error, Scenario};
 
 pub struct Client {
     http: reqwest::Client,
     base: String,
     admin_key: Option<String>,
-    channel_key: Option<String>,
+    shop: Lanes,
 }
 
 /// What a hold attempt came back with.
@@ -43,7 +49,11 @@ impl Client {
             http,
             base: base.to_owned(),
             admin_key: scenario.admin_key.clone(),
-            channel_key: scenario.channel_key.clone(),
+            shop: Lanes::new(
+                base,
+                scenario.channel_key.as_deref(),
+                usize::try_from(scenario.concurrency)?,
+            )?,
         })
     }
 
@@ -53,13 +63,6 @@ impl Client {
 
     fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.admin_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        }
-    }
-
-    fn shopper(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.channel_key {
             Some(key) => request.bearer_auth(key),
             None => request,
         }
@@ -108,64 +111,83 @@ impl Client {
     }
 
     pub async fn get_hold(&self, id: &str) -> Result<Value, Error> {
-        let response = self
-            .shopper(self.http.get(self.url(&format!("/v1/holds/{id}"))))
-            .send()
+        let reply = self
+            .shop
+            .send(Method::GET, &format!("/v1/holds/{id}"), &[], None)
             .await?;
-        Ok(response.error_for_status()?.json().await?)
+        if reply.status != 200 {
+            return Err(format!("GET hold {id}: {}", reply.status).into());
+        }
+        Ok(serde_json::from_slice(&reply.body)?)
     }
 
     pub async fn availability(&self, skus: &[&str]) -> Result<(), Error> {
-        let query: Vec<(&str, &str)> = skus.iter().map(|sku| ("sku", *sku)).collect();
-        let request = self.shopper(self.http.get(self.url("/v1/availability")).query(&query));
-        request.send().await?.error_for_status()?;
-        Ok(())
+        // SKU names are the run's own (`sku_name`): letters, digits and dashes.
+        let query: Vec<String> = skus.iter().map(|sku| format!("sku={sku}")).collect();
+        let path = format!("/v1/availability?{}", query.join("&"));
+        let reply = self.shop.send(Method::GET, &path, &[], None).await?;
+        match reply.status {
+            200 => Ok(()),
+            other => Err(format!("availability: {other}").into()),
+        }
     }
 
-    pub async fn hold(&self, key: &str, body: &Value, ticket: Option<&str>) -> HoldReply {
-        let mut request = self
-            .shopper(self.http.post(self.url("/v1/holds")))
-            .header("Idempotency-Key", key)
-            .json(body);
+    /// `body` is the hold request's JSON, reused as is on every retry.
+    pub async fn hold(&self, key: &str, body: &Bytes, ticket: Option<&str>) -> HoldReply {
+        let mut headers = vec![("idempotency-key", key)];
         if let Some(ticket) = ticket {
-            request = request.header("Queue-Ticket", ticket);
+            headers.push(("queue-ticket", ticket));
         }
-        let response = match request.send().await {
-            Ok(response) => response,
+        let reply = match self
+            .shop
+            .send(Method::POST, "/v1/holds", &headers, Some(body.clone()))
+            .await
+        {
+            Ok(reply) => reply,
             Err(err) => return HoldReply::Failed(err.to_string()),
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(Duration::from_secs(1), Duration::from_secs);
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        match status {
-            201 => match body["hold_id"].as_str() {
-                Some(id) => HoldReply::Held(id.to_owned()),
-                None => HoldReply::Failed("201 without hold_id".into()),
+        let answer: HoldAnswer = serde_json::from_slice(&reply.body).unwrap_or_default();
+        match (reply.status, answer) {
+            (
+                201,
+                HoldAnswer {
+                    hold_id: Some(id), ..
+                },
+            ) => HoldReply::Held(id),
+            (
+                409,
+                HoldAnswer {
+                    problem: Some(problem),
+                    ..
+                },
+            ) if problem == "/problems/sold-out" => HoldReply::SoldOut,
+            (429, answer) => HoldReply::QueueFull {
+                retry_after: reply.retry_after.unwrap_or(Duration::from_secs(1)),
+                ticket: answer.ticket,
             },
-            409 if body["type"] == "/problems/sold-out" => HoldReply::SoldOut,
-            429 => HoldReply::QueueFull {
-                retry_after,
-                ticket: body["ticket"].as_str().map(str::to_owned),
-            },
-            other => HoldReply::Failed(format!("{other}: {body}")),
+            (status, _) => HoldReply::Failed(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&reply.body)
+            )),
         }
     }
 
     pub async fn act(&self, id: &str, action: &str) -> ActionReply {
-        let request = self.shopper(
-            self.http
-                .post(self.url(&format!("/v1/holds/{id}/{action}"))),
-        );
-        match request.send().await {
-            Ok(response) if response.status().is_success() => ActionReply::Done,
-            Ok(response) if response.status().is_server_error() => ActionReply::Unknown,
-            Ok(response) => ActionReply::Refused(response.status().as_u16()),
+        let path = format!("/v1/holds/{id}/{action}");
+        match self.shop.send(Method::POST, &path, &[], None).await {
+            Ok(reply) if (200..300).contains(&reply.status) => ActionReply::Done,
+            Ok(reply) if reply.status >= 500 => ActionReply::Unknown,
+            Ok(reply) => ActionReply::Refused(reply.status),
             Err(_) => ActionReply::Unknown,
         }
     }
+}
+
+/// The fields of a hold's answer the harness looks at (201, 409 and 429 bodies alike).
+#[derive(Default, Deserialize)]
+struct HoldAnswer {
+    hold_id: Option<String>,
+    #[serde(rename = "type")]
+    problem: Option<String>,
+    ticket: Option<String>,
 }

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::{ActionReply, Client, HoldReply};
@@ -47,6 +48,23 @@ struct Shop<'a> {
     zipf: Option<Zipf<f64>>,
     outcome: Outcome,
     seed: u64,
+}
+
+/// Resolution of tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
+/// A hold request's body.
+#[derive(Serialize)]
+struct HoldBody<'a> {
+    lines: Vec<HoldLine<'a>>,
+    customer_id: String,
+    ttl_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct HoldLine<'a> {
+    sku: &'a str,
+    quantity: u64,
 }
 
 pub async fn drive(
@@ -135,8 +153,9 @@ async fn closed_loop(shop: &Shop<'_>, started: Instant) {
 async fn open_loop(shop: &Shop<'_>, started: Instant) {
     let deadline = started + Duration::from_secs(shop.scenario.duration_s);
     let gap = Duration::from_secs_f64(1.0 / shop.scenario.arrival_rate_per_s as f64);
-    // Bounds the client's own memory; arrivals past it count as client errors.
-    let in_flight = Arc::new(Semaphore::new(
+    // Bounds the client's own memory: customers waiting for a lane or answered with 429 and
+    // waiting to retry. Arrivals past it count as client errors.
+    let waiting = Arc::new(Semaphore::new(
         usize::try_from(shop.scenario.concurrency).unwrap_or(256) * 16,
     ));
     let mut tasks = futures_util::stream::FuturesUnordered::new();
@@ -147,11 +166,16 @@ async fn open_loop(shop: &Shop<'_>, started: Instant) {
         if intended >= deadline {
             break;
         }
+        // tokio's timer fires on whole milliseconds, up to one late: a customer due within the
+        // next tick leaves now, and its latency counts from when it left. One the client sends
+        // late (busy) still counts from when it was due.
+        let wake = intended.checked_sub(TIMER_TICK).unwrap_or(intended);
         tokio::select! {
-            _ = tokio::time::sleep_until(intended.into()) => {
-                match Arc::clone(&in_flight).try_acquire_owned() {
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let origin = intended.min(Instant::now());
+                match Arc::clone(&waiting).try_acquire_owned() {
                     Ok(permit) => tasks.push(async move {
-                        shop.customer(id, intended).await;
+                        shop.customer(id, origin).await;
                         drop(permit);
                     }),
                     Err(_) => Outcomes::add(&shop.outcome.outcomes.errors),
@@ -188,30 +212,37 @@ impl Shop<'_> {
         cart
     }
 
-    async fn customer(&self, id: u64, intended: Instant) {
+    /// One shopper's visit; `due` is when it arrived.
+    async fn customer(&self, id: u64, due: Instant) {
         let mut rng = StdRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let stats = &self.outcome;
         let cart = self.cart(&mut rng);
+        let mut sent = due;
         if rng.random::<f64>() < self.scenario.read_ratio {
             let names: Vec<&str> = cart.iter().map(|(i, _)| self.skus[*i].as_str()).collect();
-            let started = Instant::now();
             match self.client.availability(&names).await {
-                Ok(()) => stats.latencies.record(Op::Availability, started.elapsed()),
+                Ok(()) => stats.latencies.record(Op::Availability, sent.elapsed()),
                 Err(_) => Outcomes::add(&stats.outcomes.errors),
             }
+            sent = Instant::now();
         }
-        let lines: Vec<_> = cart
-            .iter()
-            .map(|(i, q)| json!({"sku": self.skus[*i], "quantity": q}))
-            .collect();
-        let body = json!({
-            "lines": lines,
-            "customer_id": format!("{}-c{id}", self.scenario.run_id),
-            "ttl_seconds": self.scenario.hold_ttl_s,
-        });
+        let body = HoldBody {
+            lines: cart
+                .iter()
+                .map(|(i, q)| HoldLine {
+                    sku: &self.skus[*i],
+                    quantity: *q,
+                })
+                .collect(),
+            customer_id: format!("{}-c{id}", self.scenario.run_id),
+            ttl_seconds: self.scenario.hold_ttl_s,
+        };
+        let body = match serde_json::to_vec(&body) {
+            Ok(json) => Bytes::from(json),
+            Err(_) => return Outcomes::add(&stats.outcomes.errors),
+        };
         let key = format!("{}-{id}", self.scenario.run_id);
         let mut ticket: Option<String> = None;
-        let mut sent = intended;
         for attempt in 0..=self.scenario.retries_max {
             let reply = self.client.hold(&key, &body, ticket.as_deref()).await;
             let op = match reply {

@@ -3,6 +3,7 @@
 //! - [`scenario`]: what to run (flags, TOML, defaults).
 //! - [`spawn`]: starting a holdfast next to the harness on a temp dir and free port.
 //! - [`client`]: the HTTP calls a shopper and the back office make.
+//! - [`lanes`]: the shoppers' keep-alive connections, lean enough for tens of thousands a second.
 //! - [`driver`]: virtual customers, closed loop or open loop, with Zipf-skewed carts.
 //! - [`stats`]: latency histograms and outcome counts.
 //! - [`audit`]: the end-of-run checks that nothing was oversold or leaked.
@@ -11,6 +12,7 @@
 pub mod audit;
 pub mod client;
 pub mod driver;
+pub mod lanes;
 pub mod report;
 pub mod scenario;
 pub mod spawn;
