@@ -41,6 +41,11 @@ async fn a_short_flash_sale_passes_the_audit() {
     assert_eq!(report.outcomes["errors"], 0);
     assert_eq!(report.outcomes["expired"], report.outcomes["abandoned"]);
     assert!(report.ops["hold"].latency_ms.p99 > 0.0);
+    let server = report
+        .server_hold_latency_ms
+        .as_ref()
+        .expect("the server's own hold latency is read from its histogram");
+    assert!(server.p50_at_most > 0.0 && server.p50_at_most <= server.p99_at_most);
     let placed = report
         .server_metrics
         .get("holdfast_hold_outcomes_total{outcome=\"held\"}");

@@ -20,6 +20,17 @@ pub struct Report {
     pub invariants: Invariants,
     /// Change of each holdfast counter (and histogram count) over the run.
     pub server_metrics: BTreeMap<String, f64>,
+    /// The server's own latency for placed holds over the run, from its histogram: each
+    /// percentile is the bucket bound it falls under. The gap to the harness's figures is
+    /// time outside the handler: sockets, scheduling, the client itself.
+    pub server_hold_latency_ms: Option<BucketPercentiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BucketPercentiles {
+    pub p50_at_most: f64,
+    pub p99_at_most: f64,
+    pub p999_at_most: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +57,50 @@ fn counters(text: &str) -> BTreeMap<String, f64> {
         })
         .filter_map(|(series, value)| Some((series.to_owned(), value.parse().ok()?)))
         .collect()
+}
+
+/// Series of the server's hold latency histogram for placed holds; `le` follows.
+const HELD_BUCKET: &str = "holdfast_hold_duration_seconds_bucket{outcome=\"held\",le=\"";
+
+/// Cumulative bucket counts of placed holds' latency, by upper bound in seconds.
+fn held_buckets(text: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(HELD_BUCKET)?.split_once("\"} "))
+        .filter_map(|(le, count)| {
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Percentiles of the holds placed between two `/metrics` pages, as bucket bounds in ms
+/// (infinite, `null` in JSON, past the largest bucket).
+fn held_percentiles(before: &str, after: &str) -> Option<BucketPercentiles> {
+    let before = held_buckets(before);
+    let mut run: Vec<(f64, f64)> = held_buckets(after)
+        .into_iter()
+        .map(|(le, count)| {
+            let earlier = before.iter().find(|(b, _)| *b == le).map_or(0.0, |b| b.1);
+            (le, count - earlier)
+        })
+        .collect();
+    run.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = run.last()?.1;
+    let at_most = |q: f64| {
+        run.iter()
+            .find(|(_, count)| *count >= q * total)
+            .map(|(le, _)| le * 1e3)
+    };
+    (total > 0.0).then_some(())?;
+    Some(BucketPercentiles {
+        p50_at_most: at_most(0.5)?,
+        p99_at_most: at_most(0.99)?,
+        p999_at_most: at_most(0.999)?,
+    })
 }
 
 impl Report {
@@ -87,11 +142,11 @@ impl Report {
             ("expired", if expired_ok { load(&o.abandoned) } else { 0 }),
             ("errors", load(&o.errors)),
         ]);
-        let before = counters(before);
+        let counted_before = counters(before);
         let server_metrics = counters(after)
             .into_iter()
             .map(|(series, value)| {
-                let delta = value - before.get(&series).copied().unwrap_or(0.0);
+                let delta = value - counted_before.get(&series).copied().unwrap_or(0.0);
                 (series, delta)
             })
             .filter(|(_, delta)| *delta != 0.0)
@@ -105,6 +160,7 @@ impl Report {
                 checks,
             },
             server_metrics,
+            server_hold_latency_ms: held_percentiles(before, after),
         }
     }
 
@@ -126,6 +182,12 @@ impl Report {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!("outcomes: {}", outcomes.join(", "));
+        if let Some(server) = &self.server_hold_latency_ms {
+            println!(
+                "server's own time for placed holds: p50 <= {} ms, p99 <= {} ms, p99.9 <= {} ms",
+                server.p50_at_most, server.p99_at_most, server.p999_at_most
+            );
+        }
         for check in &self.invariants.checks {
             println!(
                 "{} {:<26} {}",
@@ -172,4 +234,42 @@ pub fn print_comparison(report: &Report, old: &Value) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(counts: [u64; 4]) -> String {
+        let bounds = ["0.001", "0.005", "0.025", "+Inf"];
+        let mut text = String::from("holdfast_hold_duration_seconds_count{outcome=\"held\"} 0\n");
+        for (le, count) in bounds.iter().zip(counts) {
+            text += &format!("{HELD_BUCKET}{le}\"}} {count}\n");
+            // Another outcome's buckets must not be mixed in.
+            text += &format!(
+                "holdfast_hold_duration_seconds_bucket{{outcome=\"sold_out\",le=\"{le}\"}} 999\n"
+            );
+        }
+        text
+    }
+
+    #[test]
+    fn server_percentiles_count_only_the_holds_of_the_run() {
+        // Before the run: 100 holds, all under 1 ms. The run adds 1,000: 900 under 1 ms,
+        // 85 more under 5 ms, 10 more under 25 ms, 5 slower.
+        let before = page([100, 100, 100, 100]);
+        let after = page([1_000, 1_085, 1_095, 1_100]);
+        let p = held_percentiles(&before, &after).expect("holds were placed");
+        assert_eq!((p.p50_at_most, p.p99_at_most), (1.0, 25.0));
+        assert_eq!(p.p999_at_most, f64::INFINITY);
+        let fast = held_percentiles(&before, &page([1_000, 1_100, 1_100, 1_100])).unwrap();
+        assert_eq!((fast.p99_at_most, fast.p999_at_most), (5.0, 5.0));
+    }
+
+    #[test]
+    fn no_holds_in_the_run_means_no_server_percentiles() {
+        let page = page([5, 5, 5, 5]);
+        assert!(held_percentiles(&page, &page).is_none());
+        assert!(held_percentiles("", "").is_none());
+    }
 }
