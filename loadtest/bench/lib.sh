@@ -71,8 +71,11 @@ redis_reserve() {
     awk -F'","' '/EVALSHA/ { gsub(/"/, "", $2); gsub(/"/, "", $7); printf "%.0f %.2f\n", $2, $7 }'
 }
 
-# medians "rps p99" lines on stdin -> "rps p99"
+# medians of each column: "rps p99" lines on stdin -> "rps p99" (any number of columns)
 medians() {
   local lines; lines=$(cat)
-  printf "%s %s\n" "$(awk '{print $1}' <<<"$lines" | median)" "$(awk '{print $2}' <<<"$lines" | median)"
+  local columns; columns=$(awk 'NR == 1 { print NF }' <<<"$lines")
+  local out=()
+  for i in $(seq "$columns"); do out+=("$(awk -v i="$i" '{ print $i }' <<<"$lines" | median)"); done
+  echo "${out[*]}"
 }
