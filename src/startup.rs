@@ -22,13 +22,18 @@ use crate::sku::messages::SettleLine;
 use crate::sku::SkuDirectory;
 use crate::store::image::Image;
 use crate::store::recovery;
-use crate::store::snapshot::{Compactor, SnapshotSettings};
+use crate::store::snapshot::{Compactor, RetireLegacy, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
 /// The on-disk format this build reads and writes. Bump it when `Event` or the snapshot
 /// layout changes shape (4: snapshots as generations of packed chunks).
 pub const DATA_FORMAT_VERSION: u8 = 4;
 const FORMAT_FILE: &str = "holdfast.format";
+/// sled's directory for the journal, and for snapshots their own: a snapshot writes tens of
+/// megabytes, and in the journal's Db they rode its next flush, so every acknowledgement
+/// waiting on that `fdatasync` waited for the snapshot too.
+const JOURNAL_DB_DIR: &str = "sled";
+const SNAPSHOT_DB_DIR: &str = "snapshots";
 const JOURNAL_TREE: &str = "journal";
 const SNAPSHOT_TREE: &str = "snapshots";
 /// How often the admission queue refills rate tokens and answers sold-out waiters.
@@ -99,9 +104,9 @@ fn check_format(data_dir: &Path) -> Result<(), StartupError> {
     }
 }
 
-fn open_db(data_dir: &Path) -> Result<sled::Db, StartupError> {
+fn open_db(data_dir: &Path, name: &str) -> Result<sled::Db, StartupError> {
     sled::Config::new()
-        .path(data_dir.join("sled"))
+        .path(data_dir.join(name))
         .open()
         .map_err(|err| match err {
             sled::Error::Io(io)
@@ -125,10 +130,21 @@ impl Application {
         let metrics = crate::metrics::install().map_err(StartupError::Other)?;
         let recovery_started = Instant::now();
         check_format(&settings.data_dir)?;
-        let db = open_db(&settings.data_dir)?;
+        let db = open_db(&settings.data_dir, JOURNAL_DB_DIR)?;
         let journal_tree = db.open_tree(JOURNAL_TREE)?;
-        let snapshot_tree = db.open_tree(SNAPSHOT_TREE)?;
-        let image = recovery::recover(&journal_tree, &snapshot_tree)?;
+        let snapshot_db = open_db(&settings.data_dir, SNAPSHOT_DB_DIR)?;
+        let snapshot_tree = snapshot_db.open_tree(SNAPSHOT_TREE)?;
+        // Data dirs of earlier builds keep their snapshots in the journal's Db: they load
+        // from there until the first snapshot in the new place, which then drops the old.
+        let has_legacy = db
+            .tree_names()
+            .iter()
+            .any(|name| name == SNAPSHOT_TREE.as_bytes());
+        let legacy_snapshots = match has_legacy {
+            true => Some(db.open_tree(SNAPSHOT_TREE)?),
+            false => None,
+        };
+        let image = recovery::recover(&journal_tree, &snapshot_tree, legacy_snapshots.as_ref())?;
         let journal_settings = JournalSettings {
             durability: settings.durability,
             batch_events_max: settings.journal_batch_events_max,
@@ -136,7 +152,7 @@ impl Application {
             batch_events_min: settings.journal_batch_events_min,
             linger: Duration::from_micros(settings.journal_linger_us),
             backlog_max: settings.journal_backlog_max,
-            data_file: settings.data_dir.join("sled").join("db"),
+            data_file: settings.data_dir.join(JOURNAL_DB_DIR).join("db"),
         };
         let (journal, journal_thread) = Journal::start(
             db.clone(),
@@ -144,21 +160,25 @@ impl Application {
             journal_settings,
             image.seq,
         )?;
-        let sled_dir = settings.data_dir.join("sled");
         let snapshot_settings = SnapshotSettings {
             fsync_dir: (settings.durability == crate::store::Durability::Fsync)
-                .then(|| sled_dir.clone()),
+                .then(|| settings.data_dir.join(SNAPSHOT_DB_DIR)),
             every_events: settings.snapshot_every_events,
             every_s: settings.snapshot_every_s,
             hold_retention_ms: settings.hold_retention_s.saturating_mul(1_000),
             answer_ttl_ms: settings.idempotency_ttl_s.saturating_mul(1_000),
         };
+        let retire_legacy = legacy_snapshots.map(|_| {
+            let db = db.clone();
+            Box::new(move || db.drop_tree(SNAPSHOT_TREE).map(drop)) as RetireLegacy
+        });
         let compactor = Compactor::start(
-            db.clone(),
+            snapshot_db,
             journal_tree,
             snapshot_tree,
             image.clone(),
             snapshot_settings,
+            retire_legacy,
         )?;
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -334,3 +334,64 @@ fn a_corrupt_journal_entry_stops_the_start_untouched() {
         .unwrap();
     assert_eq!(kept.as_deref(), Some(&b"\xff\xff garbage"[..]));
 }
+
+/// Moves the snapshots of a stopped server back where builds before this layout kept them:
+/// a tree in the journal's own Db.
+fn move_snapshots_to_the_journal_db(data: &std::path::Path) {
+    let own = sled::open(data.join("snapshots")).unwrap();
+    let shared = sled::open(data.join("sled")).unwrap();
+    let from = own.open_tree("snapshots").unwrap();
+    let to = shared.open_tree("snapshots").unwrap();
+    for entry in from.iter() {
+        let (key, value) = entry.unwrap();
+        to.insert(key, value).unwrap();
+    }
+    assert!(!to.is_empty(), "there was a snapshot to move");
+    shared.flush().unwrap();
+    drop((own, from));
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+}
+
+/// A data dir of an earlier build (snapshots inside the journal's Db, the journal trimmed
+/// under them) starts with every SKU, hold and answer, and its first snapshot in the new
+/// place retires the old tree.
+#[actix_web::test]
+async fn snapshots_kept_by_an_earlier_build_load_and_then_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--snapshot-every-events", "50", "--snapshot-every-s", "1"];
+    let (process, server) = Process::start_server(&data, &args);
+    server.put_sku("OLD", 100, 0).await;
+    // Untouched after the move: only a full first snapshot in the new place keeps it.
+    server.put_sku("IDLE", 7, 1).await;
+    let idle = server.sku("IDLE").await;
+    let held = server.hold("old-key", &[("OLD", 3)]).await;
+    let hold_id = held.body["hold_id"].as_str().unwrap().to_owned();
+    let view = server.sku("OLD").await;
+    assert_eq!(process.terminate().code(), Some(0));
+    assert_eq!(journal_entries(&data), 0, "all of it is in the snapshot");
+    move_snapshots_to_the_journal_db(&data);
+
+    let (process, server) = Process::start_server(&data, &args);
+    assert_eq!(server.sku("OLD").await, view);
+    assert_eq!(server.hold("old-key", &[("OLD", 3)]).await.body, held.body);
+    assert_eq!(server.get_hold(&hold_id).await.body["status"], "held");
+    // Changes after the move, then a snapshot (the stop writes one) in the new place.
+    assert_eq!(server.act(&hold_id, "confirm").await.status, StatusCode::OK);
+    let view = server.sku("OLD").await;
+    assert_eq!(process.terminate().code(), Some(0));
+    {
+        let shared = sled::open(data.join("sled")).unwrap();
+        let names = shared.tree_names();
+        assert!(
+            !names.iter().any(|name| name == &b"snapshots"[..]),
+            "the old snapshot tree is dropped"
+        );
+    }
+
+    let (_process, server) = Process::start_server(&data, &args);
+    assert_eq!(server.sku("OLD").await, view);
+    assert_eq!(server.sku("IDLE").await, idle);
+    assert_eq!(server.get_hold(&hold_id).await.body["status"], "confirmed");
+    assert_eq!(server.hold("old-key", &[("OLD", 3)]).await.body, held.body);
+}

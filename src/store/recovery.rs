@@ -14,9 +14,18 @@ pub enum RecoveryError {
     Storage(#[from] sled::Error),
 }
 
-/// The image as of the last durable event.
-pub fn recover(journal: &sled::Tree, snapshots: &sled::Tree) -> Result<Image, RecoveryError> {
-    let mut image = snapshot::load(snapshots)?;
+/// The image as of the last durable event. `legacy` is where an earlier build kept its
+/// snapshots: it is read only while `snapshots` holds none, as the journal is trimmed only
+/// under a snapshot written in the new place.
+pub fn recover(
+    journal: &sled::Tree,
+    snapshots: &sled::Tree,
+    legacy: Option<&sled::Tree>,
+) -> Result<Image, RecoveryError> {
+    let mut image = match legacy {
+        Some(legacy) if !snapshot::has_any(snapshots)? => snapshot::load(legacy)?,
+        _ => snapshot::load(snapshots)?,
+    };
     snapshot::replay_tail(journal, &mut image, usize::MAX)?;
     Ok(image)
 }

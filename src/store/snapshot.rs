@@ -217,6 +217,11 @@ fn read_manifest(tree: &sled::Tree) -> Result<Manifest, RecoveryError> {
     }
 }
 
+/// Whether the tree holds a snapshot.
+pub fn has_any(tree: &sled::Tree) -> Result<bool, RecoveryError> {
+    Ok(!read_manifest(tree)?.generations.is_empty())
+}
+
 /// The image as of the last snapshot (empty if none was written).
 pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     let manifest = read_manifest(tree)?;
@@ -368,11 +373,14 @@ impl Snapshots {
         let next_generation = last_chunk
             .and_then(|key| generation_of(&key))
             .map_or(1, |last| last + 1);
+        // The first snapshot in an empty tree writes everything: the image may hold state
+        // its changes since start do not cover (loaded from an earlier build's snapshot).
+        let merge_next = manifest.generations.is_empty();
         let snapshots = Self {
             tree,
             manifest,
             next_generation,
-            merge_next: false,
+            merge_next,
         };
         snapshots.sweep().map_err(|e| corrupt("sweep", e))?;
         Ok(snapshots)
@@ -397,7 +405,7 @@ impl Snapshots {
     fn write_generation(&mut self, image: &mut Image) -> Result<(Generation, bool), String> {
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let stored = self.manifest.stored_entries() + count(image.dirty.entries());
-        let merge = self.merge_next
+        let merge = std::mem::take(&mut self.merge_next)
             || stored > STORED_PER_LIVE_MAX.saturating_mul(count(image.entries()))
             || self.manifest.generations.len() >= GENERATIONS_MAX;
         let generation = self.write_generation_as(image, &image.dirty, merge);
@@ -577,6 +585,9 @@ impl DirSync {
     }
 }
 
+/// Drops an earlier build's snapshots, once a snapshot in the new place makes them moot.
+pub type RetireLegacy = Box<dyn FnOnce() -> sled::Result<()> + Send>;
+
 /// The running compactor; `stop` writes a last snapshot and ends the thread.
 pub struct Compactor {
     stop: Arc<AtomicBool>,
@@ -590,13 +601,25 @@ impl Compactor {
         snapshots: sled::Tree,
         image: Image,
         settings: SnapshotSettings,
+        retire_legacy: Option<RetireLegacy>,
     ) -> std::io::Result<Self> {
         let snapshots = Snapshots::open(snapshots).map_err(std::io::Error::other)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("snapshot-compactor".into())
-            .spawn(move || run(&db, &journal, snapshots, image, &settings, &stopping))?;
+            .spawn(move || {
+                let stop = &stopping;
+                run(
+                    &db,
+                    &journal,
+                    snapshots,
+                    image,
+                    &settings,
+                    stop,
+                    retire_legacy,
+                )
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -618,6 +641,7 @@ fn run(
     mut image: Image,
     settings: &SnapshotSettings,
     stop: &AtomicBool,
+    mut retire_legacy: Option<RetireLegacy>,
 ) {
     if let Err(err) = crate::priority::set_current_thread_nice(crate::priority::COMPACTOR_NICE) {
         tracing::debug!(%err, "Could not lower the compactor's priority; it runs at normal priority.");
@@ -661,6 +685,16 @@ fn run(
                         trimmed,
                         "Snapshot written, journal trimmed."
                     );
+                    if let Some(retire) = retire_legacy.take() {
+                        match retire() {
+                            Ok(()) => tracing::info!(
+                                "Snapshots moved to their own store; the old ones are dropped."
+                            ),
+                            Err(err) => {
+                                tracing::warn!(%err, "Could not drop the snapshots of an earlier build; they are ignored.")
+                            }
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::error!(%err, "Snapshot failed; the journal keeps growing until one succeeds.")
