@@ -26,8 +26,12 @@ use crate::store::snapshot::{Compactor, RetireLegacy, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
 /// The on-disk format this build reads and writes. Bump it when `Event` or the snapshot
-/// layout changes shape (4: snapshots as generations of packed chunks).
-pub const DATA_FORMAT_VERSION: u8 = 4;
+/// layout changes shape (4: snapshots as generations of packed chunks; 5: in their own
+/// store).
+pub const DATA_FORMAT_VERSION: u8 = 5;
+/// A format this build upgrades in place: 4 differs only in where snapshots live, and
+/// recovery reads them from the old place.
+const UPGRADED_FORMAT_VERSION: u8 = 4;
 const FORMAT_FILE: &str = "holdfast.format";
 /// sled's directory for the journal, and for snapshots their own: a snapshot writes tens of
 /// megabytes, and in the journal's Db they rode its next flush, so every acknowledgement
@@ -85,6 +89,25 @@ fn check_format(data_dir: &Path) -> Result<(), StartupError> {
     let format_file = data_dir.join(FORMAT_FILE);
     match std::fs::read(&format_file) {
         Ok(bytes) if bytes == [DATA_FORMAT_VERSION] => Ok(()),
+        // Marked 5 before anything is written the new way: a build that reads only 4 would
+        // miss snapshots in the new place and start from a trimmed journal, so it must
+        // refuse the dir (a rollback after an upgrade), not open it.
+        Ok(bytes) if bytes == [UPGRADED_FORMAT_VERSION] => {
+            let staged = data_dir.join(format!("{FORMAT_FILE}.new"));
+            std::fs::File::create(&staged)
+                .and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, &[DATA_FORMAT_VERSION])?;
+                    file.sync_all()
+                })
+                .and_then(|()| std::fs::rename(&staged, &format_file))
+                .map_err(|e| data_dir_error(data_dir, format!("upgrading {FORMAT_FILE}: {e}")))?;
+            tracing::info!(
+                from = UPGRADED_FORMAT_VERSION,
+                to = DATA_FORMAT_VERSION,
+                "Data dir format upgraded; snapshots move to their own store."
+            );
+            Ok(())
+        }
         Ok(bytes) => Err(data_dir_error(
             data_dir,
             format!("format version {bytes:?} is not {DATA_FORMAT_VERSION}, the version this build reads; nothing was changed"),
@@ -140,10 +163,9 @@ impl Application {
             .tree_names()
             .iter()
             .any(|name| name == SNAPSHOT_TREE.as_bytes());
-        let legacy_snapshots = match has_legacy {
-            true => Some(db.open_tree(SNAPSHOT_TREE)?),
-            false => None,
-        };
+        let legacy_snapshots = has_legacy
+            .then(|| db.open_tree(SNAPSHOT_TREE))
+            .transpose()?;
         let image = recovery::recover(&journal_tree, &snapshot_tree, legacy_snapshots.as_ref())?;
         let journal_settings = JournalSettings {
             durability: settings.durability,

@@ -335,9 +335,9 @@ fn a_corrupt_journal_entry_stops_the_start_untouched() {
     assert_eq!(kept.as_deref(), Some(&b"\xff\xff garbage"[..]));
 }
 
-/// Moves the snapshots of a stopped server back where builds before this layout kept them:
-/// a tree in the journal's own Db.
-fn move_snapshots_to_the_journal_db(data: &std::path::Path) {
+/// Turns a stopped server's data dir into what builds of format 4 left: the snapshots in a
+/// tree of the journal's own Db.
+fn make_format_4(data: &std::path::Path) {
     let own = sled::open(data.join("snapshots")).unwrap();
     let shared = sled::open(data.join("sled")).unwrap();
     let from = own.open_tree("snapshots").unwrap();
@@ -350,11 +350,12 @@ fn move_snapshots_to_the_journal_db(data: &std::path::Path) {
     shared.flush().unwrap();
     drop((own, from));
     std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    std::fs::write(data.join("holdfast.format"), [4u8]).unwrap();
 }
 
-/// A data dir of an earlier build (snapshots inside the journal's Db, the journal trimmed
-/// under them) starts with every SKU, hold and answer, and its first snapshot in the new
-/// place retires the old tree.
+/// A data dir of format 4 (snapshots inside the journal's Db, the journal trimmed under
+/// them) starts with every SKU, hold and answer, and its first snapshot in the new place
+/// retires the old tree.
 #[actix_web::test]
 async fn snapshots_kept_by_an_earlier_build_load_and_then_move() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,9 +371,14 @@ async fn snapshots_kept_by_an_earlier_build_load_and_then_move() {
     let view = server.sku("OLD").await;
     assert_eq!(process.terminate().code(), Some(0));
     assert_eq!(journal_entries(&data), 0, "all of it is in the snapshot");
-    move_snapshots_to_the_journal_db(&data);
+    make_format_4(&data);
 
     let (process, server) = Process::start_server(&data, &args);
+    assert_eq!(
+        std::fs::read(data.join("holdfast.format")).unwrap(),
+        [5u8],
+        "marked as the new format, so a build that reads only 4 refuses it"
+    );
     assert_eq!(server.sku("OLD").await, view);
     assert_eq!(server.hold("old-key", &[("OLD", 3)]).await.body, held.body);
     assert_eq!(server.get_hold(&hold_id).await.body["status"], "held");

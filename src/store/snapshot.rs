@@ -609,16 +609,8 @@ impl Compactor {
         let thread = std::thread::Builder::new()
             .name("snapshot-compactor".into())
             .spawn(move || {
-                let stop = &stopping;
-                run(
-                    &db,
-                    &journal,
-                    snapshots,
-                    image,
-                    &settings,
-                    stop,
-                    retire_legacy,
-                )
+                let (db, journal, settings, stop) = (&db, &journal, &settings, &stopping);
+                run(db, journal, snapshots, image, settings, stop, retire_legacy)
             })?;
         Ok(Self {
             stop,
