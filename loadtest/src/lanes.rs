@@ -71,24 +71,18 @@ impl Lanes {
         headers: &[(&'static str, &str)],
         body: Option<Bytes>,
     ) -> Result<Reply, Error> {
+        let request = self.request(method, path, headers, body)?;
         let _lane = self.free.acquire().await?;
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(method, path, headers, body))
+        tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(request))
             .await
             .map_err(|_| format!("{path}: no answer within {EXCHANGE_TIMEOUT:?}"))?
     }
 
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&'static str, &str)],
-        body: Option<Bytes>,
-    ) -> Result<Reply, Error> {
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Reply, Error> {
         let (mut sender, reused) = match self.ready_idle().await {
             Some(sender) => (sender, true),
             None => (self.connect().await?, false),
         };
-        let request = self.request(method, path, headers, body)?;
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
             // A kept connection the server closed just now (keep-alive timeout) gives back
