@@ -147,25 +147,17 @@ impl Client {
             Err(err) => return HoldReply::Failed(err.to_string()),
         };
         let answer: HoldAnswer = serde_json::from_slice(&reply.body).unwrap_or_default();
-        match (reply.status, answer) {
-            (
-                201,
-                HoldAnswer {
-                    hold_id: Some(id), ..
-                },
-            ) => HoldReply::Held(id),
-            (
-                409,
-                HoldAnswer {
-                    problem: Some(problem),
-                    ..
-                },
-            ) if problem == "/problems/sold-out" => HoldReply::SoldOut,
-            (429, answer) => HoldReply::QueueFull {
+        match reply.status {
+            201 => match answer.hold_id {
+                Some(id) => HoldReply::Held(id),
+                None => HoldReply::Failed("201 without hold_id".into()),
+            },
+            409 if answer.problem.as_deref() == Some("/problems/sold-out") => HoldReply::SoldOut,
+            429 => HoldReply::QueueFull {
                 retry_after: reply.retry_after.unwrap_or(Duration::from_secs(1)),
                 ticket: answer.ticket,
             },
-            (status, _) => HoldReply::Failed(format!(
+            status => HoldReply::Failed(format!(
                 "{status}: {}",
                 String::from_utf8_lossy(&reply.body)
             )),
