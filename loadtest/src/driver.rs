@@ -324,57 +324,17 @@ impl Shop<'_> {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
     use super::*;
     use crate::scenario::ScenarioArgs;
-
-    /// A server that places every hold, one answer per connection at a time, after `delay`.
-    async fn slow_server(delay: Duration) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let base = format!("http://{}", listener.local_addr().expect("has an address"));
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-                            let body_len: usize = head
-                                .lines()
-                                .find_map(|line| line.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse().ok())
-                                .unwrap_or(0);
-                            if seen.len() < end + 4 + body_len {
-                                break;
-                            }
-                            seen.drain(..end + 4 + body_len);
-                            tokio::time::sleep(delay).await;
-                            let body = r#"{"hold_id":"h"}"#;
-                            let answer = format!(
-                                "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if stream.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        base
-    }
+    use crate::test_server;
 
     /// 60 shoppers a second for a second, against a server that serves 40 a second over the
     /// 2 connections: the queue grows, and an open loop must show it. Counted from when each
     /// request was sent, every hold would take the server's 50 ms.
     #[tokio::test]
     async fn an_open_loop_counts_the_wait_from_each_arrival() {
-        let base = slow_server(Duration::from_millis(50)).await;
+        let placed = "HTTP/1.1 201 Created\r\nContent-Length: 15\r\n\r\n{\"hold_id\":\"h\"}";
+        let (base, _) = test_server::start(placed, Duration::from_millis(50)).await;
         let scenario = ScenarioArgs {
             target: Some(base.clone()),
             arrival_rate_per_s: Some(60),

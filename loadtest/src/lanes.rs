@@ -161,48 +161,15 @@ impl Lanes {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use std::sync::atomic::Ordering;
 
     use super::*;
-
-    /// A server that answers every request with `answer` after `delay`, counting the
-    /// connections it accepts; it closes a connection after one answer if `close` is set.
-    async fn server(answer: &'static str, delay: Duration) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let base = format!("http://{}", listener.local_addr().expect("has an address"));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                        seen.extend_from_slice(&buf[..n]);
-                        // Requests here have no body: each ends with an empty line.
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            tokio::time::sleep(delay).await;
-                            if stream.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (base, accepted)
-    }
+    use crate::test_server;
 
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced() {
         let answer = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
-        let (base, accepted) = server(answer, Duration::ZERO).await;
+        let (base, accepted) = test_server::start(answer, Duration::ZERO).await;
         let lanes = Lanes::new(&base, None, 1).expect("valid base");
         for _ in 0..3 {
             let reply = lanes
@@ -218,7 +185,7 @@ mod tests {
     async fn requests_beyond_the_lanes_wait_for_one_and_reuse_it() {
         let answer =
             "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n";
-        let (base, accepted) = server(answer, Duration::from_millis(20)).await;
+        let (base, accepted) = test_server::start(answer, Duration::from_millis(20)).await;
         let lanes = Lanes::new(&base, Some("key"), 3).expect("valid base");
         let sends = (0..12).map(|_| lanes.send(Method::POST, "/", &[], Some(Bytes::from("{}"))));
         for reply in futures_util::future::join_all(sends).await {

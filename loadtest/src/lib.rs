@@ -17,6 +17,8 @@ pub mod report;
 pub mod scenario;
 pub mod spawn;
 pub mod stats;
+#[cfg(test)]
+mod test_server;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
