@@ -90,12 +90,14 @@ fn held_percentiles(before: &str, after: &str) -> Option<BucketPercentiles> {
         .collect();
     run.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = run.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
     let at_most = |q: f64| {
         run.iter()
             .find(|(_, count)| *count >= q * total)
             .map(|(le, _)| le * 1e3)
     };
-    (total > 0.0).then_some(())?;
     Some(BucketPercentiles {
         p50_at_most: at_most(0.5)?,
         p99_at_most: at_most(0.99)?,
