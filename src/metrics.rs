@@ -41,10 +41,11 @@ pub const READY: &str = "holdfast_ready";
 pub const ALLOCATION_CONFLICTS_TOTAL: &str = "holdfast_allocation_conflicts_total";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
-/// milliseconds, a stalled request is seconds.
+/// milliseconds, a stalled request is seconds. Millisecond steps up to 5 ms, so a p99
+/// near the 5 ms target reads as a figure, not as "somewhere between 2.5 and 5".
 const LATENCY_BUCKETS_S: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 const BATCH_EVENTS_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
