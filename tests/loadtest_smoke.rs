@@ -1,6 +1,7 @@
 //! The bundled load harness, run briefly against the real binary: a flash sale with
 //! Zipf-skewed carts, payments, cancellations and abandoned holds passes every audit
-//! check, and the audit does catch a server that holds or commits more than it was told.
+//! check, so does one with channel quotas and shoppers from several channels, and the
+//! audit does catch a server that holds or commits more than it was told.
 
 use std::path::PathBuf;
 
@@ -30,7 +31,7 @@ async fn a_short_flash_sale_passes_the_audit() {
     for check in &report.invariants.checks {
         assert!(check.ok, "{}: {}", check.name, check.detail);
     }
-    assert_eq!(report.invariants.checks.len(), 6);
+    assert_eq!(report.invariants.checks.len(), 7);
     for outcome in ["held", "sold_out", "confirmed", "released", "abandoned"] {
         assert!(
             report.outcomes[outcome] > 0,
@@ -90,5 +91,114 @@ async fn the_audit_fails_when_the_server_holds_more_than_it_was_told() {
     let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     assert_eq!(failed, ["committed_equals_confirmed", "no_leaked_holds"]);
+    server.stop().await;
+}
+
+/// Quotas for web (50%) and app (20 units), the rest a pool that store shops from alone;
+/// the server has keys, web and app shop with their own, store with the admin key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_its_confirms() {
+    let scenario = ScenarioArgs {
+        holdfast_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_holdfast"))),
+        server_args: Some(
+            "--admin-key lt-admin --channel-key web=lt-web,app=lt-app,store=lt-store".into(),
+        ),
+        admin_key: Some("lt-admin".into()),
+        allocation: Some("web=50%,app=20".into()),
+        channels: Some("web=5,app=3,store=2".into()),
+        channel_keys: Some("web=lt-web,app=lt-app".into()),
+        duration_s: Some(2),
+        skus: Some(4),
+        stock: Some(100),
+        customers: Some(2_000),
+        concurrency: Some(32),
+        hold_ttl_s: Some(1),
+        ..ScenarioArgs::default()
+    }
+    .resolve(None)
+    .expect("valid scenario");
+    let server = loadtest::spawn::Spawned::start(&scenario)
+        .await
+        .expect("spawns");
+    let client = loadtest::client::Client::new(&server.base, &scenario).unwrap();
+    let skus = client.seed(&scenario).await.expect("seeded with quotas");
+    let outcome = loadtest::driver::drive(&client, &scenario, &skus, false).await;
+    let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
+    for check in &checks {
+        assert!(check.ok, "{}: {}", check.name, check.detail);
+    }
+    let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+    assert!(
+        names.contains(&"channel_quotas") && names.contains(&"channel_committed_equals_confirmed")
+    );
+    let mut sold_by = std::collections::BTreeMap::new();
+    for sku in &skus {
+        let view = client.sku(sku).await.expect("sku view");
+        let channels = &view["channels"];
+        assert_eq!(channels["web"]["allocated"], 50, "{view}");
+        assert_eq!(channels["app"]["allocated"], 20, "{view}");
+        assert_eq!(channels["pool"]["allocated"], 30, "{view}");
+        for channel in ["web", "app", "store"] {
+            *sold_by.entry(channel).or_insert(0) +=
+                channels[channel]["committed"].as_u64().unwrap_or(0);
+        }
+    }
+    for (channel, units) in &sold_by {
+        assert!(*units > 0, "{channel} sold nothing: {sold_by:?}");
+    }
+    // store has no quota: all it sold came from the pool. Refusals show stock ran out.
+    let outcomes = &outcome.outcomes;
+    assert!(outcomes.sold_out.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(
+        outcome
+            .outcomes
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // A confirmed hold the harness never made, on app's key: caught per SKU and per channel.
+    let http = reqwest::Client::new();
+    let with_stock = {
+        let mut found = None;
+        for sku in &skus {
+            if client.sku(sku).await.expect("sku view")["available"].as_u64() > Some(0) {
+                found = Some(sku.clone());
+                break;
+            }
+        }
+        found.unwrap_or_else(|| panic!("the harness sold everything; raise the stock"))
+    };
+    let body = serde_json::json!({"lines": [{"sku": with_stock, "quantity": 1}], "customer_id": "intruder"});
+    let hold: serde_json::Value = http
+        .post(format!("{}/v1/holds", server.base))
+        .bearer_auth("lt-app")
+        .header("Idempotency-Key", "intruder-app")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = hold["hold_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("held: {hold}"));
+    let confirmed = http
+        .post(format!("{}/v1/holds/{id}/confirm", server.base))
+        .bearer_auth("lt-app")
+        .send()
+        .await
+        .unwrap();
+    assert!(confirmed.status().is_success());
+    let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    assert_eq!(
+        failed,
+        [
+            "committed_equals_confirmed",
+            "channel_committed_equals_confirmed"
+        ]
+    );
     server.stop().await;
 }

@@ -1,6 +1,8 @@
 //! The end-of-run audit: the server is checked against what it acknowledged. Once every
-//! TTL has run out: no SKU oversold, every SKU conserved, committed units equal to the
-//! acknowledged confirms, nothing still held, abandoned holds expired, released released.
+//! TTL has run out: no SKU oversold, no channel beyond its quota and the pool, every SKU
+//! conserved, committed units equal to the acknowledged confirms (per channel too, when
+//! shoppers came from several), nothing still held, abandoned holds expired, released
+//! released.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::driver::Outcome;
+use crate::driver::{HoldRef, Outcome, UnitsBy};
 use crate::Scenario;
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,9 +68,17 @@ pub async fn audit(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let per_sku = |units: &UnitsBy, sku: &str| -> u64 {
+        units
+            .iter()
+            .filter(|((s, _), _)| s == sku)
+            .map(|(_, n)| n)
+            .sum()
+    };
     let mut checks = Vec::new();
     let (mut oversold, mut unconserved, mut committed_off, mut still_held) =
         (vec![], vec![], vec![], vec![]);
+    let (mut over_quota, mut channel_committed_off) = (vec![], vec![]);
     for (sku, view) in &views {
         let Some(view) = view else {
             unconserved.push(format!("{sku}: unreadable"));
@@ -88,12 +98,31 @@ pub async fn audit(
         {
             unconserved.push(format!("{sku}: {view}"));
         }
-        let acked = confirmed.get(sku).copied().unwrap_or(0);
-        let maybe = uncertain.get(sku).copied().unwrap_or(0);
+        if let Some(breach) = quota_breach(view) {
+            over_quota.push(format!("{sku}: {breach}"));
+        }
+        let (acked, maybe) = (per_sku(&confirmed, sku), per_sku(&uncertain, sku));
         if committed < acked || committed > acked + maybe {
             committed_off.push(format!(
                 "{sku}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)"
             ));
+        }
+        for (channel, _) in &scenario.channels {
+            let key = (sku.clone(), Some(channel.clone()));
+            let acked = confirmed.get(&key).copied().unwrap_or(0);
+            let maybe = uncertain.get(&key).copied().unwrap_or(0);
+            let entry = &view["channels"][channel];
+            // A channel no hold reached has no entry in the view.
+            let committed = if entry.is_null() {
+                0
+            } else {
+                units(entry, "committed")
+            };
+            if committed < acked || committed > acked + maybe {
+                channel_committed_off.push(format!(
+                    "{sku} {channel}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)"
+                ));
+            }
         }
         if held != 0 {
             still_held.push(format!("{sku}: {held} held after every TTL ran out"));
@@ -106,6 +135,11 @@ pub async fn audit(
         format!("{n} SKUs: held + committed <= on_hand - safety_stock"),
     ));
     checks.push(check(
+        "channel_quotas",
+        over_quota,
+        format!("{n} SKUs: every channel within its quota plus what it drew from the pool"),
+    ));
+    checks.push(check(
         "conservation",
         unconserved,
         format!("{n} SKUs: held + committed + available == sellable"),
@@ -116,6 +150,14 @@ pub async fn audit(
         committed_off,
         format!("{total} acknowledged units are committed, no more"),
     ));
+    if !scenario.channels.is_empty() {
+        let channels = scenario.channels.len();
+        checks.push(check(
+            "channel_committed_equals_confirmed",
+            channel_committed_off,
+            format!("{n} SKUs x {channels} channels: each channel's committed units were acknowledged to it"),
+        ));
+    }
     checks.push(check(
         "no_leaked_holds",
         still_held,
@@ -136,15 +178,40 @@ pub async fn audit(
     checks
 }
 
+/// Why a SKU view breaks the channel half of DESIGN.md's invariant 1, if it does: a
+/// channel holds and commits at most its quota plus what it drew from the shared pool, and
+/// the channels together drew no more than the pool has. The view shows each channel's
+/// units in all and the pool's lent units in all, so the check is on sums: what the
+/// channels hold beyond their quotas must have come from the pool.
+pub fn quota_breach(view: &Value) -> Option<String> {
+    let Some(channels) = view["channels"].as_object() else {
+        return Some("the view has no channels".into());
+    };
+    let used = |c: &Value| units(c, "held").saturating_add(units(c, "committed"));
+    let pool = &view["channels"]["pool"];
+    let (lent, pool_size) = (used(pool), units(pool, "allocated"));
+    if lent > pool_size {
+        return Some(format!("the pool lent {lent} units but has {pool_size}"));
+    }
+    let beyond_quotas: u64 = channels
+        .iter()
+        .filter(|(name, _)| name.as_str() != "pool")
+        .map(|(_, c)| used(c).saturating_sub(units(c, "allocated")))
+        .fold(0, u64::saturating_add);
+    (beyond_quotas > lent).then(|| {
+        format!("channels hold {beyond_quotas} units beyond their quotas, the pool lent {lent}")
+    })
+}
+
 async fn statuses(
     client: &Client,
     name: &'static str,
-    ids: &[String],
+    holds: &[HoldRef],
     want: &'static str,
 ) -> Check {
-    let ids = &ids[..ids.len().min(HOLDS_CHECKED_MAX)];
-    let wrong: Vec<String> = stream::iter(ids.iter().map(|id| async move {
-        match client.get_hold(id).await {
+    let holds = &holds[..holds.len().min(HOLDS_CHECKED_MAX)];
+    let wrong: Vec<String> = stream::iter(holds.iter().map(|(channel, id)| async move {
+        match client.get_hold(channel.as_deref(), id).await {
             Ok(hold) if hold["status"] == want => None,
             Ok(hold) => Some(format!("{id} is {}", hold["status"])),
             Err(err) => Some(format!("{id}: {err}")),
@@ -154,5 +221,43 @@ async fn statuses(
     .filter_map(|wrong| async move { wrong })
     .collect()
     .await;
-    check(name, wrong, format!("{} holds read {want}", ids.len()))
+    check(name, wrong, format!("{} holds read {want}", holds.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(web: (u64, u64, u64), app: (u64, u64, u64), pool: (u64, u64, u64)) -> Value {
+        let channel = |(allocated, held, committed): (u64, u64, u64)| json!({"allocated": allocated, "held": held, "committed": committed, "available": 0});
+        json!({"channels": {"web": channel(web), "app": channel(app), "pool": channel(pool)}})
+    }
+
+    #[test]
+    fn channels_within_quota_and_pool_pass() {
+        // web: 40 of its quota plus 10 from the pool; app: 20 of 30; the pool lent 10 of 30.
+        assert_eq!(
+            quota_breach(&view((40, 30, 20), (30, 15, 5), (30, 6, 4))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_channel_past_its_quota_without_pool_units_fails() {
+        // web holds 50 against a quota of 40, yet the pool says it lent only 5.
+        let breach = quota_breach(&view((40, 30, 20), (30, 0, 0), (30, 5, 0)));
+        assert!(breach.is_some_and(|b| b.contains("beyond their quotas")));
+    }
+
+    #[test]
+    fn a_pool_that_lent_more_than_it_has_fails() {
+        let breach = quota_breach(&view((40, 40, 0), (30, 30, 0), (30, 25, 10)));
+        assert!(breach.is_some_and(|b| b.contains("the pool lent 35")));
+    }
+
+    #[test]
+    fn a_view_without_channels_fails() {
+        assert!(quota_breach(&json!({"held": 0})).is_some());
+    }
 }

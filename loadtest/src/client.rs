@@ -2,15 +2,17 @@
 //! Shoppers go through [`Lanes`], the lean path sized for load; the back office (seeding,
 //! SKU reads, `/metrics`) through reqwest, a few calls per run.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use http::Method;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, Reply};
+use crate::scenario::Quota;
 use crate::{Error, Scenario};
 
 pub struct Client {
@@ -18,6 +20,10 @@ pub struct Client {
     base: String,
     admin_key: Option<String>,
     shop: Lanes,
+    /// `Authorization` of the shoppers when they are of one channel (the key's, if any).
+    single_bearer: Option<String>,
+    /// `Authorization` of each named shopper channel (None against an open server).
+    channel_bearers: BTreeMap<String, Option<String>>,
 }
 
 /// What a hold attempt came back with.
@@ -45,16 +51,55 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(usize::try_from(scenario.concurrency).unwrap_or(256))
             .build()?;
+        let bearer = |key: &String| format!("Bearer {key}");
+        let channel_bearers = scenario
+            .channels
+            .iter()
+            .map(|(channel, _)| {
+                // A channel without a key of its own shops with the admin key, naming itself.
+                let key = scenario
+                    .channel_keys
+                    .get(channel)
+                    .or(scenario.admin_key.as_ref());
+                (channel.clone(), key.map(bearer))
+            })
+            .collect();
         Ok(Self {
             http,
             base: base.to_owned(),
             admin_key: scenario.admin_key.clone(),
-            shop: Lanes::new(
-                base,
-                scenario.channel_key.as_deref(),
-                usize::try_from(scenario.concurrency)?,
-            )?,
+            shop: Lanes::new(base, None, usize::try_from(scenario.concurrency)?)?,
+            single_bearer: scenario.channel_key.as_ref().map(bearer),
+            channel_bearers,
         })
+    }
+
+    /// A shopper request of `channel` (None: the single channel), with its key.
+    async fn shop(
+        &self,
+        channel: Option<&str>,
+        method: Method,
+        path: &str,
+        headers: &[(&'static str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<Reply, Error> {
+        let bearer = match channel {
+            None => self.single_bearer.as_ref(),
+            Some(channel) => self
+                .channel_bearers
+                .get(channel)
+                .ok_or_else(|| format!("channel {channel} is not one of the scenario's"))?
+                .as_ref(),
+        };
+        match bearer {
+            Some(bearer) => {
+                let mut with_key = Vec::with_capacity(headers.len() + 1);
+                with_key.push(("authorization", bearer.as_str()));
+                with_key.extend_from_slice(headers);
+                self.shop.send(method, path, &with_key, body).await
+            }
+            None => self.shop.send(method, path, headers, body).await,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -86,16 +131,20 @@ impl Client {
             let request = self
                 .admin(self.http.put(self.url(&format!("/v1/skus/{sku}"))))
                 .json(&body);
-            let response = request.send().await?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(Error::from(format!(
-                    "seeding {sku}: {} {}",
-                    response.status(),
-                    response.text().await?
-                )))
+            expect_success(request, &format!("seeding {sku}")).await?;
+            if !scenario.allocation.is_empty() {
+                let body = AllocationBody {
+                    channels: scenario.allocation.iter().map(|(c, q)| (c, q)).collect(),
+                };
+                let request = self
+                    .admin(
+                        self.http
+                            .put(self.url(&format!("/v1/skus/{sku}/allocation"))),
+                    )
+                    .json(&body);
+                expect_success(request, &format!("allocating {sku}")).await?;
             }
+            Ok::<(), Error>(())
         }));
         let results: Vec<Result<(), Error>> = puts.buffer_unordered(32).collect().await;
         results.into_iter().collect::<Result<(), Error>>()?;
@@ -110,10 +159,9 @@ impl Client {
         Ok(response.error_for_status()?.json().await?)
     }
 
-    pub async fn get_hold(&self, id: &str) -> Result<Value, Error> {
+    pub async fn get_hold(&self, channel: Option<&str>, id: &str) -> Result<Value, Error> {
         let reply = self
-            .shop
-            .send(Method::GET, &format!("/v1/holds/{id}"), &[], None)
+            .shop(channel, Method::GET, &format!("/v1/holds/{id}"), &[], None)
             .await?;
         if reply.status != 200 {
             return Err(format!("GET hold {id}: {}", reply.status).into());
@@ -121,11 +169,11 @@ impl Client {
         Ok(serde_json::from_slice(&reply.body)?)
     }
 
-    pub async fn availability(&self, skus: &[&str]) -> Result<(), Error> {
+    pub async fn availability(&self, channel: Option<&str>, skus: &[&str]) -> Result<(), Error> {
         // SKU names are the run's own (`sku_name`): letters, digits and dashes.
         let query: Vec<String> = skus.iter().map(|sku| format!("sku={sku}")).collect();
         let path = format!("/v1/availability?{}", query.join("&"));
-        let reply = self.shop.send(Method::GET, &path, &[], None).await?;
+        let reply = self.shop(channel, Method::GET, &path, &[], None).await?;
         match reply.status {
             200 => Ok(()),
             other => Err(format!("availability: {other}").into()),
@@ -133,14 +181,25 @@ impl Client {
     }
 
     /// `body` is the hold request's JSON, reused as is on every retry.
-    pub async fn hold(&self, key: &str, body: &Bytes, ticket: Option<&str>) -> HoldReply {
+    pub async fn hold(
+        &self,
+        channel: Option<&str>,
+        key: &str,
+        body: &Bytes,
+        ticket: Option<&str>,
+    ) -> HoldReply {
         let mut headers = vec![("idempotency-key", key)];
         if let Some(ticket) = ticket {
             headers.push(("queue-ticket", ticket));
         }
         let reply = match self
-            .shop
-            .send(Method::POST, "/v1/holds", &headers, Some(body.clone()))
+            .shop(
+                channel,
+                Method::POST,
+                "/v1/holds",
+                &headers,
+                Some(body.clone()),
+            )
             .await
         {
             Ok(reply) => reply,
@@ -164,15 +223,30 @@ impl Client {
         }
     }
 
-    pub async fn act(&self, id: &str, action: &str) -> ActionReply {
+    pub async fn act(&self, channel: Option<&str>, id: &str, action: &str) -> ActionReply {
         let path = format!("/v1/holds/{id}/{action}");
-        match self.shop.send(Method::POST, &path, &[], None).await {
+        match self.shop(channel, Method::POST, &path, &[], None).await {
             Ok(reply) if (200..300).contains(&reply.status) => ActionReply::Done,
             Ok(reply) if reply.status >= 500 => ActionReply::Unknown,
             Ok(reply) => ActionReply::Refused(reply.status),
             Err(_) => ActionReply::Unknown,
         }
     }
+}
+
+/// `PUT /v1/skus/{sku}/allocation`.
+#[derive(Serialize)]
+struct AllocationBody<'a> {
+    channels: BTreeMap<&'a String, &'a Quota>,
+}
+
+/// Sends a back-office request; anything but 2xx is an error naming `what`.
+async fn expect_success(request: reqwest::RequestBuilder, what: &str) -> Result<(), Error> {
+    let response = request.send().await?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    Err(format!("{what}: {} {}", response.status(), response.text().await?).into())
 }
 
 /// The fields of a hold's answer the harness looks at (201, 409 and 429 bodies alike).

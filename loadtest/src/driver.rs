@@ -20,15 +20,21 @@ use crate::client::{ActionReply, Client, HoldReply};
 use crate::stats::{Latencies, Op, Outcomes};
 use crate::Scenario;
 
+/// Units by SKU and shopper channel (None: the single channel of a run without channels).
+pub type UnitsBy = HashMap<(String, Option<String>), u64>;
+
+/// A hold the audit reads back: its channel (whose key may read it) and its id.
+pub type HoldRef = (Option<String>, String);
+
 /// What the run acknowledged, for the audit.
 #[derive(Default)]
 pub struct Ledger {
-    /// Units per SKU in confirms the server acknowledged.
-    pub confirmed_units: Mutex<HashMap<String, u64>>,
-    /// Units per SKU in confirms that got no answer (may or may not have happened).
-    pub uncertain_units: Mutex<HashMap<String, u64>>,
-    pub abandoned: Mutex<Vec<String>>,
-    pub released: Mutex<Vec<String>>,
+    /// Units in confirms the server acknowledged.
+    pub confirmed_units: Mutex<UnitsBy>,
+    /// Units in confirms that got no answer (may or may not have happened).
+    pub uncertain_units: Mutex<UnitsBy>,
+    pub abandoned: Mutex<Vec<HoldRef>>,
+    pub released: Mutex<Vec<HoldRef>>,
 }
 
 pub struct Outcome {
@@ -46,6 +52,8 @@ struct Shop<'a> {
     scenario: &'a Scenario,
     skus: &'a [String],
     zipf: Option<Zipf<f64>>,
+    /// Sum of the shopper channels' traffic weights.
+    channel_weights: u64,
     outcome: Outcome,
     seed: u64,
 }
@@ -58,6 +66,8 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 struct HoldBody<'a> {
     lines: Vec<HoldLine<'a>>,
     customer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     ttl_seconds: u64,
 }
 
@@ -81,6 +91,7 @@ pub async fn drive(
         scenario,
         skus,
         zipf,
+        channel_weights: scenario.channels.iter().map(|(_, w)| w).sum(),
         outcome: Outcome {
             outcomes: Outcomes::default(),
             latencies: Latencies::default(),
@@ -197,6 +208,21 @@ impl Shop<'_> {
         }
     }
 
+    /// The shopper's channel, by the scenario's traffic weights (None: the single channel).
+    fn pick_channel(&self, rng: &mut StdRng) -> Option<&str> {
+        if self.channel_weights == 0 {
+            return None;
+        }
+        let mut ticket = rng.random_range(0..self.channel_weights);
+        for (channel, weight) in &self.scenario.channels {
+            if ticket < *weight {
+                return Some(channel);
+            }
+            ticket -= weight;
+        }
+        None
+    }
+
     fn cart(&self, rng: &mut StdRng) -> Vec<(usize, u64)> {
         let lines = rng.random_range(1..=self.scenario.cart_lines_max) as usize;
         let mut cart: Vec<(usize, u64)> = Vec::with_capacity(lines);
@@ -217,10 +243,11 @@ impl Shop<'_> {
         let mut rng = StdRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let stats = &self.outcome;
         let cart = self.cart(&mut rng);
+        let channel = self.pick_channel(&mut rng);
         let mut sent = due;
         if rng.random::<f64>() < self.scenario.read_ratio {
             let names: Vec<&str> = cart.iter().map(|(i, _)| self.skus[*i].as_str()).collect();
-            match self.client.availability(&names).await {
+            match self.client.availability(channel, &names).await {
                 Ok(()) => stats.latencies.record(Op::Availability, sent.elapsed()),
                 Err(_) => Outcomes::add(&stats.outcomes.errors),
             }
@@ -235,6 +262,7 @@ impl Shop<'_> {
                 })
                 .collect(),
             customer_id: format!("{}-c{id}", self.scenario.run_id),
+            channel,
             ttl_seconds: self.scenario.hold_ttl_s,
         };
         let body = match serde_json::to_vec(&body) {
@@ -244,7 +272,10 @@ impl Shop<'_> {
         let key = format!("{}-{id}", self.scenario.run_id);
         let mut ticket: Option<String> = None;
         for attempt in 0..=self.scenario.retries_max {
-            let reply = self.client.hold(&key, &body, ticket.as_deref()).await;
+            let reply = self
+                .client
+                .hold(channel, &key, &body, ticket.as_deref())
+                .await;
             let op = match reply {
                 HoldReply::QueueFull { .. } => Op::HoldQueueFull,
                 _ => Op::Hold,
@@ -253,7 +284,7 @@ impl Shop<'_> {
             match reply {
                 HoldReply::Held(hold_id) => {
                     Outcomes::add(&stats.outcomes.held);
-                    self.after_hold(&mut rng, &hold_id, &cart).await;
+                    self.after_hold(&mut rng, channel, hold_id, &cart).await;
                     return;
                 }
                 HoldReply::SoldOut => return Outcomes::add(&stats.outcomes.sold_out),
@@ -273,13 +304,19 @@ impl Shop<'_> {
         }
     }
 
-    async fn after_hold(&self, rng: &mut StdRng, hold_id: &str, cart: &[(usize, u64)]) {
+    async fn after_hold(
+        &self,
+        rng: &mut StdRng,
+        channel: Option<&str>,
+        hold_id: String,
+        cart: &[(usize, u64)],
+    ) {
         let stats = &self.outcome;
         let ledger = &stats.ledger;
         let choice = rng.random::<f64>();
         if choice < self.scenario.pay_ratio {
             let started = Instant::now();
-            let reply = self.client.act(hold_id, "confirm").await;
+            let reply = self.client.act(channel, &hold_id, "confirm").await;
             stats.latencies.record(Op::Confirm, started.elapsed());
             let book = match reply {
                 ActionReply::Done => {
@@ -294,11 +331,12 @@ impl Shop<'_> {
             };
             let mut units = book.lock().unwrap_or_else(|e| e.into_inner());
             for (sku, quantity) in cart {
-                *units.entry(self.skus[*sku].clone()).or_default() += quantity;
+                let key = (self.skus[*sku].clone(), channel.map(str::to_owned));
+                *units.entry(key).or_default() += quantity;
             }
         } else if choice < self.scenario.pay_ratio + self.scenario.cancel_ratio {
             let started = Instant::now();
-            let reply = self.client.act(hold_id, "release").await;
+            let reply = self.client.act(channel, &hold_id, "release").await;
             stats.latencies.record(Op::Release, started.elapsed());
             match reply {
                 ActionReply::Done => {
@@ -307,7 +345,7 @@ impl Shop<'_> {
                         .released
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push(hold_id.to_owned());
+                        .push((channel.map(str::to_owned), hold_id));
                 }
                 _ => Outcomes::add(&stats.outcomes.errors),
             }
@@ -317,7 +355,7 @@ impl Shop<'_> {
                 .abandoned
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(hold_id.to_owned());
+                .push((channel.map(str::to_owned), hold_id));
         }
     }
 }

@@ -192,7 +192,7 @@ impl Report {
         }
         for check in &self.invariants.checks {
             println!(
-                "{} {:<26} {}",
+                "{} {:<34} {}",
                 if check.ok { "ok  " } else { "FAIL" },
                 check.name,
                 check.detail

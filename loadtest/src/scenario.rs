@@ -1,6 +1,7 @@
 //! The scenario: every knob is a flag, an environment variable where it is a secret, and a
 //! key in an optional TOML file (`--scenario file.toml`); flags beat the file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -26,9 +27,21 @@ pub struct ScenarioArgs {
     /// Admin key of the target (for seeding stock and the audit).
     #[arg(long, env = "HOLDFAST_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
-    /// Channel key the shoppers use.
+    /// Channel key the shoppers use (one channel; see --channels for several).
     #[arg(long, env = "LOADTEST_CHANNEL_KEY", hide_env_values = true)]
     pub channel_key: Option<String>,
+    /// Channel quotas set on every SKU before the sale, e.g. "web=40%,app=30%,store=50"
+    /// (percent of the stock, or units); the rest is the shared pool.
+    #[arg(long)]
+    pub allocation: Option<String>,
+    /// Channels the shoppers come from, with their share of the traffic, e.g.
+    /// "web=6,app=3,marketplace=1" (default: the --allocation channels, evenly).
+    #[arg(long)]
+    pub channels: Option<String>,
+    /// A key per shopper channel, e.g. "web=k1,app=k2". A channel without one shops with
+    /// the admin key, naming its channel (or with none against an open server).
+    #[arg(long, env = "LOADTEST_CHANNEL_KEYS", hide_env_values = true)]
+    pub channel_keys: Option<String>,
     /// Length of the load phase, seconds.
     #[arg(long)]
     pub duration_s: Option<u64>,
@@ -84,6 +97,12 @@ pub struct Scenario {
     pub admin_key: Option<String>,
     #[serde(skip)]
     pub channel_key: Option<String>,
+    /// Quotas per channel, set on every SKU; empty: all stock in the pool.
+    pub allocation: Vec<(String, Quota)>,
+    /// Shopper channels and their traffic weights; empty: one channel, the key's own.
+    pub channels: Vec<(String, u64)>,
+    #[serde(skip)]
+    pub channel_keys: BTreeMap<String, String>,
     pub duration_s: u64,
     pub skus: u64,
     pub stock: u64,
@@ -112,6 +131,9 @@ impl ScenarioArgs {
             server_args: self.server_args.or(file.server_args),
             admin_key: self.admin_key.or(file.admin_key),
             channel_key: self.channel_key.or(file.channel_key),
+            allocation: self.allocation.or(file.allocation),
+            channels: self.channels.or(file.channels),
+            channel_keys: self.channel_keys.or(file.channel_keys),
             duration_s: self.duration_s.or(file.duration_s),
             skus: self.skus.or(file.skus),
             stock: self.stock.or(file.stock),
@@ -143,6 +165,16 @@ impl ScenarioArgs {
         if a.spawn && a.target.is_some() {
             return Err("--spawn and --target exclude each other".into());
         }
+        let allocation = pairs("allocation", a.allocation.as_deref(), Quota::parse)?;
+        let channels = match a.channels.as_deref() {
+            Some(raw) => pairs("channels", Some(raw), weight)?,
+            None => allocation.iter().map(|(c, _)| (c.clone(), 1)).collect(),
+        };
+        let channel_keys = pairs("channel_keys", a.channel_keys.as_deref(), |key| {
+            Ok(key.to_owned())
+        })?
+        .into_iter()
+        .collect();
         let scenario = Scenario {
             target: a.target,
             holdfast_bin: a.holdfast_bin,
@@ -154,6 +186,9 @@ impl ScenarioArgs {
                 .collect(),
             admin_key: a.admin_key,
             channel_key: a.channel_key,
+            allocation,
+            channels,
+            channel_keys,
             duration_s: a.duration_s.unwrap_or(30),
             skus: a.skus.unwrap_or(10),
             stock: a.stock.unwrap_or(1_000),
@@ -205,10 +240,186 @@ impl Scenario {
         if !(0.0..=5.0).contains(&self.zipf_s) {
             return Err("zipf_s must be 0..=5".into());
         }
+        let percent: u64 = self
+            .allocation
+            .iter()
+            .filter_map(|(_, quota)| match quota {
+                Quota::Percent(p) => Some(*p),
+                Quota::Units(_) => None,
+            })
+            .sum();
+        if percent > 100 {
+            return Err(format!("allocation: {percent}% in all, more than 100%"));
+        }
+        if self.channel_key.is_some() && !self.channels.is_empty() {
+            return Err("--channel-key is for one channel; with --channels or --allocation give --channel-keys".into());
+        }
         Ok(())
     }
 
     pub fn sku_name(&self, index: u64) -> String {
         format!("{}-{index:05}", self.run_id)
+    }
+}
+
+/// A channel's quota as the allocation API takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quota {
+    Units(u64),
+    Percent(u64),
+}
+
+impl Quota {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let number = |digits: &str| {
+            digits
+                .parse::<u64>()
+                .map_err(|_| format!("{raw:?} is not a whole number of units or percent"))
+        };
+        match raw.strip_suffix('%') {
+            Some(digits) => match number(digits)? {
+                p @ 0..=100 => Ok(Self::Percent(p)),
+                p => Err(format!("{p}% is more than 100%")),
+            },
+            None => number(raw).map(Self::Units),
+        }
+    }
+}
+
+fn weight(raw: &str) -> Result<u64, String> {
+    match raw.parse::<u64>() {
+        Ok(w) if (1..=1_000_000).contains(&w) => Ok(w),
+        _ => Err(format!("{raw:?} is not a traffic weight (1 to 1000000)")),
+    }
+}
+
+/// Channel names shoppers and quotas may use; longer lists are a typo, not a sale.
+const CHANNELS_MAX: usize = 32;
+
+/// Parses "name=value,name=value" with distinct, plausible channel names.
+fn pairs<T>(
+    what: &str,
+    raw: Option<&str>,
+    value: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<(String, T)>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, T)> = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, rest) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("{what}: {entry:?} is not NAME=VALUE"))?;
+        let name = name.trim();
+        let plausible = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !plausible || name == "pool" {
+            return Err(format!("{what}: {name:?} is not a channel name"));
+        }
+        if out.iter().any(|(seen, _)| seen == name) {
+            return Err(format!("{what}: channel {name} is named twice"));
+        }
+        let parsed = value(rest.trim()).map_err(|err| format!("{what}: {name}: {err}"))?;
+        out.push((name.to_owned(), parsed));
+    }
+    if out.len() > CHANNELS_MAX {
+        return Err(format!("{what}: more than {CHANNELS_MAX} channels"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: ScenarioArgs) -> Result<Scenario, String> {
+        args.resolve(None)
+    }
+
+    #[test]
+    fn quotas_and_channels_parse_and_default_to_the_allocated_channels() {
+        let scenario = resolve(ScenarioArgs {
+            allocation: Some("web=40%, app=25".into()),
+            channel_keys: Some("web=k1".into()),
+            ..ScenarioArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            scenario.allocation,
+            [
+                ("web".to_owned(), Quota::Percent(40)),
+                ("app".to_owned(), Quota::Units(25))
+            ]
+        );
+        assert_eq!(
+            scenario.channels,
+            [("web".to_owned(), 1), ("app".to_owned(), 1)]
+        );
+        assert_eq!(
+            scenario.channel_keys.get("web").map(String::as_str),
+            Some("k1")
+        );
+
+        let mixed = resolve(ScenarioArgs {
+            allocation: Some("web=40%".into()),
+            channels: Some("web=3,store=1".into()),
+            ..ScenarioArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            mixed.channels,
+            [("web".to_owned(), 3), ("store".to_owned(), 1)]
+        );
+
+        let single = resolve(ScenarioArgs::default()).expect("valid");
+        assert!(single.allocation.is_empty() && single.channels.is_empty());
+    }
+
+    #[test]
+    fn the_bundled_flash_sale_scenario_resolves() {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/flash-sale.toml");
+        let scenario = ScenarioArgs::default()
+            .resolve(Some(&file))
+            .expect("valid file");
+        assert_eq!(scenario.arrival_rate_per_s, 4_000);
+        assert_eq!(scenario.allocation.len(), 2);
+        assert_eq!(scenario.channels.len(), 3);
+    }
+
+    #[test]
+    fn bad_channel_settings_are_refused_with_the_reason() {
+        let cases = [
+            (Some("web=60%,app=50%"), None, "more than 100%"),
+            (Some("web=101%"), None, "more than 100%"),
+            (Some("web"), None, "not NAME=VALUE"),
+            (Some("web=ten"), None, "not a whole number"),
+            (Some("web=-5"), None, "not a whole number"),
+            (Some("pool=10"), None, "not a channel name"),
+            (Some("w b=10"), None, "not a channel name"),
+            (Some("web=1,web=2"), None, "named twice"),
+            (None, Some("web=0"), "not a traffic weight"),
+            (None, Some("=3"), "not a channel name"),
+        ];
+        for (allocation, channels, why) in cases {
+            let err = resolve(ScenarioArgs {
+                allocation: allocation.map(str::to_owned),
+                channels: channels.map(str::to_owned),
+                ..ScenarioArgs::default()
+            })
+            .expect_err("refused");
+            assert!(err.contains(why), "{allocation:?} {channels:?}: {err}");
+        }
+        let err = resolve(ScenarioArgs {
+            channel_key: Some("k".into()),
+            channels: Some("web=1,app=1".into()),
+            ..ScenarioArgs::default()
+        })
+        .expect_err("one key for several channels");
+        assert!(err.contains("--channel-keys"), "{err}");
     }
 }
