@@ -67,27 +67,8 @@ async fn the_audit_fails_when_the_server_holds_more_than_it_was_told() {
     let client = loadtest::client::Client::new(&server.base, &scenario).unwrap();
     let skus = client.seed(&scenario).await.unwrap();
     let outcome = loadtest::driver::drive(&client, &scenario, &skus, false).await;
-    let http = reqwest::Client::new();
-    let body = serde_json::json!({"lines": [{"sku": skus[7], "quantity": 1}], "customer_id": "intruder", "ttl_seconds": 600});
-    for key in ["intruder-1", "intruder-2"] {
-        let hold: serde_json::Value = http
-            .post(format!("{}/v1/holds", server.base))
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if key == "intruder-1" {
-            let id = hold["hold_id"].as_str().expect("held");
-            http.post(format!("{}/v1/holds/{id}/confirm", server.base))
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    intrude(&server.base, None, &skus[7], "intruder-1", true).await;
+    intrude(&server.base, None, &skus[7], "intruder-2", false).await;
     let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     assert_eq!(failed, ["committed_equals_confirmed", "no_leaked_holds"]);
@@ -158,7 +139,6 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
     );
 
     // A confirmed hold the harness never made, on app's key: caught per SKU and per channel.
-    let http = reqwest::Client::new();
     let with_stock = {
         let mut found = None;
         for sku in &skus {
@@ -169,28 +149,14 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
         }
         found.unwrap_or_else(|| panic!("the harness sold everything; raise the stock"))
     };
-    let body = serde_json::json!({"lines": [{"sku": with_stock, "quantity": 1}], "customer_id": "intruder"});
-    let hold: serde_json::Value = http
-        .post(format!("{}/v1/holds", server.base))
-        .bearer_auth("lt-app")
-        .header("Idempotency-Key", "intruder-app")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = hold["hold_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("held: {hold}"));
-    let confirmed = http
-        .post(format!("{}/v1/holds/{id}/confirm", server.base))
-        .bearer_auth("lt-app")
-        .send()
-        .await
-        .unwrap();
-    assert!(confirmed.status().is_success());
+    intrude(
+        &server.base,
+        Some("lt-app"),
+        &with_stock,
+        "intruder-app",
+        true,
+    )
+    .await;
     let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     assert_eq!(
@@ -201,4 +167,34 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
         ]
     );
     server.stop().await;
+}
+
+/// A hold of one unit of `sku` the harness knows nothing about, confirmed if `confirm`;
+/// `key` is the channel key (None: an open server).
+async fn intrude(base: &str, key: Option<&str>, sku: &str, idempotency_key: &str, confirm: bool) {
+    let http = reqwest::Client::new();
+    let authorized = |request: reqwest::RequestBuilder| match key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    };
+    let body = serde_json::json!({"lines": [{"sku": sku, "quantity": 1}], "customer_id": "intruder", "ttl_seconds": 600});
+    let hold: serde_json::Value = authorized(http.post(format!("{base}/v1/holds")))
+        .header("Idempotency-Key", idempotency_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = hold["hold_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("held: {hold}"));
+    if confirm {
+        let confirmed = authorized(http.post(format!("{base}/v1/holds/{id}/confirm")))
+            .send()
+            .await
+            .unwrap();
+        assert!(confirmed.status().is_success());
+    }
 }

@@ -4,6 +4,7 @@
 //! shoppers came from several), nothing still held, abandoned holds expired, released
 //! released.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -68,13 +69,7 @@ pub async fn audit(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let per_sku = |units: &UnitsBy, sku: &str| -> u64 {
-        units
-            .iter()
-            .filter(|((s, _), _)| s == sku)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let (confirmed_per_sku, uncertain_per_sku) = (per_sku(&confirmed), per_sku(&uncertain));
     let mut checks = Vec::new();
     let (mut oversold, mut unconserved, mut committed_off, mut still_held) =
         (vec![], vec![], vec![], vec![]);
@@ -101,7 +96,8 @@ pub async fn audit(
         if let Some(breach) = quota_breach(view) {
             over_quota.push(format!("{sku}: {breach}"));
         }
-        let (acked, maybe) = (per_sku(&confirmed, sku), per_sku(&uncertain, sku));
+        let acked = confirmed_per_sku.get(sku.as_str()).copied().unwrap_or(0);
+        let maybe = uncertain_per_sku.get(sku.as_str()).copied().unwrap_or(0);
         if committed < acked || committed > acked + maybe {
             committed_off.push(format!(
                 "{sku}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)"
@@ -176,6 +172,15 @@ pub async fn audit(
         .clone();
     checks.push(statuses(client, "released_holds_released", &released, "released").await);
     checks
+}
+
+/// Units by SKU, all channels together.
+fn per_sku(units: &UnitsBy) -> HashMap<&str, u64> {
+    let mut totals = HashMap::new();
+    for ((sku, _), n) in units {
+        *totals.entry(sku.as_str()).or_default() += n;
+    }
+    totals
 }
 
 /// Why a SKU view breaks the channel half of DESIGN.md's invariant 1, if it does: a

@@ -52,6 +52,12 @@ impl Client {
             .pool_max_idle_per_host(usize::try_from(scenario.concurrency).unwrap_or(256))
             .build()?;
         let bearer = |key: &String| format!("Bearer {key}");
+        // A key that cannot be a header fails here, not as an error on every request.
+        let keys = scenario.channel_keys.values().chain(&scenario.channel_key);
+        for key in keys.chain(&scenario.admin_key) {
+            http::HeaderValue::try_from(bearer(key))
+                .map_err(|_| "a key has characters a header cannot carry")?;
+        }
         let channel_bearers = scenario
             .channels
             .iter()
@@ -68,7 +74,7 @@ impl Client {
             http,
             base: base.to_owned(),
             admin_key: scenario.admin_key.clone(),
-            shop: Lanes::new(base, None, usize::try_from(scenario.concurrency)?)?,
+            shop: Lanes::new(base, usize::try_from(scenario.concurrency)?)?,
             single_bearer: scenario.channel_key.as_ref().map(bearer),
             channel_bearers,
         })

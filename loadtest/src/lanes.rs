@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
-use http::{HeaderValue, Method, Request};
+use http::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -30,7 +30,6 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Lanes {
     /// `host:port` of the server, for connecting and for the Host header.
     authority: String,
-    authorization: Option<HeaderValue>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     free: Semaphore,
 }
@@ -44,19 +43,15 @@ pub struct Reply {
 }
 
 impl Lanes {
-    /// `base` is `http://host:port`; `bearer` authorizes every request.
-    pub fn new(base: &str, bearer: Option<&str>, lanes_max: usize) -> Result<Self, Error> {
+    /// `base` is `http://host:port`.
+    pub fn new(base: &str, lanes_max: usize) -> Result<Self, Error> {
         let authority = base
             .strip_prefix("http://")
             .ok_or_else(|| format!("{base}: shoppers speak plain http:// only"))?
             .trim_end_matches('/')
             .to_owned();
-        let authorization = bearer
-            .map(|key| HeaderValue::try_from(format!("Bearer {key}")))
-            .transpose()?;
         Ok(Self {
             authority,
-            authorization,
             idle: Mutex::new(Vec::with_capacity(lanes_max)),
             free: Semaphore::new(lanes_max),
         })
@@ -127,9 +122,6 @@ impl Lanes {
             .method(method)
             .uri(path)
             .header(HOST, self.authority.as_str());
-        if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization);
-        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -170,7 +162,7 @@ mod tests {
     async fn a_connection_the_server_closed_is_replaced() {
         let answer = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
         let (base, accepted) = test_server::start(answer, Duration::ZERO).await;
-        let lanes = Lanes::new(&base, None, 1).expect("valid base");
+        let lanes = Lanes::new(&base, 1).expect("valid base");
         for _ in 0..3 {
             let reply = lanes
                 .send(Method::GET, "/", &[], None)
@@ -186,7 +178,7 @@ mod tests {
         let answer =
             "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n";
         let (base, accepted) = test_server::start(answer, Duration::from_millis(20)).await;
-        let lanes = Lanes::new(&base, Some("key"), 3).expect("valid base");
+        let lanes = Lanes::new(&base, 3).expect("valid base");
         let sends = (0..12).map(|_| lanes.send(Method::POST, "/", &[], Some(Bytes::from("{}"))));
         for reply in futures_util::future::join_all(sends).await {
             let reply = reply.expect("answered");
@@ -198,8 +190,8 @@ mod tests {
 
     #[test]
     fn only_plain_http_bases_are_accepted() {
-        assert!(Lanes::new("https://shop.example", None, 1).is_err());
-        assert!(Lanes::new("shop.example:8080", None, 1).is_err());
-        assert!(Lanes::new("http://127.0.0.1:8080/", None, 1).is_ok());
+        assert!(Lanes::new("https://shop.example", 1).is_err());
+        assert!(Lanes::new("shop.example:8080", 1).is_err());
+        assert!(Lanes::new("http://127.0.0.1:8080/", 1).is_ok());
     }
 }
