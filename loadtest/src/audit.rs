@@ -98,11 +98,7 @@ pub async fn audit(
         }
         let acked = confirmed_per_sku.get(sku.as_str()).copied().unwrap_or(0);
         let maybe = uncertain_per_sku.get(sku.as_str()).copied().unwrap_or(0);
-        if committed < acked || committed > acked + maybe {
-            committed_off.push(format!(
-                "{sku}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)"
-            ));
-        }
+        committed_off.extend(committed_mismatch(sku, committed, acked, maybe));
         for (channel, _) in &scenario.channels {
             let key = (sku.clone(), Some(channel.clone()));
             let acked = confirmed.get(&key).copied().unwrap_or(0);
@@ -114,11 +110,8 @@ pub async fn audit(
             } else {
                 units(entry, "committed")
             };
-            if committed < acked || committed > acked + maybe {
-                channel_committed_off.push(format!(
-                    "{sku} {channel}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)"
-                ));
-            }
+            let what = format!("{sku} {channel}");
+            channel_committed_off.extend(committed_mismatch(&what, committed, acked, maybe));
         }
         if held != 0 {
             still_held.push(format!("{sku}: {held} held after every TTL ran out"));
@@ -172,6 +165,14 @@ pub async fn audit(
         .clone();
     checks.push(statuses(client, "released_holds_released", &released, "released").await);
     checks
+}
+
+/// Why `committed` units disagree with the confirms acknowledged (`acked`) plus those
+/// that got no answer and may have happened (`maybe`), if they do.
+fn committed_mismatch(what: &str, committed: u64, acked: u64, maybe: u64) -> Option<String> {
+    (committed < acked || committed > acked + maybe).then(|| {
+        format!("{what}: committed {committed}, acknowledged {acked} (+{maybe} unanswered)")
+    })
 }
 
 /// Units by SKU, all channels together.
