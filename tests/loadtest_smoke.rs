@@ -128,15 +128,26 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
         assert!(*units > 0, "{channel} sold nothing: {sold_by:?}");
     }
     // store has no quota: all it sold came from the pool. Refusals show stock ran out.
-    let outcomes = &outcome.outcomes;
-    assert!(outcomes.sold_out.load(std::sync::atomic::Ordering::Relaxed) > 0);
-    assert_eq!(
-        outcome
-            .outcomes
-            .errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
+    let report = loadtest::report::Report::new(&scenario, &outcome, checks, "", "");
+    let report = serde_json::to_value(&report).expect("report serializes");
+    assert!(
+        report["outcomes"]["sold_out"].as_u64() > Some(0),
+        "{report}"
     );
+    assert_eq!(report["outcomes"]["errors"], 0, "{report}");
+    // Each shopper counted once, under its own channel: the channels add up to the totals.
+    let by_channel = report["outcomes_by_channel"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no outcomes per channel: {report}"));
+    let names: Vec<&str> = by_channel.keys().map(String::as_str).collect();
+    assert_eq!(names, ["app", "store", "web"]);
+    for (name, total) in report["outcomes"].as_object().expect("outcomes") {
+        let summed: u64 = by_channel.values().filter_map(|c| c[name].as_u64()).sum();
+        assert_eq!(Some(summed), total.as_u64(), "{name}: {report}");
+    }
+    for (channel, counts) in by_channel {
+        assert!(counts["held"].as_u64() > Some(0), "{channel}: {report}");
+    }
 
     // A confirmed hold the harness never made, on app's key: caught per SKU and per channel.
     let with_stock = {

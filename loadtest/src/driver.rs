@@ -39,6 +39,9 @@ pub struct Ledger {
 
 pub struct Outcome {
     pub outcomes: Outcomes,
+    /// The same counts per shopper channel, in the scenario's channel order (empty: one
+    /// channel, the key's own).
+    pub by_channel: Vec<(String, Outcomes)>,
     pub latencies: Latencies,
     pub ledger: Ledger,
     /// Length of the load phase.
@@ -94,6 +97,11 @@ pub async fn drive(
         channel_weights: scenario.channels.iter().map(|(_, w)| w).sum(),
         outcome: Outcome {
             outcomes: Outcomes::default(),
+            by_channel: scenario
+                .channels
+                .iter()
+                .map(|(name, _)| (name.clone(), Outcomes::default()))
+                .collect(),
             latencies: Latencies::default(),
             ledger: Ledger::default(),
             elapsed: Duration::ZERO,
@@ -200,6 +208,19 @@ async fn open_loop(shop: &Shop<'_>, started: Instant) {
 }
 
 impl Shop<'_> {
+    /// Counts an outcome in the totals and under the shopper's channel.
+    fn count(&self, channel: Option<&str>, counter: impl Fn(&Outcomes) -> &AtomicU64) {
+        Outcomes::add(counter(&self.outcome.outcomes));
+        let tally = self
+            .outcome
+            .by_channel
+            .iter()
+            .find(|(name, _)| Some(name.as_str()) == channel);
+        if let Some((_, outcomes)) = tally {
+            Outcomes::add(counter(outcomes));
+        }
+    }
+
     fn pick_sku(&self, rng: &mut StdRng) -> usize {
         let n = self.skus.len();
         match &self.zipf {
@@ -249,7 +270,7 @@ impl Shop<'_> {
             let names: Vec<&str> = cart.iter().map(|(i, _)| self.skus[*i].as_str()).collect();
             match self.client.availability(channel, &names).await {
                 Ok(()) => stats.latencies.record(Op::Availability, sent.elapsed()),
-                Err(_) => Outcomes::add(&stats.outcomes.errors),
+                Err(_) => self.count(channel, |o| &o.errors),
             }
             sent = Instant::now();
         }
@@ -267,7 +288,7 @@ impl Shop<'_> {
         };
         let body = match serde_json::to_vec(&body) {
             Ok(json) => Bytes::from(json),
-            Err(_) => return Outcomes::add(&stats.outcomes.errors),
+            Err(_) => return self.count(channel, |o| &o.errors),
         };
         let key = format!("{}-{id}", self.scenario.run_id);
         let mut ticket: Option<String> = None;
@@ -283,18 +304,18 @@ impl Shop<'_> {
             stats.latencies.record(op, sent.elapsed());
             match reply {
                 HoldReply::Held(hold_id) => {
-                    Outcomes::add(&stats.outcomes.held);
+                    self.count(channel, |o| &o.held);
                     self.after_hold(&mut rng, channel, hold_id, &cart).await;
                     return;
                 }
-                HoldReply::SoldOut => return Outcomes::add(&stats.outcomes.sold_out),
-                HoldReply::Failed(_) => return Outcomes::add(&stats.outcomes.errors),
+                HoldReply::SoldOut => return self.count(channel, |o| &o.sold_out),
+                HoldReply::Failed(_) => return self.count(channel, |o| &o.errors),
                 HoldReply::QueueFull {
                     retry_after,
                     ticket: next,
                 } => {
                     if attempt == self.scenario.retries_max {
-                        return Outcomes::add(&stats.outcomes.queue_full);
+                        return self.count(channel, |o| &o.queue_full);
                     }
                     ticket = next.or(ticket);
                     tokio::time::sleep(retry_after.min(Duration::from_secs(5))).await;
@@ -320,14 +341,14 @@ impl Shop<'_> {
             stats.latencies.record(Op::Confirm, started.elapsed());
             let book = match reply {
                 ActionReply::Done => {
-                    Outcomes::add(&stats.outcomes.confirmed);
+                    self.count(channel, |o| &o.confirmed);
                     &ledger.confirmed_units
                 }
                 ActionReply::Unknown => {
-                    Outcomes::add(&stats.outcomes.errors);
+                    self.count(channel, |o| &o.errors);
                     &ledger.uncertain_units
                 }
-                ActionReply::Refused(_) => return Outcomes::add(&stats.outcomes.errors),
+                ActionReply::Refused(_) => return self.count(channel, |o| &o.errors),
             };
             let mut units = book.lock().unwrap_or_else(|e| e.into_inner());
             for (sku, quantity) in cart {
@@ -340,17 +361,17 @@ impl Shop<'_> {
             stats.latencies.record(Op::Release, started.elapsed());
             match reply {
                 ActionReply::Done => {
-                    Outcomes::add(&stats.outcomes.released);
+                    self.count(channel, |o| &o.released);
                     ledger
                         .released
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push((channel.map(str::to_owned), hold_id));
                 }
-                _ => Outcomes::add(&stats.outcomes.errors),
+                _ => self.count(channel, |o| &o.errors),
             }
         } else {
-            Outcomes::add(&stats.outcomes.abandoned);
+            self.count(channel, |o| &o.abandoned);
             ledger
                 .abandoned
                 .lock()

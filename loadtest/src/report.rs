@@ -2,14 +2,14 @@
 //! `--compare old.json`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::Check;
 use crate::driver::Outcome;
-use crate::stats::{LatencySummary, Op};
+use crate::stats::{LatencySummary, Op, Outcomes};
 use crate::Scenario;
 
 #[derive(Debug, Serialize)]
@@ -17,6 +17,10 @@ pub struct Report {
     pub scenario: Scenario,
     pub ops: BTreeMap<&'static str, OpReport>,
     pub outcomes: BTreeMap<&'static str, u64>,
+    /// The outcomes per shopper channel, with several channels. An open-loop arrival the
+    /// client had no room for is an error in the totals only: it never got a channel.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outcomes_by_channel: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub invariants: Invariants,
     /// Change of each holdfast counter (and histogram count) over the run.
     pub server_metrics: BTreeMap<String, f64>,
@@ -105,6 +109,21 @@ fn held_percentiles(before: &str, after: &str) -> Option<BucketPercentiles> {
     })
 }
 
+/// API.md's `outcomes`. Abandoned holds count as expired once the audit saw them expire.
+fn outcome_counts(o: &Outcomes, expired_ok: bool) -> BTreeMap<&'static str, u64> {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    BTreeMap::from([
+        ("held", load(&o.held)),
+        ("sold_out", load(&o.sold_out)),
+        ("queue_full", load(&o.queue_full)),
+        ("confirmed", load(&o.confirmed)),
+        ("released", load(&o.released)),
+        ("abandoned", load(&o.abandoned)),
+        ("expired", if expired_ok { load(&o.abandoned) } else { 0 }),
+        ("errors", load(&o.errors)),
+    ])
+}
+
 impl Report {
     pub fn new(
         scenario: &Scenario,
@@ -129,21 +148,14 @@ impl Report {
                 ))
             })
             .collect();
-        let o = &outcome.outcomes;
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let expired_ok = checks
             .iter()
             .any(|c| c.name == "abandoned_holds_expired" && c.ok);
-        let outcomes = BTreeMap::from([
-            ("held", load(&o.held)),
-            ("sold_out", load(&o.sold_out)),
-            ("queue_full", load(&o.queue_full)),
-            ("confirmed", load(&o.confirmed)),
-            ("released", load(&o.released)),
-            ("abandoned", load(&o.abandoned)),
-            ("expired", if expired_ok { load(&o.abandoned) } else { 0 }),
-            ("errors", load(&o.errors)),
-        ]);
+        let outcomes_by_channel = outcome
+            .by_channel
+            .iter()
+            .map(|(channel, o)| (channel.clone(), outcome_counts(o, expired_ok)))
+            .collect();
         let counted_before = counters(before);
         let server_metrics = counters(after)
             .into_iter()
@@ -156,7 +168,8 @@ impl Report {
         Report {
             scenario: scenario.clone(),
             ops,
-            outcomes,
+            outcomes: outcome_counts(&outcome.outcomes, expired_ok),
+            outcomes_by_channel,
             invariants: Invariants {
                 ok: checks.iter().all(|c| c.ok),
                 checks,
@@ -178,12 +191,14 @@ impl Report {
                 op.count, op.per_s, l.p50, l.p90, l.p99, l.p999, l.max
             );
         }
-        let outcomes: Vec<String> = self
-            .outcomes
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!("outcomes: {}", outcomes.join(", "));
+        let line = |counts: &BTreeMap<&str, u64>| {
+            let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            counts.join(", ")
+        };
+        println!("outcomes: {}", line(&self.outcomes));
+        for (channel, counts) in &self.outcomes_by_channel {
+            println!("  {channel}: {}", line(counts));
+        }
         if let Some(server) = &self.server_hold_latency_ms {
             println!(
                 "server's own time for placed holds: p50 <= {} ms, p99 <= {} ms, p99.9 <= {} ms",
