@@ -79,3 +79,15 @@ medians() {
   for i in $(seq "$columns"); do out+=("$(awk -v i="$i" '{ print $i }' <<<"$lines" | median)"); done
   echo "${out[*]}"
 }
+
+# Journal flushes over 50 ms so far: the disk stalled. Every durable answer waits for the
+# flush, so a run with one measures the disk's bad minute, not the server.
+slow_flushes() {
+  curl -sf "$hf_url/metrics" | awk '
+    /^holdfast_journal_flush_duration_seconds_count / { total = $2 }
+    /^holdfast_journal_flush_duration_seconds_bucket\{le="0.05"\}/ { fast = $2 }
+    END { print total - fast }'
+}
+
+# Server CPU (user + system) so far, in clock ticks.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$hf_pid/stat"; }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Interleaved A/B of two holdfast variants on wrk's hot-SKU load (50 connections, new
+# 1-unit holds): two builds (A_BIN, B_BIN; default target/release/holdfast) and/or two
+# sets of server flags (A_ARGS, B_ARGS). RUNS pairs (default 8) of SECS-second runs
+# (default 10), a fresh server per run, the order alternating so drift favours neither.
+# Prints each pair, then the medians of the per-pair ratios B/A: holds/s, p99 and server
+# CPU per hold. A pair in which either run had a journal flush over 50 ms (a disk stall)
+# is printed but left out of the medians: on this kind of VM such pairs say nothing about
+# the server, and they come in phases of minutes.
+# Usage: A_BIN=/tmp/holdfast-main B_ARGS="--durability none" loadtest/bench/ab.sh
+source "$(dirname "$0")/lib.sh"
+runs=${RUNS:-8}; secs=${SECS:-10}
+default_bin=$bin
+
+# run VARIANT -> "holds/s p99_ms cpu_us_per_hold slow_flushes"
+run() {
+  local bin_var="${1}_BIN" args_var="${1}_ARGS" ticks placed measured args
+  bin=${!bin_var:-$default_bin}
+  read -r -a args <<<"${!args_var:---durability fsync}"
+  start_holdfast "${args[@]}"
+  ticks=$(server_ticks); placed=$(holds_placed)
+  measured=$(wrk_holds "$secs" 50)
+  ticks=$(( $(server_ticks) - ticks )); placed=$(( $(holds_placed) - placed ))
+  echo "$measured $(awk -v t="$ticks" -v n="$placed" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }') $(slow_flushes)"
+  stop_holdfast
+}
+
+ratios=""; stalled=0
+printf "%-4s %-30s %-30s\n" "pair" "A: holds/s p99 µs/hold" "B: holds/s p99 µs/hold"
+for pair in $(seq "$runs"); do
+  if (( pair % 2 )); then a=$(run A); b=$(run B); else b=$(run B); a=$(run A); fi
+  read -r a_rps a_p99 a_cpu a_slow <<<"$a"; read -r b_rps b_p99 b_cpu b_slow <<<"$b"
+  note=""
+  if (( a_slow + b_slow > 0 )); then
+    note="disk stall: left out"; stalled=$((stalled + 1))
+  else
+    ratios+="$(awk -v ar="$a_rps" -v br="$b_rps" -v ap="$a_p99" -v bp="$b_p99" -v ac="$a_cpu" -v bc="$b_cpu" \
+      'BEGIN { printf "%.3f %.3f %.3f", br / ar, bp / ap, bc / ac }')"$'\n'
+  fi
+  printf "%-4s %-30s %-30s %s\n" "$pair" "$a_rps $a_p99 $a_cpu" "$b_rps $b_p99 $b_cpu" "$note"
+done
+if [ -z "$ratios" ]; then echo "every pair had a disk stall: no medians" >&2; exit 1; fi
+read -r rps p99 cpu < <(printf "%s" "$ratios" | awk 'NF' | medians)
+echo "B/A, median of $((runs - stalled)) pairs ($stalled left out): holds/s ${rps}x, p99 ${p99}x, CPU per hold ${cpu}x"
