@@ -3,8 +3,8 @@
 # 1-unit holds): two builds (A_BIN, B_BIN; default target/release/holdfast) and/or two
 # sets of server flags (A_ARGS, B_ARGS). RUNS pairs (default 8) of SECS-second runs
 # (default 10), a fresh server per run, the order alternating so drift favours neither.
-# Prints each pair, then the medians of the per-pair ratios B/A: holds/s, p99 and server
-# CPU per hold. A pair in which either run had a journal flush over 50 ms (a disk stall)
+# Prints each pair (with each run's count of journal flushes over 50 ms), then the medians
+# of the per-pair ratios B/A: holds/s, p99 and server CPU per hold. A pair in which either run had a journal flush over 50 ms (a disk stall)
 # is printed but left out of the medians: on this kind of VM such pairs say nothing about
 # the server, and they come in phases of minutes.
 # Usage: A_BIN=/tmp/holdfast-main B_ARGS="--durability none" loadtest/bench/ab.sh
@@ -27,7 +27,7 @@ run() {
 }
 
 ratios=""; stalled=0
-printf "%-4s %-30s %-30s\n" "pair" "A: holds/s p99 µs/hold" "B: holds/s p99 µs/hold"
+printf "%-4s %-32s %-32s\n" "pair" "A: holds/s p99 µs/hold stalls" "B: holds/s p99 µs/hold stalls"
 for pair in $(seq "$runs"); do
   if (( pair % 2 )); then a=$(run A); b=$(run B); else b=$(run B); a=$(run A); fi
   read -r a_rps a_p99 a_cpu a_slow <<<"$a"; read -r b_rps b_p99 b_cpu b_slow <<<"$b"
@@ -38,7 +38,7 @@ for pair in $(seq "$runs"); do
     ratios+="$(awk -v ar="$a_rps" -v br="$b_rps" -v ap="$a_p99" -v bp="$b_p99" -v ac="$a_cpu" -v bc="$b_cpu" \
       'BEGIN { printf "%.3f %.3f %.3f", br / ar, bp / ap, bc / ac }')"$'\n'
   fi
-  printf "%-4s %-30s %-30s %s\n" "$pair" "$a_rps $a_p99 $a_cpu" "$b_rps $b_p99 $b_cpu" "$note"
+  printf "%-4s %-32s %-32s %s\n" "$pair" "$a_rps $a_p99 $a_cpu $a_slow" "$b_rps $b_p99 $b_cpu $b_slow" "$note"
 done
 if [ -z "$ratios" ]; then echo "every pair had a disk stall: no medians" >&2; exit 1; fi
 read -r rps p99 cpu < <(printf "%s" "$ratios" | awk 'NF' | medians)
