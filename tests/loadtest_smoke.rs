@@ -47,6 +47,12 @@ async fn a_short_flash_sale_passes_the_audit() {
         .as_ref()
         .expect("the server's own hold latency is read from its histogram");
     assert!(server.p50_at_most > 0.0 && server.p50_at_most <= server.p99_at_most);
+    assert!(server.p99_at_most <= server.max_at_most);
+    let flushes = report
+        .server_journal_flush_ms
+        .as_ref()
+        .expect("the journal's flush times are read from its histogram");
+    assert!(flushes.p50_at_most > 0.0 && flushes.p999_at_most <= flushes.max_at_most);
     let placed = report
         .server_metrics
         .get("holdfast_hold_outcomes_total{outcome=\"held\"}");

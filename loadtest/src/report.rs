@@ -28,6 +28,10 @@ pub struct Report {
     /// percentile is the bucket bound it falls under. The gap to the harness's figures is
     /// time outside the handler: sockets, scheduling, the client itself.
     pub server_hold_latency_ms: Option<BucketPercentiles>,
+    /// How long the server's journal batches took to write and flush over the run, from
+    /// its histogram. Every durable answer waits for its batch's flush, so a p99.9 or max
+    /// in the tens of milliseconds is the disk stalling, and the holds' tail with it.
+    pub server_journal_flush_ms: Option<BucketPercentiles>,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +39,7 @@ pub struct BucketPercentiles {
     pub p50_at_most: f64,
     pub p99_at_most: f64,
     pub p999_at_most: f64,
+    pub max_at_most: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,11 +70,13 @@ fn counters(text: &str) -> BTreeMap<String, f64> {
 
 /// Series of the server's hold latency histogram for placed holds; `le` follows.
 const HELD_BUCKET: &str = "holdfast_hold_duration_seconds_bucket{outcome=\"held\",le=\"";
+/// Series of the server's journal flush histogram; `le` follows.
+const FLUSH_BUCKET: &str = "holdfast_journal_flush_duration_seconds_bucket{le=\"";
 
-/// Cumulative bucket counts of placed holds' latency, by upper bound in seconds.
-fn held_buckets(text: &str) -> Vec<(f64, f64)> {
+/// Cumulative bucket counts of one histogram series, by upper bound in seconds.
+fn buckets(text: &str, series: &str) -> Vec<(f64, f64)> {
     text.lines()
-        .filter_map(|line| line.strip_prefix(HELD_BUCKET)?.split_once("\"} "))
+        .filter_map(|line| line.strip_prefix(series)?.split_once("\"} "))
         .filter_map(|(le, count)| {
             let le = if le == "+Inf" {
                 f64::INFINITY
@@ -81,11 +88,11 @@ fn held_buckets(text: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Percentiles of the holds placed between two `/metrics` pages, as bucket bounds in ms
-/// (infinite, `null` in JSON, past the largest bucket).
-fn held_percentiles(before: &str, after: &str) -> Option<BucketPercentiles> {
-    let before = held_buckets(before);
-    let mut run: Vec<(f64, f64)> = held_buckets(after)
+/// Percentiles of what a histogram series recorded between two `/metrics` pages, as
+/// bucket bounds in ms (infinite, `null` in JSON, past the largest bucket).
+fn bucket_percentiles(before: &str, after: &str, series: &str) -> Option<BucketPercentiles> {
+    let before = buckets(before, series);
+    let mut run: Vec<(f64, f64)> = buckets(after, series)
         .into_iter()
         .map(|(le, count)| {
             let earlier = before.iter().find(|(b, _)| *b == le).map_or(0.0, |b| b.1);
@@ -106,6 +113,7 @@ fn held_percentiles(before: &str, after: &str) -> Option<BucketPercentiles> {
         p50_at_most: at_most(0.5)?,
         p99_at_most: at_most(0.99)?,
         p999_at_most: at_most(0.999)?,
+        max_at_most: at_most(1.0)?,
     })
 }
 
@@ -175,7 +183,8 @@ impl Report {
                 checks,
             },
             server_metrics,
-            server_hold_latency_ms: held_percentiles(before, after),
+            server_hold_latency_ms: bucket_percentiles(before, after, HELD_BUCKET),
+            server_journal_flush_ms: bucket_percentiles(before, after, FLUSH_BUCKET),
         }
     }
 
@@ -199,11 +208,20 @@ impl Report {
         for (channel, counts) in &self.outcomes_by_channel {
             println!("  {channel}: {}", line(counts));
         }
-        if let Some(server) = &self.server_hold_latency_ms {
-            println!(
-                "server's own time for placed holds: p50 <= {} ms, p99 <= {} ms, p99.9 <= {} ms",
-                server.p50_at_most, server.p99_at_most, server.p999_at_most
-            );
+        let server = [
+            (
+                "server's own time for placed holds",
+                &self.server_hold_latency_ms,
+            ),
+            ("server's journal flushes", &self.server_journal_flush_ms),
+        ];
+        for (what, percentiles) in server {
+            if let Some(p) = percentiles {
+                println!(
+                    "{what}: p50 <= {} ms, p99 <= {} ms, p99.9 <= {} ms, max <= {} ms",
+                    p.p50_at_most, p.p99_at_most, p.p999_at_most, p.max_at_most
+                );
+            }
         }
         for check in &self.invariants.checks {
             println!(
@@ -276,17 +294,43 @@ mod tests {
         // 85 more under 5 ms, 10 more under 25 ms, 5 slower.
         let before = page([100, 100, 100, 100]);
         let after = page([1_000, 1_085, 1_095, 1_100]);
-        let p = held_percentiles(&before, &after).expect("holds were placed");
+        let p = bucket_percentiles(&before, &after, HELD_BUCKET).expect("holds were placed");
         assert_eq!((p.p50_at_most, p.p99_at_most), (1.0, 25.0));
-        assert_eq!(p.p999_at_most, f64::INFINITY);
-        let fast = held_percentiles(&before, &page([1_000, 1_100, 1_100, 1_100])).unwrap();
+        assert_eq!(
+            (p.p999_at_most, p.max_at_most),
+            (f64::INFINITY, f64::INFINITY)
+        );
+        let fast = page([1_000, 1_100, 1_100, 1_100]);
+        let fast = bucket_percentiles(&before, &fast, HELD_BUCKET).unwrap();
         assert_eq!((fast.p99_at_most, fast.p999_at_most), (5.0, 5.0));
+        assert_eq!(fast.max_at_most, 5.0);
+    }
+
+    #[test]
+    fn journal_flushes_are_read_from_their_own_series() {
+        let flushes = |counts: [u64; 3]| {
+            let bounds = ["0.001", "0.1", "+Inf"];
+            let lines = bounds.iter().zip(counts);
+            lines
+                .map(|(le, n)| format!("{FLUSH_BUCKET}{le}\"}} {n}\n"))
+                .collect::<String>()
+        };
+        // 2,000 flushes in the run, 1 of them a 100 ms stall of the disk: the holds' own
+        // buckets (all under 1 ms) must not hide it.
+        let before = page([0, 0, 0, 0]) + &flushes([0, 0, 0]);
+        let after = page([500, 500, 500, 500]) + &flushes([1_999, 2_000, 2_000]);
+        let p = bucket_percentiles(&before, &after, FLUSH_BUCKET).expect("flushes recorded");
+        assert_eq!((p.p50_at_most, p.p999_at_most), (1.0, 1.0));
+        assert_eq!(p.max_at_most, 100.0);
+        let held = bucket_percentiles(&before, &after, HELD_BUCKET).expect("holds were placed");
+        assert_eq!(held.max_at_most, 1.0);
     }
 
     #[test]
     fn no_holds_in_the_run_means_no_server_percentiles() {
         let page = page([5, 5, 5, 5]);
-        assert!(held_percentiles(&page, &page).is_none());
-        assert!(held_percentiles("", "").is_none());
+        assert!(bucket_percentiles(&page, &page, HELD_BUCKET).is_none());
+        assert!(bucket_percentiles("", "", HELD_BUCKET).is_none());
+        assert!(bucket_percentiles(&page, &page, FLUSH_BUCKET).is_none());
     }
 }
