@@ -156,24 +156,18 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
     }
 
     // A confirmed hold the harness never made, on app's key: caught per SKU and per channel.
-    let with_stock = {
-        let mut found = None;
-        for sku in &skus {
-            if client.sku(sku).await.expect("sku view")["available"].as_u64() > Some(0) {
-                found = Some(sku.clone());
-                break;
-            }
-        }
-        found.unwrap_or_else(|| panic!("the harness sold everything; raise the stock"))
-    };
-    intrude(
-        &server.base,
-        Some("lt-app"),
-        &with_stock,
-        "intruder-app",
-        true,
-    )
-    .await;
+    // The run may leave app no unit on any SKU (units left in web's quota are web's), so
+    // one SKU is restocked first: web's half of the new units goes to web, the rest to the
+    // pool, which app draws from.
+    let restocked = reqwest::Client::new()
+        .put(format!("{}/v1/skus/{}", server.base, skus[0]))
+        .bearer_auth("lt-admin")
+        .json(&serde_json::json!({"on_hand": 200}))
+        .send()
+        .await
+        .expect("restock");
+    assert!(restocked.status().is_success(), "{restocked:?}");
+    intrude(&server.base, Some("lt-app"), &skus[0], "intruder-app", true).await;
     let checks = loadtest::audit::audit(&client, &scenario, &skus, &outcome).await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
     assert_eq!(
