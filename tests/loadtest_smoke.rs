@@ -157,7 +157,7 @@ async fn a_sale_with_channel_quotas_passes_the_audit_and_catches_a_channel_over_
 
     // A confirmed hold the harness never made, on app's key: caught per SKU and per channel.
     // The run may leave app no unit on any SKU (units left in web's quota are web's), so
-    // one SKU is restocked first: web's half of the new units goes to web, the rest to the
+    // one SKU is restocked first: quotas stay as allocated and the new units go to the
     // pool, which app draws from.
     let restocked = reqwest::Client::new()
         .put(format!("{}/v1/skus/{}", server.base, skus[0]))

@@ -4,9 +4,10 @@
 # sets of server flags (A_ARGS, B_ARGS). RUNS pairs (default 8) of SECS-second runs
 # (default 10), a fresh server per run, the order alternating so drift favours neither.
 # Prints each pair (with each run's count of journal flushes over 50 ms), then the medians
-# of the per-pair ratios B/A: holds/s, p99 and server CPU per hold. A pair in which either run had a journal flush over 50 ms (a disk stall)
-# is printed but left out of the medians: on this kind of VM such pairs say nothing about
-# the server, and they come in phases of minutes.
+# of the per-pair ratios B/A: holds/s, p99 and server CPU per hold. A pair in which either
+# run had a journal flush over 50 ms (a disk stall) is printed but left out of the
+# medians: on this kind of VM such pairs say nothing about the server, and they come in
+# phases of minutes.
 # Usage: A_BIN=/tmp/holdfast-main B_ARGS="--durability none" loadtest/bench/ab.sh
 source "$(dirname "$0")/lib.sh"
 runs=${RUNS:-8}; secs=${SECS:-10}
