@@ -25,9 +25,9 @@ for round in $(seq "$runs"); do
   done
   echo "round $round of $runs done" >&2
 done
-printf "%-34s %10s %10s\n" "mode" "holds/s" "p99 ms"
+printf "%-34s %10s %14s %16s\n" "mode" "holds/s" "wrk's p99 ms" "recorded p99 ms"
 for mode in "${modes[@]}"; do
   label=${mode%%|*}
-  read -r rps p99 < <(printf "%s" "${results[$label]}" | awk 'NF' | medians)
-  printf "%-34s %10s %10s\n" "$label" "$rps" "$p99"
+  read -r rps p99 recorded < <(printf "%s" "${results[$label]}" | awk 'NF' | medians)
+  printf "%-34s %10s %14s %16s\n" "$label" "$rps" "$p99" "$recorded"
 done

@@ -6,6 +6,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=${HOLDFAST_BIN:-"$root/target/release/holdfast"}
 # Our own copy: ../shared/bench/wrk-hold.lua sends every key twice (see the comment in ours).
 wrk_script="$root/loadtest/bench/wrk-hold.lua"
+# WRK picks the wrk; by default the one build-wrk.sh makes (it also prints the latencies as
+# recorded, before wrk's coordinated-omission correction), else the system's.
+wrk_bin=${WRK:-"$root/target/bench/wrk"}
+[ -x "$wrk_bin" ] || wrk_bin=wrk
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -32,33 +36,40 @@ holds_placed() {
   curl -sf "$hf_url/metrics" | awk '/^holdfast_hold_outcomes_total\{outcome="held"\}/ { n = $2 } END { print n + 0 }'
 }
 
-# wrk_run WRK_ARGS... -> "rps p99_ms", where rps counts only new holds the server placed
-# (from its own counter), so a script that repeats keys or meets errors cannot inflate it.
+# wrk_run WRK_ARGS... -> "rps p99_ms recorded_p99_ms", where rps counts only new holds the
+# server placed (from its own counter), so a script that repeats keys or meets errors cannot
+# inflate it. p99 is wrk's own (corrected for coordinated omission); the recorded p99 is the
+# latency as measured, like redis-benchmark's and pgbench's ("-" with a stock wrk).
 wrk_run() {
   local before after out
   before=$(holds_placed)
-  out=$(wrk "$@")
+  out=$("$wrk_bin" "$@")
   after=$(holds_placed)
   awk -v placed=$((after - before)) '
+    function ms(v,   unit) { unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v)
+                             return (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v + 0 }
     /requests in/ { answered = $1; secs = $4; sub(/,$/, "", secs)
                     secs = (secs ~ /m$/) ? secs * 60 : (secs ~ /h$/) ? secs * 3600 : secs + 0 }
-    $1 == "99%" { v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v);
-                  ms = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Recorded" { for (i = 3; i < NF; i++) if ($i == "99%") recorded = sprintf("%.2f", ms($(i + 1))) }
     END {
       if (placed < answered * 0.99) printf "warning: %d answers but only %d new holds\n", answered, placed > "/dev/stderr"
-      printf "%.0f %.2f\n", placed / secs, ms }' <<<"$out"
+      printf "%.0f %.2f %s\n", placed / secs, p99, (recorded == "") ? "-" : recorded }' <<<"$out"
 }
 
-# wrk_holds SECONDS CONNS -> prints "rps p99_ms"
+# wrk_holds SECONDS CONNS -> "rps p99_ms recorded_p99_ms" (see wrk_run)
 wrk_holds() {
   curl -sf -X PUT "$hf_url/v1/skus/HOT" -d '{"on_hand": 1000000000000}' >/dev/null
   wrk_run -t2 -c"$2" -d"$1s" --latency -s "$wrk_script" "$hf_url" -- bench-key HOT
 }
 
-# median of the numbers on stdin
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# median of the numbers on stdin ("-" where there are none)
+median() {
+  awk '$1 ~ /^[0-9.]+$/' | sort -n |
+    awk '{ a[NR] = $1 } END { print NR == 0 ? "-" : (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 
-# wrk_holds_zipf SECONDS CONNS SKUS -> "rps p99_ms" over SKUS SKUs with Zipf(1.1) popularity
+# wrk_holds_zipf SECONDS CONNS SKUS -> as wrk_holds, over SKUS SKUs with Zipf(1.1) popularity
 wrk_holds_zipf() {
   for i in $(seq 0 $(($3 - 1))); do echo "Z-$i"; done |
     xargs -P 16 -I{} curl -sf -X PUT "$hf_url/v1/skus/{}" -d '{"on_hand": 1000000000000}' -o /dev/null
@@ -71,7 +82,8 @@ redis_reserve() {
     awk -F'","' '/EVALSHA/ { gsub(/"/, "", $2); gsub(/"/, "", $7); printf "%.0f %.2f\n", $2, $7 }'
 }
 
-# medians of each column: "rps p99" lines on stdin -> "rps p99" (any number of columns)
+# medians of each column: "rps p99" lines on stdin -> "rps p99" (any number of columns;
+# "-" marks a figure a run did not have)
 medians() {
   local lines; lines=$(cat)
   local columns; columns=$(awk 'NR == 1 { print NF }' <<<"$lines")
