@@ -162,7 +162,8 @@ async fn graceful_stop_keeps_everything_and_exits_zero() {
 }
 
 /// The niceness of the server's thread named `name` (as `/proc` shows it, 15 bytes).
-fn nice_of_thread(pid: u32, name: &str) -> i64 {
+/// Field `field` (1-based, as in proc(5)) of the named thread's `/proc/.../stat`.
+fn stat_of_thread(pid: u32, name: &str, field: usize) -> i64 {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task list");
     for task in tasks {
         let path = task.expect("task entry").path();
@@ -171,13 +172,16 @@ fn nice_of_thread(pid: u32, name: &str) -> i64 {
             continue;
         }
         let stat = std::fs::read_to_string(path.join("stat")).expect("task stat");
-        // Fields after the `(comm)` start at field 3; nice is field 19.
+        // Fields after the `(comm)` start at field 3.
         let after_comm = &stat[stat.rfind(')').expect("comm ends") + 1..];
-        let nice = after_comm.split_whitespace().nth(16).expect("nice field");
-        return nice.parse().expect("nice is a number");
+        let value = after_comm.split_whitespace().nth(field - 3).expect("field");
+        return value.parse().expect("a number");
     }
     panic!("no thread named {name}");
 }
+
+const STAT_NICE: usize = 19;
+const STAT_POLICY: usize = 41;
 
 /// Whether this process may raise a thread's priority (CAP_SYS_NICE or RLIMIT_NICE).
 fn may_raise_priority() -> bool {
@@ -189,7 +193,7 @@ fn may_raise_priority() -> bool {
 
 /// Transparent huge pages are off (a 2 MiB page zeroed inside a request was the hold p99);
 /// the journal writer, on every acknowledgement's path, runs above normal priority where
-/// the OS allows it, and the compactor at the lowest priority.
+/// the OS allows it, and the compactor under SCHED_IDLE (only in time the others leave).
 #[test]
 fn threads_run_at_their_priorities_without_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +205,12 @@ fn threads_run_at_their_priorities_without_huge_pages() {
         .find_map(|line| line.strip_prefix("THP_enabled:"))
         .map(str::trim);
     assert_eq!(thp, Some("0"), "{status}");
-    assert_eq!(nice_of_thread(pid, "snapshot-compac"), 19);
+    let compactor_policy = stat_of_thread(pid, "snapshot-compac", STAT_POLICY);
+    assert_eq!(compactor_policy, i64::from(libc::SCHED_IDLE));
     let writer = if may_raise_priority() { -10 } else { 0 };
-    assert_eq!(nice_of_thread(pid, "journal-writer"), writer);
+    assert_eq!(stat_of_thread(pid, "journal-writer", STAT_NICE), writer);
+    assert_eq!(
+        stat_of_thread(pid, "journal-writer", STAT_POLICY),
+        i64::from(libc::SCHED_OTHER)
+    );
 }

@@ -635,7 +635,9 @@ fn run(
     stop: &AtomicBool,
     mut retire_legacy: Option<RetireLegacy>,
 ) {
-    if let Err(err) = crate::priority::set_current_thread_nice(crate::priority::COMPACTOR_NICE) {
+    let lowered = crate::priority::set_current_thread_idle()
+        .or_else(|_| crate::priority::set_current_thread_nice(crate::priority::COMPACTOR_NICE));
+    if let Err(err) = lowered {
         tracing::debug!(%err, "Could not lower the compactor's priority; it runs at normal priority.");
     }
     let mut since_snapshot = 0u64;
