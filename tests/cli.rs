@@ -161,23 +161,32 @@ async fn graceful_stop_keeps_everything_and_exits_zero() {
     assert_eq!(server.get_hold(&paid_id).await.body["status"], "confirmed");
 }
 
-/// The niceness of the server's thread named `name` (as `/proc` shows it, 15 bytes).
-/// Field `field` (1-based, as in proc(5)) of the named thread's `/proc/.../stat`.
-fn stat_of_thread(pid: u32, name: &str, field: usize) -> i64 {
+/// Field `field` (1-based, as in proc(5)) of `/proc/.../stat` for each of the server's
+/// threads whose name (as `/proc` shows it, 15 bytes) starts with `prefix`.
+fn stat_of_threads(pid: u32, prefix: &str, field: usize) -> Vec<i64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task list");
+    let mut values = Vec::new();
     for task in tasks {
         let path = task.expect("task entry").path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
+        if !comm.starts_with(prefix) {
             continue;
         }
         let stat = std::fs::read_to_string(path.join("stat")).expect("task stat");
         // Fields after the `(comm)` start at field 3.
         let after_comm = &stat[stat.rfind(')').expect("comm ends") + 1..];
         let value = after_comm.split_whitespace().nth(field - 3).expect("field");
-        return value.parse().expect("a number");
+        values.push(value.parse().expect("a number"));
     }
-    panic!("no thread named {name}");
+    values
+}
+
+/// As [`stat_of_threads`] for the one thread named `name`.
+fn stat_of_thread(pid: u32, name: &str, field: usize) -> i64 {
+    match stat_of_threads(pid, name, field)[..] {
+        [value] => value,
+        ref values => panic!("{} threads named {name}", values.len()),
+    }
 }
 
 const STAT_NICE: usize = 19;
@@ -213,4 +222,16 @@ fn threads_run_at_their_priorities_without_huge_pages() {
         stat_of_thread(pid, "journal-writer", STAT_POLICY),
         i64::from(libc::SCHED_OTHER)
     );
+    // sled's IO threads serve the journal too: started where sled opens, at normal
+    // priority, whichever of the two threads above first hands them a task.
+    let io_policies = stat_of_threads(pid, "sled-io", STAT_POLICY);
+    assert!(!io_policies.is_empty(), "sled's IO pool has started");
+    assert!(
+        io_policies
+            .iter()
+            .all(|&p| p == i64::from(libc::SCHED_OTHER)),
+        "{io_policies:?}"
+    );
+    let io_nices = stat_of_threads(pid, "sled-io", STAT_NICE);
+    assert!(io_nices.iter().all(|&nice| nice == 0), "{io_nices:?}");
 }

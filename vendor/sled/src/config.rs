@@ -342,6 +342,7 @@ impl Config {
     pub fn open(&self) -> Result<Db> {
         // only validate, setup directory, and open file once
         self.validate()?;
+        crate::threadpool::start();
 
         let mut config = self.clone();
         config.limit_cache_max_memory();

@@ -75,6 +75,14 @@ impl Queue {
 }
 
 static QUEUE: Lazy<Queue, fn() -> Queue> = Lazy::new(init_queue);
+
+/// holdfast: starts the pool's lasting threads on the calling thread (the one opening a
+/// `Db`), not on whichever thread first hands the pool a task. They inherit its
+/// scheduling policy and niceness, and that first thread may be holdfast's journal writer
+/// (nice -10) or its compactor (SCHED_IDLE), racing at start.
+pub fn start() {
+    let _ = &*QUEUE;
+}
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
 fn init_queue() -> Queue {
@@ -136,6 +144,7 @@ fn maybe_spawn_new_thread() -> Result<()> {
 
     if waiting_threads >= DESIRED_WAITING_THREADS
         || total_workers >= MAX_THREADS
+        || caller_has_low_priority()
     {
         return Ok(());
     }
@@ -145,6 +154,28 @@ fn maybe_spawn_new_thread() -> Result<()> {
     }
 
     Ok(())
+}
+
+/// holdfast: a new thread inherits its creator's scheduling policy and niceness, and a
+/// pool thread serves every later IO task, the journal's included. One made by a
+/// low-priority caller (holdfast's compactor runs under SCHED_IDLE) would leave those
+/// tasks, and every flush waiting on them, to the time the busy cores leave idle. Such a
+/// caller leaves its task queued for the threads already there.
+fn caller_has_low_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: both take plain integers; pid 0 and the thread's own id name the
+        // calling thread.
+        unsafe {
+            if libc::sched_getscheduler(0) == libc::SCHED_IDLE {
+                return true;
+            }
+            let tid = libc::gettid() as libc::id_t;
+            return libc::getpriority(libc::PRIO_PROCESS, tid) > 0;
+        }
+    }
+    #[allow(unreachable_code)]
+    false
 }
 
 fn spawn_new_thread(is_immortal: bool) -> Result<()> {
