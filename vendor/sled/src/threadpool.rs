@@ -83,6 +83,7 @@ static QUEUE: Lazy<Queue, fn() -> Queue> = Lazy::new(init_queue);
 pub fn start() {
     let _ = &*QUEUE;
 }
+
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
 fn init_queue() -> Queue {
