@@ -17,15 +17,10 @@ pub const COMPACTOR_NICE: libc::c_int = 19;
 pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {
     // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
     // names one thread for PRIO_PROCESS, so this changes only the calling thread.
-    let changed = unsafe {
+    os_result(unsafe {
         let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), nice)
-    };
-    if changed == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    })
 }
 
 /// Moves the calling thread to SCHED_IDLE: it runs only in the time normal threads leave
@@ -34,8 +29,12 @@ pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {
 pub fn set_current_thread_idle() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 names the calling thread; param is a valid sched_param.
-    let changed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if changed == 0 {
+    os_result(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) })
+}
+
+/// A libc call's return code as a Result: 0 is success, anything else leaves errno.
+fn os_result(code: libc::c_int) -> std::io::Result<()> {
+    if code == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
