@@ -74,9 +74,8 @@ done
 
 # The issue's targets round by round, since one median hides how often each was met: a
 # round runs every system once, so line N of each system's results is round N.
-column() { printf "%s" "${results[$1]}" | awk -v fields="$2" 'NF { split(fields, f, " "); line = $f[1]
-  for (i = 2; i in f; i++) line = line " " $f[i]; print line }'; }
-paste -d' ' <(column "$redis_always" 1) <(column "$holdfast_hot" "1 2") <(column "$holdfast_zipf" 1) |
+column() { printf "%s" "${results[$1]}" | awk 'NF' | cut -d' ' -f"$2"; }
+paste -d' ' <(column "$redis_always" 1) <(column "$holdfast_hot" 1,2) <(column "$holdfast_zipf" 1) |
   awk '{ ratio = $2 / $1; zipf = $4 / $2; ratios = ratios sprintf(" %.2f", ratio); zipfs = zipfs sprintf(" %.2f", zipf)
          above += (ratio >= 1); fast += ($3 != "-" && $3 <= 5); p99s = p99s " " $3; near += (zipf >= 0.8); n++ }
        END { if (!n) exit

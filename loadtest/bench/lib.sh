@@ -101,11 +101,11 @@ median() {
 
 # wrk_holds_zipf SECONDS CONNS SKUS -> as wrk_holds, over SKUS SKUs with Zipf(1.1) popularity
 wrk_holds_zipf() {
-  for i in $(seq 0 $(($3 - 1))); do echo "Z-$i"; done |
-    xargs -P 16 -I{} curl -sf -X PUT "$hf_url/v1/skus/{}" -d '{"on_hand": 1000000000000}' -o /dev/null
+  local skus; skus=$(seq -f "Z-%.0f" 0 $(($3 - 1)))
+  xargs -P 16 -I{} curl -sf -X PUT "$hf_url/v1/skus/{}" -d '{"on_hand": 1000000000000}' -o /dev/null <<<"$skus"
   wrk_run -t2 -c"$2" -d"$1s" --latency -s "$root/loadtest/bench/wrk-hold-zipf.lua" "$hf_url" -- bench-key "$3" 1.1
-  # shellcheck disable=SC2046 # one argument per SKU
-  audit_units $(seq -f "Z-%.0f" 0 $(($3 - 1)))
+  # shellcheck disable=SC2086 # one argument per SKU
+  audit_units $skus
 }
 
 # redis_reserve FSYNC -> "rps p99_ms" from ../shared/bench/redis-baseline.sh
