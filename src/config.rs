@@ -97,7 +97,7 @@ macro_rules! settings {
 settings! {
     /// Address to listen on.
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "HOLDFAST_LISTEN";
-    /// Directory of the embedded sled database (created if missing).
+    /// Data directory: the journal's segment files and sled's snapshots (created if missing).
     data_dir: PathBuf = PathBuf::from("./holdfast-data"), "HOLDFAST_DATA_DIR";
     /// What a 2xx waits for: fsync (survives power loss), flush (survives kill -9), none.
     durability: Durability = Durability::Fsync, "HOLDFAST_DURABILITY";
@@ -144,6 +144,9 @@ settings! {
     journal_batch_events_min: usize = 8, "HOLDFAST_JOURNAL_BATCH_EVENTS_MIN";
     /// Longest wait for a small journal batch to fill, in microseconds (0: never waits).
     journal_linger_us: u64 = 40, "HOLDFAST_JOURNAL_LINGER_US";
+    /// Size of a journal segment file, in bytes: created zero-filled, so a sync commits
+    /// data only; segments a snapshot covers are deleted.
+    journal_segment_bytes: u64 = 64 * 1024 * 1024, "HOLDFAST_JOURNAL_SEGMENT_BYTES";
     /// Events waiting for the journal past which new holds get 503.
     journal_backlog_max: usize = 100_000, "HOLDFAST_JOURNAL_BACKLOG_MAX";
     /// Write a snapshot (and trim the journal) after this many journal events ... Each

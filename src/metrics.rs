@@ -22,6 +22,8 @@ pub const JOURNAL_BATCH_BYTES: &str = "holdfast_journal_batch_bytes";
 pub const JOURNAL_FLUSH_DURATION_SECONDS: &str = "holdfast_journal_flush_duration_seconds";
 pub const SNAPSHOT_DURATION_SECONDS: &str = "holdfast_snapshot_duration_seconds";
 pub const JOURNAL_ENTRIES: &str = "holdfast_journal_entries";
+pub const JOURNAL_FAILING: &str = "holdfast_journal_failing";
+pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "holdfast_journal_write_errors_total";
 pub const RECOVERY_DURATION_SECONDS: &str = "holdfast_recovery_duration_seconds";
 pub const BUILD_INFO: &str = "holdfast_build_info";
 pub const ADMISSION_DECISIONS_TOTAL: &str = "holdfast_admission_decisions_total";
@@ -171,7 +173,17 @@ fn describe() {
     describe_gauge!(
         JOURNAL_ENTRIES,
         Unit::Count,
-        "Journal records left after the last trim."
+        "Journal events left on disk after the last snapshot deleted the segments it covers."
+    );
+    describe_gauge!(
+        JOURNAL_FAILING,
+        Unit::Count,
+        "1 while the journal cannot write (full disk, I/O error): changes get 503 and readiness fails."
+    );
+    describe_counter!(
+        JOURNAL_WRITE_ERRORS_TOTAL,
+        Unit::Count,
+        "Journal writes or syncs that failed (each retried until it succeeds)."
     );
     describe_gauge!(
         RECOVERY_DURATION_SECONDS,
@@ -278,6 +290,14 @@ pub fn journal_batch(events: usize, bytes: usize, elapsed: Duration) {
     histogram!(JOURNAL_BATCH_EVENTS).record(count_f64(events));
     histogram!(JOURNAL_BATCH_BYTES).record(count_f64(bytes));
     histogram!(JOURNAL_FLUSH_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn journal_failing(failing: bool) {
+    gauge!(JOURNAL_FAILING).set(if failing { 1.0 } else { 0.0 });
+}
+
+pub fn journal_write_error() {
+    counter!(JOURNAL_WRITE_ERRORS_TOTAL).increment(1);
 }
 
 pub fn recovery(elapsed: Duration) {

@@ -38,7 +38,7 @@ async fn sample(state: &AppState) {
         holds: state.reservations.book.len(),
         idempotency_keys: state.idempotency.len(),
         mailbox_depth_max,
-        ready: state.ready.load(Ordering::Acquire),
+        ready: state.ready.load(Ordering::Acquire) && state.journal.failure().is_none(),
         admission_queue_max: admission.limits.queue_max,
         admission_in_flight_max: admission.limits.in_flight_max,
     });

@@ -20,26 +20,14 @@ use crate::hold::{expiry, HoldBook, Reservations};
 use crate::http::{self, AppState};
 use crate::sku::messages::SettleLine;
 use crate::sku::SkuDirectory;
+use crate::store::data_dir::{self, Found, JOURNAL_DIR, SNAPSHOT_DB_DIR, SNAPSHOT_TREE};
 use crate::store::image::Image;
 use crate::store::recovery;
-use crate::store::snapshot::{Compactor, RetireLegacy, SnapshotSettings};
+use crate::store::snapshot::{Compactor, SnapshotSettings};
 use crate::store::{Journal, JournalSettings};
 
-/// The on-disk format this build reads and writes. Bump it when `Event` or the snapshot
-/// layout changes shape (4: snapshots as generations of packed chunks; 5: in their own
-/// store).
-pub const DATA_FORMAT_VERSION: u8 = 5;
-/// A format this build upgrades in place: 4 differs only in where snapshots live, and
-/// recovery reads them from the old place.
-const UPGRADED_FORMAT_VERSION: u8 = 4;
-const FORMAT_FILE: &str = "holdfast.format";
-/// sled's directory for the journal, and for snapshots their own: a snapshot writes tens of
-/// megabytes, and in the journal's Db they rode its next flush, so every acknowledgement
-/// waiting on that `fdatasync` waited for the snapshot too.
-const JOURNAL_DB_DIR: &str = "sled";
-const SNAPSHOT_DB_DIR: &str = "snapshots";
-const JOURNAL_TREE: &str = "journal";
-const SNAPSHOT_TREE: &str = "snapshots";
+pub use crate::store::data_dir::DATA_FORMAT_VERSION;
+
 /// How often the admission queue refills rate tokens and answers sold-out waiters.
 pub const ADMISSION_TICK: Duration = Duration::from_millis(5);
 
@@ -73,7 +61,7 @@ pub struct Application {
     arbiters: Vec<Arbiter>,
     journal_thread: JoinHandle<()>,
     compactor: Compactor,
-    db: sled::Db,
+    snapshot_db: sled::Db,
 }
 
 fn data_dir_error(path: &Path, reason: impl Into<String>) -> StartupError {
@@ -83,47 +71,12 @@ fn data_dir_error(path: &Path, reason: impl Into<String>) -> StartupError {
     }
 }
 
-/// Refuses a data dir this build does not understand; stamps a fresh one.
-fn check_format(data_dir: &Path) -> Result<(), StartupError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| data_dir_error(data_dir, e.to_string()))?;
-    let format_file = data_dir.join(FORMAT_FILE);
-    match std::fs::read(&format_file) {
-        Ok(bytes) if bytes == [DATA_FORMAT_VERSION] => Ok(()),
-        // Marked 5 before anything is written the new way: a build that reads only 4 would
-        // miss snapshots in the new place and start from a trimmed journal, so it must
-        // refuse the dir (a rollback after an upgrade), not open it.
-        Ok(bytes) if bytes == [UPGRADED_FORMAT_VERSION] => {
-            let staged = data_dir.join(format!("{FORMAT_FILE}.new"));
-            std::fs::File::create(&staged)
-                .and_then(|mut file| {
-                    std::io::Write::write_all(&mut file, &[DATA_FORMAT_VERSION])?;
-                    file.sync_all()
-                })
-                .and_then(|()| std::fs::rename(&staged, &format_file))
-                .map_err(|e| data_dir_error(data_dir, format!("upgrading {FORMAT_FILE}: {e}")))?;
-            tracing::info!(
-                from = UPGRADED_FORMAT_VERSION,
-                to = DATA_FORMAT_VERSION,
-                "Data dir format upgraded; snapshots move to their own store."
-            );
-            Ok(())
+impl From<data_dir::DataDirError> for StartupError {
+    fn from(err: data_dir::DataDirError) -> Self {
+        StartupError::DataDir {
+            path: err.path,
+            reason: err.reason,
         }
-        Ok(bytes) => Err(data_dir_error(
-            data_dir,
-            format!("format version {bytes:?} is not {DATA_FORMAT_VERSION}, the version this build reads; nothing was changed"),
-        )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let has_data = std::fs::read_dir(data_dir)?.next().is_some();
-            if has_data {
-                return Err(data_dir_error(
-                    data_dir,
-                    format!("has files but no {FORMAT_FILE}; it is not a holdfast data dir, nothing was changed"),
-                ));
-            }
-            std::fs::write(&format_file, [DATA_FORMAT_VERSION])?;
-            Ok(())
-        }
-        Err(err) => Err(data_dir_error(data_dir, err.to_string())),
     }
 }
 
@@ -152,21 +105,14 @@ impl Application {
         let stop_signals = StopSignals::register()?;
         let metrics = crate::metrics::install().map_err(StartupError::Other)?;
         let recovery_started = Instant::now();
-        check_format(&settings.data_dir)?;
-        let db = open_db(&settings.data_dir, JOURNAL_DB_DIR)?;
-        let journal_tree = db.open_tree(JOURNAL_TREE)?;
+        let found = data_dir::check(&settings.data_dir)?;
         let snapshot_db = open_db(&settings.data_dir, SNAPSHOT_DB_DIR)?;
         let snapshot_tree = snapshot_db.open_tree(SNAPSHOT_TREE)?;
-        // Data dirs of earlier builds keep their snapshots in the journal's Db: they load
-        // from there until the first snapshot in the new place, which then drops the old.
-        let has_legacy = db
-            .tree_names()
-            .iter()
-            .any(|name| name == SNAPSHOT_TREE.as_bytes());
-        let legacy_snapshots = has_legacy
-            .then(|| db.open_tree(SNAPSHOT_TREE))
-            .transpose()?;
-        let image = recovery::recover(&journal_tree, &snapshot_tree, legacy_snapshots.as_ref())?;
+        if let Found::SledJournal(from) = found {
+            data_dir::upgrade(&settings.data_dir, from, &snapshot_db, &snapshot_tree)?;
+        }
+        let journal_dir = settings.data_dir.join(JOURNAL_DIR);
+        let image = recovery::recover(&journal_dir, &snapshot_tree)?;
         let journal_settings = JournalSettings {
             durability: settings.durability,
             batch_events_max: settings.journal_batch_events_max,
@@ -174,14 +120,10 @@ impl Application {
             batch_events_min: settings.journal_batch_events_min,
             linger: Duration::from_micros(settings.journal_linger_us),
             backlog_max: settings.journal_backlog_max,
-            data_file: settings.data_dir.join(JOURNAL_DB_DIR).join("db"),
+            dir: journal_dir,
+            segment_bytes: settings.journal_segment_bytes,
         };
-        let (journal, journal_thread) = Journal::start(
-            db.clone(),
-            journal_tree.clone(),
-            journal_settings,
-            image.seq,
-        )?;
+        let (journal, journal_thread) = Journal::start(journal_settings, image.seq + 1)?;
         let snapshot_settings = SnapshotSettings {
             fsync_dir: (settings.durability == crate::store::Durability::Fsync)
                 .then(|| settings.data_dir.join(SNAPSHOT_DB_DIR)),
@@ -190,17 +132,12 @@ impl Application {
             hold_retention_ms: settings.hold_retention_s.saturating_mul(1_000),
             answer_ttl_ms: settings.idempotency_ttl_s.saturating_mul(1_000),
         };
-        let retire_legacy = legacy_snapshots.map(|_| {
-            let db = db.clone();
-            Box::new(move || db.drop_tree(SNAPSHOT_TREE).map(drop)) as RetireLegacy
-        });
         let compactor = Compactor::start(
-            snapshot_db,
-            journal_tree,
+            snapshot_db.clone(),
+            journal.clone(),
             snapshot_tree,
             image.clone(),
             snapshot_settings,
-            retire_legacy,
         )?;
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -300,7 +237,7 @@ impl Application {
             arbiters,
             journal_thread,
             compactor,
-            db,
+            snapshot_db,
         })
     }
 
@@ -317,7 +254,7 @@ impl Application {
             arbiters,
             journal_thread,
             compactor,
-            db,
+            snapshot_db,
             ..
         } = self;
         let served = server.await;
@@ -327,9 +264,13 @@ impl Application {
             arbiter.stop();
         }
         compactor.stop();
-        db.flush()?;
+        snapshot_db.flush()?;
         served?;
-        flushed.map_err(|err| StartupError::Other(err.to_string()))?;
+        // Every acknowledged change is durable by now: it was acknowledged only once
+        // written. What the journal could not write (a full disk) was never acknowledged.
+        if let Err(err) = flushed {
+            tracing::warn!(%err, "Stopped with changes the journal could not write; none of them was acknowledged.");
+        }
         drop(journal_thread);
         Ok(())
     }

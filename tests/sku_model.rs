@@ -2,7 +2,6 @@
 //! set, driven through the real coordinator and SKU actor, checked after every step
 //! against a plain reference model and the stock invariants.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,14 +71,12 @@ impl Model {
 struct Engine {
     reservations: Arc<Reservations>,
     arbiters: Vec<Arbiter>,
+    /// The journal's directory, removed with the engine.
+    _dir: tempfile::TempDir,
 }
 
 fn engine() -> Engine {
-    let db = sled::Config::new()
-        .temporary(true)
-        .open()
-        .expect("temporary sled");
-    let tree = db.open_tree("journal").expect("journal tree");
+    let dir = tempfile::tempdir().expect("temp dir");
     let settings = JournalSettings {
         durability: Durability::None,
         batch_events_max: 1024,
@@ -87,9 +84,10 @@ fn engine() -> Engine {
         batch_events_min: 1,
         linger: Duration::ZERO,
         backlog_max: 1 << 20,
-        data_file: PathBuf::new(),
+        dir: dir.path().to_path_buf(),
+        segment_bytes: 1 << 20,
     };
-    let (journal, _writer) = Journal::start(db, tree, settings, 0).expect("journal starts");
+    let (journal, _writer) = Journal::start(settings, 1).expect("journal starts");
     let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let directory = Arc::new(SkuDirectory::new(handles, journal.clone(), 10, 1_000, 64));
@@ -103,6 +101,7 @@ fn engine() -> Engine {
     Engine {
         reservations,
         arbiters,
+        _dir: dir,
     }
 }
 

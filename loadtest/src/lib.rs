@@ -8,6 +8,7 @@
 //! - [`stats`]: latency histograms and outcome counts.
 //! - [`audit`]: the end-of-run checks that nothing was oversold or leaked.
 //! - [`report`]: the JSON report, the human table and `--compare`.
+//! - [`torture`]: the crash torture suite (kill -9, power cuts through LazyFS, restarts).
 
 pub mod audit;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod spawn;
 pub mod stats;
 #[cfg(test)]
 mod test_server;
+pub mod torture;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -305,20 +305,10 @@ mod tests {
         }
     }
 
-    fn book(holds_max: usize) -> HoldBook {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("journal").unwrap();
-        let settings = crate::store::JournalSettings {
-            durability: crate::store::Durability::None,
-            batch_events_max: 16,
-            batch_bytes_max: 1 << 16,
-            batch_events_min: 1,
-            linger: std::time::Duration::ZERO,
-            backlog_max: 1 << 16,
-            data_file: std::path::PathBuf::new(),
-        };
-        let (journal, _writer) = Journal::start(db, tree, settings, 0).unwrap();
-        HoldBook::new(journal, holds_max, 60_000)
+    /// A book on a journal in a temporary dir, removed when the test ends.
+    fn book(holds_max: usize) -> (HoldBook, tempfile::TempDir) {
+        let (journal, dir) = crate::store::journal::tests::temporary();
+        (HoldBook::new(journal, holds_max, 60_000), dir)
     }
 
     fn key() -> IdempotencyRecord {
@@ -331,7 +321,7 @@ mod tests {
 
     #[test]
     fn restored_holds_count_against_the_bound() {
-        let book = book(2);
+        let (book, _dir) = book(2);
         let held = hold(S::Held);
         book.restore(held.clone());
         book.restore(held);
@@ -356,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_full_book_forgets_the_oldest_ended_hold_in_any_shard() {
-        let book = book(3);
+        let (book, _dir) = book(3);
         let ended: Vec<HoldRecord> = (0..2).map(|_| hold(S::Expired)).collect();
         for hold in &ended {
             book.restore(hold.clone());

@@ -10,15 +10,18 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
 }
 
-/// 200 once recovery is done, 503 before that and while shutting down.
+/// 200 once recovery is done, 503 before that, while shutting down, and while the journal
+/// cannot write (a node that cannot take a hold must not get shoppers).
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
-    } else {
-        Err(ApiError::Unavailable(
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable(
             "not ready: recovering or shutting down".into(),
-        ))
+        ));
     }
+    if let Some(failure) = state.journal.failure() {
+        return Err(ApiError::Unavailable(format!("not ready: {failure}")));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

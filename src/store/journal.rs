@@ -1,71 +1,76 @@
-//! The journal writer: one thread that takes events in batches, writes each batch to sled,
-//! makes it durable with one flush, and only then answers the barriers queued behind it.
-//! A batch is stored as a few records of events encoded back to back; a record's key is
-//! the sequence number of its last event (big-endian, so keys sort by sequence). Few sled
-//! inserts per batch keep the storage engine's work small.
+//! The journal writer: one thread that takes events in batches, appends each batch to the
+//! current segment file with one write, makes it durable with one `fdatasync`, and only
+//! then answers the barriers queued behind it (group commit). Appending never blocks an
+//! actor; a request learns its change is durable by awaiting [`Journal::barrier`], which
+//! resolves once everything appended before it is on disk. The file format is in
+//! [`super::segment`].
 //!
-//! The records are plain inserts, not a sled `Batch`: sled recovers a prefix of its log,
-//! so a crash keeps a prefix of the records, and every prefix of the journal is a state
-//! the server was in (batches are cut wherever the writer happens to wake). An atomic
-//! batch would cost two extra log-buffer writes per flush (sled seals the buffer before
-//! and after its batch marker) and take sled's global write lock.
-//! Appending never blocks an actor; a request learns its change is durable by awaiting
-//! [`Journal::barrier`], which resolves once everything appended before it is on disk.
+//! A failed write or sync (a full disk, an I/O error) does not lose the batch: the writer
+//! keeps it, answers every barrier with an error (503 to the client) and says so through
+//! [`Journal::accepting`] and readiness, and rewrites the whole batch at the same offset
+//! every [`RETRY_INTERVAL`] until a write and its sync succeed; then it is healthy again.
+//! The batch is written again, not only synced: after a failed `fsync` Linux may have
+//! dropped the dirty pages, so a second `fsync` alone can succeed without the data.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::events::Event;
+use super::packing::Packer;
+use super::segment::{self, RECORD_PAYLOAD_BYTES_MAX};
 use crate::metrics as m;
 
-/// Largest journal record, in bytes. sled 0.34 writes any log message over a quarter
-/// segment (128 KiB by default) to a separate blob file without fsync, and a leaf node
-/// (rewritten whole from time to time) holds up to 17 records; 6 KiB records keep every
-/// journal write inline in sled's data file, which `Durability::Fsync` syncs.
-pub const RECORD_BYTES_MAX: usize = 6 * 1024;
+/// Pause between attempts to write a batch that failed.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How hard the writer works to make a batch survive a crash before acknowledging it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// sled flush, then fdatasync of its data file: survives kill -9 and power loss.
+    /// Written, then `fdatasync`: survives kill -9 and power loss.
     Fsync,
-    /// sled flush only (sync_file_range on Linux): survives kill -9, not power loss.
+    /// Written to the OS page cache, never synced: survives kill -9, not power loss.
     Flush,
-    /// Written to sled's page cache, never flushed by us: a crash may lose recent acks.
+    /// As `flush`, and a small batch never waits for company (no linger): the fastest,
+    /// for tests and benchmarks. Survives kill -9, not power loss.
     None,
 }
 
-/// Limits of one batch and of the backlog in front of the writer.
+/// Limits of one batch and of the backlog in front of the writer, and where it writes.
 #[derive(Debug, Clone)]
 pub struct JournalSettings {
     pub durability: Durability,
-    /// Most events written under one flush.
+    /// Most events written under one sync.
     pub batch_events_max: usize,
-    /// Most encoded bytes written under one flush.
+    /// Most encoded bytes written under one sync.
     pub batch_bytes_max: usize,
     /// A batch with fewer events than this waits up to `linger` for more before it is
-    /// flushed (1: never waits). Ignored with `Durability::None`, which has no flush.
+    /// written (1: never waits). Ignored with `Durability::None`.
     pub batch_events_min: usize,
     /// Longest wait for a small batch to fill, from the writer's first message.
     pub linger: Duration,
-    /// Events waiting for the writer past which new holds are refused with 503.
+    /// Events waiting for the writer past which new work is refused with 503.
     pub backlog_max: usize,
-    /// sled's data file, fdatasync'ed after each flush when durability is `fsync`.
-    pub data_file: PathBuf,
+    /// The journal's directory of segment files.
+    pub dir: PathBuf,
+    /// Size a segment is created with; the writer moves to a new one when a batch would
+    /// not fit in what is left.
+    pub segment_bytes: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
-    #[error("the journal failed to write and refuses further changes: {0}")]
+    #[error("the journal cannot write ({0}); it retries on its own")]
     Failed(String),
     #[error("the journal writer has stopped")]
     Stopped,
@@ -84,62 +89,60 @@ pub struct Journal {
 }
 
 struct Shared {
-    /// Events appended but not yet written.
+    /// Events appended but not yet durable.
     backlog: AtomicUsize,
-    /// Set after a write or flush error; from then on every barrier fails.
-    failed: AtomicBool,
     backlog_max: usize,
-    /// Sequence number of the last event written.
+    /// Sequence number of the last durable event.
     last_seq: AtomicU64,
+    /// Set while the last write failed; `failure` says why.
+    failing: AtomicBool,
+    failure: Mutex<Option<String>>,
+    dir: PathBuf,
+    /// Tests: every write fails while set.
+    #[cfg(test)]
+    fail_writes: AtomicBool,
 }
 
 impl Journal {
-    /// Starts the writer thread on `tree`, numbering events after `covered_seq` (what a
-    /// snapshot covers; the journal may have been trimmed up to it) or after the journal's
-    /// last entry, whichever is later. Returns the handle and the thread, which ends once
-    /// every handle is dropped and the remaining events are written.
+    /// Starts the writer thread; the first event appended gets sequence `next_seq`. The
+    /// first segment is created before this returns. Returns the handle and the thread,
+    /// which ends once every handle is dropped and what was appended is written.
     pub fn start(
-        db: sled::Db,
-        tree: sled::Tree,
         settings: JournalSettings,
-        covered_seq: u64,
+        next_seq: u64,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let last_seq = match tree.last() {
-            Ok(Some((key, _))) => decode_seq(&key).max(covered_seq),
-            Ok(None) => covered_seq,
-            Err(err) => return Err(std::io::Error::other(err)),
-        };
-        let data_file = match settings.durability {
-            Durability::Fsync => Some(File::open(&settings.data_file)?),
-            Durability::Flush | Durability::None => None,
-        };
-        let (sender, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             backlog: AtomicUsize::new(0),
-            failed: AtomicBool::new(false),
             backlog_max: settings.backlog_max,
-            last_seq: AtomicU64::new(last_seq),
+            last_seq: AtomicU64::new(next_seq.saturating_sub(1)),
+            failing: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            dir: settings.dir.clone(),
+            #[cfg(test)]
+            fail_writes: AtomicBool::new(false),
         });
-        let writer = Writer {
-            db,
-            tree,
-            data_file,
+        let mut writer = Writer {
+            segment: None,
+            spare: None,
+            batch: Batch::default(),
+            next_seq,
             settings,
             shared: Arc::clone(&shared),
-            next_seq: last_seq + 1,
         };
+        writer.roll(next_seq)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(receiver))?;
         Ok((Self { sender, shared }, thread))
     }
 
-    /// Queues an event. Never blocks: the backlog is bounded upstream, because new holds
-    /// are refused while [`Journal::accepting`] says no.
+    /// Queues an event. Never blocks: the backlog is bounded upstream, because new work
+    /// is refused while [`Journal::accepting`] says no.
     pub fn append(&self, event: Event) {
         self.shared.backlog.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(Message::Event(Box::new(event))).is_err() {
-            self.shared.failed.store(true, Ordering::Relaxed);
+            self.shared.fail("the journal writer has stopped".into());
         }
     }
 
@@ -154,8 +157,8 @@ impl Journal {
 
     /// Whether new work may start: the writer is healthy and not too far behind.
     pub fn accepting(&self) -> Result<(), String> {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return Err("the journal has failed; see the server log".into());
+        if let Some(failure) = self.failure() {
+            return Err(failure);
         }
         let backlog = self.shared.backlog.load(Ordering::Relaxed);
         if backlog > self.shared.backlog_max {
@@ -167,120 +170,115 @@ impl Journal {
         Ok(())
     }
 
-    /// Sequence number of the last event written to sled.
+    /// Why the journal cannot write right now, if it cannot.
+    pub fn failure(&self) -> Option<String> {
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let failure = self.shared.failure.lock().clone()?;
+        Some(format!(
+            "the journal cannot write ({failure}); it retries on its own"
+        ))
+    }
+
+    /// Sequence number of the last durable event.
     pub fn last_seq(&self) -> u64 {
         self.shared.last_seq.load(Ordering::Acquire)
     }
-}
 
-pub fn encode_seq(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-/// Decodes a journal record into its events with their sequence numbers; `key` is the
-/// record's key (the last event's sequence number).
-pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<(u64, Event)>, postcard::Error> {
-    let events: Vec<Event> = decode_packed(value)?;
-    let last = decode_seq(key);
-    let first = last.saturating_sub(u64::try_from(events.len()).unwrap_or(0)) + 1;
-    Ok((first..).zip(events).collect())
-}
-
-/// Decodes values encoded back to back in one record (journal events, snapshot entries).
-pub fn decode_packed<T: serde::de::DeserializeOwned>(
-    value: &[u8],
-) -> Result<Vec<T>, postcard::Error> {
-    let mut items = Vec::new();
-    let mut rest = value;
-    while !rest.is_empty() {
-        let (item, tail) = postcard::take_from_bytes::<T>(rest)?;
-        items.push(item);
-        rest = tail;
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
-    Ok(items)
 }
 
-/// Packs values encoded back to back into records of at most [`RECORD_BYTES_MAX`] (a
-/// single larger value gets a record of its own); [`decode_packed`] reads them back.
-/// Journal records and snapshot chunks are both packed this way.
-#[derive(Default)]
-pub struct Packer {
-    open: Vec<u8>,
-}
+impl Shared {
+    fn fail(&self, reason: String) {
+        *self.failure.lock() = Some(reason);
+        self.failing.store(true, Ordering::Release);
+        m::journal_failing(true);
+    }
 
-impl Packer {
-    /// Appends `value`. Returns the record it closed first to make room, if any.
-    /// Encodes straight into the open record, with no buffer of its own per value.
-    pub fn push<T: serde::Serialize>(
-        &mut self,
-        value: &T,
-    ) -> Result<Option<Vec<u8>>, postcard::Error> {
-        let start = self.open.len();
-        if let Err(err) = postcard::to_io(value, &mut self.open) {
-            self.open.truncate(start);
-            return Err(err);
+    fn recovered(&self) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            *self.failure.lock() = None;
+            m::journal_failing(false);
+            tracing::info!("The journal writes again; the server is ready.");
         }
-        if start == 0 || self.open.len() <= RECORD_BYTES_MAX {
-            return Ok(None);
-        }
-        let value = self.open.split_off(start);
-        Ok(Some(std::mem::replace(&mut self.open, value)))
-    }
-
-    /// Closes the record being filled; None if it is empty.
-    pub fn close(&mut self) -> Option<Vec<u8>> {
-        (!self.open.is_empty()).then(|| std::mem::take(&mut self.open))
-    }
-
-    /// Bytes in the record being filled.
-    pub fn open_len(&self) -> usize {
-        self.open.len()
     }
 }
 
-pub fn decode_seq(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let len = key.len().min(8);
-    bytes[..len].copy_from_slice(&key[..len]);
-    u64::from_be_bytes(bytes)
-}
-
-/// One batch on its way to sled: sealed records (key, value) plus the one being filled.
+/// Events encoded but not yet durable: whole frames, then the record being filled.
 #[derive(Default)]
-struct Records {
-    sealed: Vec<([u8; 8], Vec<u8>)>,
-    sealed_bytes: usize,
-    packer: Packer,
+struct Batch {
+    framed: Vec<u8>,
+    packer: Option<Packer>,
+    /// Sequence number of the open record's first event.
+    open_first_seq: u64,
+    /// Sequence number of the batch's first event.
+    first_seq: u64,
     events: usize,
 }
 
-impl Records {
-    /// Records a closed record whose last event has sequence `last_seq`.
-    fn sealed(&mut self, last_seq: u64, record: Vec<u8>) {
-        self.sealed_bytes += record.len();
-        self.sealed.push((encode_seq(last_seq), record));
+impl Batch {
+    fn push(&mut self, seq: u64, event: &Event) -> Result<(), postcard::Error> {
+        if self.events == 0 {
+            self.first_seq = seq;
+        }
+        let packer = self
+            .packer
+            .get_or_insert_with(|| Packer::new(RECORD_PAYLOAD_BYTES_MAX));
+        if packer.open_len() == 0 {
+            self.open_first_seq = seq;
+        }
+        if let Some(closed) = packer.push(event)? {
+            segment::push_frame(
+                &mut self.framed,
+                self.open_first_seq,
+                closed.values,
+                &closed.bytes,
+            );
+            self.open_first_seq = seq;
+        }
+        self.events += 1;
+        Ok(())
     }
 
-    /// Closes the open record; `last_seq` is the sequence of its last event.
-    fn seal(&mut self, last_seq: u64) {
-        if let Some(record) = self.packer.close() {
-            self.sealed(last_seq, record);
+    /// Frames the open record, so `framed` holds the whole batch.
+    fn seal(&mut self) {
+        if let Some(closed) = self.packer.as_mut().and_then(Packer::close) {
+            segment::push_frame(
+                &mut self.framed,
+                self.open_first_seq,
+                closed.values,
+                &closed.bytes,
+            );
         }
     }
 
-    /// Encoded bytes of the batch so far.
     fn bytes(&self) -> usize {
-        self.sealed_bytes + self.packer.open_len()
+        self.framed.len() + self.packer.as_ref().map_or(0, Packer::open_len)
+    }
+
+    fn clear(&mut self) {
+        self.framed.clear();
+        self.events = 0;
     }
 }
 
+struct ActiveSegment {
+    file: File,
+    offset: u64,
+}
+
 struct Writer {
-    db: sled::Db,
-    tree: sled::Tree,
-    data_file: Option<File>,
+    segment: Option<ActiveSegment>,
+    /// The next segment, being zero-filled off the writer's thread.
+    spare: Option<JoinHandle<std::io::Result<File>>>,
+    batch: Batch,
+    /// Sequence number the next appended event gets.
+    next_seq: u64,
     settings: JournalSettings,
     shared: Arc<Shared>,
-    next_seq: u64,
 }
 
 impl Writer {
@@ -295,135 +293,192 @@ impl Writer {
             );
         }
         let mut barriers = Vec::new();
-        let mut records = Records::default();
-        // With no flush to share there is nothing to wait for: lingering only cost
+        // With no sync to share there is nothing to wait for: lingering only cost
         // `--durability none` holds/s (-3%, 3 of 4 interleaved runs).
         let batch_events_min = match self.settings.durability {
             Durability::None => 1,
             Durability::Fsync | Durability::Flush => self.settings.batch_events_min,
         };
-        while let Ok(first) = receiver.recv() {
+        loop {
+            // While a batch waits to be written again, wake up to retry it.
+            let first = if self.batch.events > 0 {
+                match receiver.recv_timeout(RETRY_INTERVAL) {
+                    Ok(message) => Some(message),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => break,
+                }
+            };
             let linger_until = Instant::now() + self.settings.linger;
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(message) = next.take() {
                 match message {
-                    Message::Event(event) => self.encode_into(&mut records, &event),
+                    Message::Event(event) => self.encode(&event),
                     Message::Barrier(done) => barriers.push(done),
                 }
-                if records.events >= self.settings.batch_events_max
-                    || records.bytes() >= self.settings.batch_bytes_max
+                if self.batch.events >= self.settings.batch_events_max
+                    || self.batch.bytes() >= self.settings.batch_bytes_max
                 {
                     break;
                 }
                 next = match receiver.try_recv() {
                     Ok(message) => Some(message),
-                    // A flush costs the same CPU for 1 event as for 50 (on a VM, two exits to
+                    // A sync costs the same CPU for 1 event as for 50 (on a VM, two exits to
                     // the host), so a small batch waits a moment for more. Only a small one:
                     // holding back a batch that is already large leaves the cores idle while
                     // every client waits on the disk. Measured on the 2-core CI machine, 40 µs
                     // for 8 events: 1.6x fewer flushes, server CPU per hold -7%, holds/s +5%.
-                    Err(_) if (1..batch_events_min).contains(&records.events) => {
+                    Err(_) if (1..batch_events_min).contains(&self.batch.events) => {
                         receiver.recv_deadline(linger_until).ok()
                     }
                     Err(_) => None,
                 };
             }
-            let events = records.events;
-            let outcome = self.commit(std::mem::take(&mut records));
-            self.shared.backlog.fetch_sub(events, Ordering::Relaxed);
+            let outcome = self.commit();
             for done in barriers.drain(..) {
                 let _receiver_gone = done.send(outcome.clone());
             }
         }
-        if let Err(err) = self.db.flush() {
-            tracing::error!(%err, "Final journal flush failed.");
+        if self.batch.events > 0 && self.commit().is_err() {
+            tracing::warn!(
+                events = self.batch.events,
+                "Stopping with changes the journal could not write; none was acknowledged."
+            );
         }
     }
 
-    fn encode_into(&mut self, records: &mut Records, event: &Event) {
-        match records.packer.push(event) {
-            Ok(closed) => {
-                if let Some(record) = closed {
-                    records.sealed(self.next_seq - 1, record);
-                }
-                records.events += 1;
-                self.next_seq += 1;
-            }
+    fn encode(&mut self, event: &Event) {
+        match self.batch.push(self.next_seq, event) {
+            Ok(()) => self.next_seq += 1,
             Err(err) => {
-                // Every Event is plain data; failing to encode one is a bug, not an I/O error.
+                // Every Event is plain data; failing to encode one is a bug, not an I/O
+                // error. The change stays unacknowledged (its barrier fails).
                 tracing::error!(%err, ?event, "Journal event could not be encoded.");
-                self.shared.failed.store(true, Ordering::Relaxed);
+                self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
+                self.shared
+                    .fail(format!("an event could not be encoded: {err}"));
             }
         }
     }
 
-    fn commit(&mut self, mut records: Records) -> Result<(), JournalError> {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(JournalError::Failed("an earlier write failed".into()));
-        }
-        if records.events == 0 {
-            return Ok(());
+    /// Writes the batch and makes it durable; on failure keeps it for the next attempt.
+    fn commit(&mut self) -> Result<(), JournalError> {
+        if self.batch.events == 0 {
+            return match self.shared.failing.load(Ordering::Acquire) {
+                // Only an encoding failure leaves nothing to retry: it stays reported.
+                true => Err(JournalError::Failed(
+                    self.shared.failure.lock().clone().unwrap_or_default(),
+                )),
+                false => Ok(()),
+            };
         }
         let started = Instant::now();
-        let last_seq = self.next_seq - 1;
-        records.seal(last_seq);
-        let (events, bytes) = (records.events, records.bytes());
-        let written = records
-            .sealed
-            .into_iter()
-            .try_for_each(|(key, value)| self.tree.insert(key, value).map(drop))
-            .map_err(|e| e.to_string());
-        let durable = written.and_then(|()| self.make_durable());
-        if let Err(err) = durable {
-            tracing::error!(%err, "Journal write failed; refusing further changes.");
-            self.shared.failed.store(true, Ordering::Relaxed);
-            return Err(JournalError::Failed(err));
+        self.batch.seal();
+        if let Err(err) = self.write_batch() {
+            m::journal_write_error();
+            let reason = err.to_string();
+            if !self.shared.failing.load(Ordering::Acquire) {
+                tracing::error!(%err, "Journal write failed; refusing changes and retrying.");
+            }
+            self.shared.fail(reason.clone());
+            return Err(JournalError::Failed(reason));
         }
-        self.shared.last_seq.store(last_seq, Ordering::Release);
+        let (events, bytes) = (self.batch.events, self.batch.framed.len());
+        self.batch.clear();
+        self.shared
+            .last_seq
+            .store(self.next_seq - 1, Ordering::Release);
+        self.shared.backlog.fetch_sub(events, Ordering::Relaxed);
+        self.shared.recovered();
         m::journal_batch(events, bytes, started.elapsed());
         Ok(())
     }
 
-    fn make_durable(&self) -> Result<(), String> {
-        match self.settings.durability {
-            Durability::None => Ok(()),
-            Durability::Flush => self.db.flush().map(drop).map_err(|e| e.to_string()),
-            Durability::Fsync => {
-                self.db.flush().map_err(|e| e.to_string())?;
-                match &self.data_file {
-                    Some(file) => file.sync_data().map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
-            }
+    fn write_batch(&mut self) -> std::io::Result<()> {
+        let len = self.batch.framed.len() as u64;
+        let full = self.segment.as_ref().map_or(true, |s| {
+            s.offset > 0 && s.offset + len > self.settings.segment_bytes
+        });
+        if full {
+            self.roll(self.batch.first_seq)?;
         }
+        #[cfg(test)]
+        if self.shared.fail_writes.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let Some(segment) = self.segment.as_mut() else {
+            return Err(std::io::Error::other("no journal segment is open"));
+        };
+        segment
+            .file
+            .write_all_at(&self.batch.framed, segment.offset)?;
+        if self.settings.durability == Durability::Fsync {
+            segment.file.sync_data()?;
+        }
+        segment.offset += len;
+        Ok(())
+    }
+
+    /// Moves to a new segment whose first event is `first_seq`: the spare made ready in
+    /// the background (or one made now), renamed into place, its directory synced.
+    fn roll(&mut self, first_seq: u64) -> std::io::Result<()> {
+        let dir = &self.settings.dir;
+        let spare_path = dir.join(segment::SPARE_NAME);
+        let spare = self
+            .spare
+            .take()
+            .map(|preparing| {
+                preparing
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("spare segment thread died")))
+            })
+            .and_then(Result::ok);
+        let file = match spare {
+            Some(file) => file,
+            None => segment::create_zeroed(&spare_path, self.settings.segment_bytes)?,
+        };
+        std::fs::rename(&spare_path, dir.join(segment::segment_name(first_seq)))?;
+        segment::sync_dir(dir)?;
+        self.segment = Some(ActiveSegment { file, offset: 0 });
+        let bytes = self.settings.segment_bytes;
+        self.spare = std::thread::Builder::new()
+            .name("journal-spare".into())
+            .spawn(move || segment::create_zeroed(&spare_path, bytes))
+            .ok();
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{HoldId, HoldStatus};
+    use crate::store::tail::Tail;
 
-    fn journal(
-        durability: Durability,
-        batch_events_min: usize,
-        linger: Duration,
-        covered_seq: u64,
-    ) -> (Journal, sled::Tree) {
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("journal").expect("tree");
-        let settings = JournalSettings {
+    /// Settings for a journal in `dir` with small segments.
+    pub(crate) fn settings(dir: &Path, durability: Durability) -> JournalSettings {
+        JournalSettings {
             durability,
             batch_events_max: 100_000,
             batch_bytes_max: 1 << 20,
-            batch_events_min,
-            linger,
+            batch_events_min: 1,
+            linger: Duration::ZERO,
             backlog_max: 100_000,
-            data_file: PathBuf::new(),
-        };
+            dir: dir.to_path_buf(),
+            segment_bytes: 64 * 1024,
+        }
+    }
+
+    /// A journal in a fresh temporary directory (kept alive by the returned guard).
+    pub(crate) fn temporary() -> (Journal, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
         let (journal, _writer) =
-            Journal::start(db, tree.clone(), settings, covered_seq).expect("starts");
-        (journal, tree)
+            Journal::start(settings(dir.path(), Durability::None), 1).expect("starts");
+        (journal, dir)
     }
 
     fn expiries(count: u64) -> Vec<Event> {
@@ -436,21 +491,25 @@ mod tests {
             .collect()
     }
 
-    /// Events per record in the tree, in key order.
-    fn record_sizes(tree: &sled::Tree) -> Vec<usize> {
-        tree.iter()
-            .map(|entry| {
-                let (key, value) = entry.expect("readable");
-                decode_record(&key, &value).expect("decodes").len()
-            })
-            .collect()
+    fn read_all(journal: &Journal, from: u64) -> Vec<(u64, Event)> {
+        let mut tail = Tail::new(journal.dir().to_path_buf(), from);
+        let mut events = Vec::new();
+        tail.read(journal.last_seq(), usize::MAX, &mut |seq, event| {
+            events.push((seq, event))
+        })
+        .expect("reads");
+        events
     }
 
-    /// Events appended apart, while the writer lingers, go under one flush: one record.
-    /// A batch that reached its minimum is flushed at once, not after the (long) linger.
+    /// Events appended apart, while the writer lingers, go under one sync: one record.
+    /// A batch that reached its minimum is written at once, not after the (long) linger.
     #[tokio::test]
     async fn a_small_batch_waits_for_more_and_a_full_one_does_not() {
-        let (journal, tree) = journal(Durability::Flush, 3, Duration::from_secs(30), 0);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = settings(dir.path(), Durability::Flush);
+        settings.batch_events_min = 3;
+        settings.linger = Duration::from_secs(30);
+        let (journal, _writer) = Journal::start(settings, 1).expect("starts");
         let mut events = expiries(3).into_iter();
         journal.append(events.next().expect("three events"));
         // Long enough for the writer to have taken the first event and be waiting.
@@ -462,58 +521,118 @@ mod tests {
             .await
             .expect("a batch at its minimum must not wait out the linger")
             .expect("durable");
-        assert_eq!(record_sizes(&tree), vec![3], "three events, one batch");
+        assert_eq!(journal.last_seq(), 3);
+        assert_eq!(m_batches(dir.path()), vec![3], "three events, one record");
+    }
+
+    /// Events per record in the journal, in order.
+    fn m_batches(dir: &Path) -> Vec<u32> {
+        let mut counts = Vec::new();
+        for (_, path) in segment::list(dir).expect("lists") {
+            let bytes = std::fs::read(path).expect("reads");
+            let mut at = 0;
+            while let segment::Frame::Record { count, next, .. } = segment::read_frame(&bytes, at) {
+                counts.push(count);
+                at = next;
+            }
+        }
+        counts
     }
 
     /// A lone event is still written, once its linger has passed.
     #[tokio::test]
-    async fn a_lone_event_is_flushed_after_the_linger() {
-        let linger = Duration::from_millis(50);
-        let (journal, tree) = journal(Durability::Flush, 8, linger, 0);
+    async fn a_lone_event_is_written_after_the_linger() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = settings(dir.path(), Durability::Flush);
+        settings.batch_events_min = 8;
+        settings.linger = Duration::from_millis(50);
+        let (journal, _writer) = Journal::start(settings, 1).expect("starts");
         let started = Instant::now();
         journal.append(expiries(1).remove(0));
         journal.barrier().await.expect("durable");
-        assert!(started.elapsed() >= linger, "flushed before its linger");
-        assert_eq!(record_sizes(&tree), vec![1]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "before its linger"
+        );
+        assert_eq!(m_batches(dir.path()), vec![1]);
     }
 
-    /// Without a flush there is nothing to share, so a lone event never waits.
+    /// A burst bigger than a segment rolls to new segments, each named after its first
+    /// event, and reads back as the same events with consecutive sequence numbers.
     #[tokio::test]
-    async fn without_a_flush_nothing_lingers() {
-        let (journal, tree) = journal(Durability::None, 8, Duration::from_secs(30), 0);
-        journal.append(expiries(1).remove(0));
-        tokio::time::timeout(Duration::from_secs(10), journal.barrier())
-            .await
-            .expect("durability none must not wait out the linger")
-            .expect("written");
-        assert_eq!(record_sizes(&tree), vec![1]);
-    }
-
-    /// A burst bigger than one record is stored as several small records, under one
-    /// flush, and decodes back to the same events with consecutive sequence numbers.
-    #[tokio::test]
-    async fn batches_are_split_into_small_records_that_decode_in_order() {
-        let (journal, tree) = journal(Durability::Flush, 1, Duration::ZERO, 41);
-        let events = expiries(3_000);
-        for event in &events {
-            journal.append(event.clone());
+    async fn bursts_roll_segments_and_read_back_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _writer) =
+            Journal::start(settings(dir.path(), Durability::Fsync), 42).expect("starts");
+        let events = expiries(6_000);
+        for chunk in events.chunks(500) {
+            for event in chunk {
+                journal.append(event.clone());
+            }
+            journal.barrier().await.expect("durable");
         }
-        journal.barrier().await.expect("durable");
-        assert!(tree.len() > 1, "3,000 events need several records");
-        let mut decoded = Vec::new();
-        for entry in tree.iter() {
-            let (key, value) = entry.expect("readable");
-            assert!(
-                value.len() <= RECORD_BYTES_MAX,
-                "record of {} bytes",
-                value.len()
-            );
-            decoded.extend(decode_record(&key, &value).expect("decodes"));
-        }
+        let segments = segment::list(dir.path()).expect("lists");
+        assert!(segments.len() > 2, "{} segments", segments.len());
+        assert_eq!(segments[0].0, 42);
+        let decoded = read_all(&journal, 42);
         let seqs: Vec<u64> = decoded.iter().map(|(seq, _)| *seq).collect();
-        assert_eq!(seqs, (42..42 + 3_000).collect::<Vec<u64>>());
+        assert_eq!(seqs, (42..42 + 6_000).collect::<Vec<u64>>());
         let replayed: Vec<Event> = decoded.into_iter().map(|(_, event)| event).collect();
         assert_eq!(replayed, events);
-        assert_eq!(journal.last_seq(), 42 + 2_999);
+        assert_eq!(journal.last_seq(), 42 + 5_999);
+        for (first_seq, path) in segments {
+            let bytes = std::fs::read(path).expect("reads");
+            match segment::read_frame(&bytes, 0) {
+                segment::Frame::Record { first_seq: at, .. } => assert_eq!(at, first_seq),
+                other => panic!("segment {first_seq} starts with {other:?}"),
+            }
+        }
+    }
+
+    /// A write that fails (as on a full disk; `tests/storage_faults.rs` fills a real one)
+    /// refuses work and fails its barrier, keeps the events, and once the disk takes writes
+    /// again writes them on its own, in order, and accepts work again.
+    #[tokio::test]
+    async fn a_failed_write_is_retried_until_it_succeeds_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = settings(dir.path(), Durability::Fsync);
+        settings.segment_bytes = 4096;
+        let (journal, _writer) = Journal::start(settings, 1).expect("starts");
+        journal.shared.fail_writes.store(true, Ordering::Relaxed);
+        let events = expiries(2_000);
+        let mut appended = 0;
+        for chunk in events.chunks(50) {
+            for event in chunk {
+                journal.append(event.clone());
+            }
+            appended += chunk.len();
+            if journal.barrier().await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(appended, 50, "the first write failed");
+        let failed = journal.barrier().await;
+        assert!(matches!(failed, Err(JournalError::Failed(_))), "{failed:?}");
+        assert!(journal.accepting().is_err(), "refuses work while failing");
+        assert!(
+            journal.shared.backlog.load(Ordering::Relaxed) > 0,
+            "some events wait for the disk"
+        );
+
+        journal.shared.fail_writes.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while journal.failure().is_some() {
+            assert!(Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        journal.barrier().await.expect("healthy again");
+        assert!(journal.accepting().is_ok());
+        let written: Vec<Event> = read_all(&journal, 1).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(
+            written,
+            events[..appended].to_vec(),
+            "every event, in order"
+        );
+        assert_eq!(journal.last_seq(), appended as u64);
     }
 }

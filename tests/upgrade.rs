@@ -1,0 +1,159 @@
+//! Data dirs written by earlier releases (the journal in sled) start under this build with
+//! everything in them: SKUs, quotas, a sale, holds in every status, changes that lived only
+//! in the sled journal, and every idempotent answer byte for byte. `fixtures/format5.tar.gz`
+//! was written by the last such release (`fixtures/make-format5.sh` says how).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_conserved, Process, TestServer};
+use serde_json::Value;
+
+/// Keys and bodies exactly as `make-format5.sh` sent them.
+const REQUESTS: [(&str, &str); 6] = [
+    (
+        "k-held",
+        r#"{"lines": [{"sku": "ALPHA", "quantity": 2}], "customer_id": "c-1", "ttl_seconds": 3600}"#,
+    ),
+    (
+        "k-confirmed",
+        r#"{"lines": [{"sku": "ALPHA", "quantity": 1}, {"sku": "BETA", "quantity": 1}], "customer_id": "c-2"}"#,
+    ),
+    (
+        "k-released",
+        r#"{"lines": [{"sku": "BETA", "quantity": 3}], "customer_id": "c-3"}"#,
+    ),
+    (
+        "k-fulfilled",
+        r#"{"lines": [{"sku": "ALPHA", "quantity": 4}], "customer_id": "c-4"}"#,
+    ),
+    (
+        "k-soldout",
+        r#"{"lines": [{"sku": "BETA", "quantity": 400}], "customer_id": "c-5"}"#,
+    ),
+    (
+        "k-journal",
+        r#"{"lines": [{"sku": "BETA", "quantity": 2}], "customer_id": "c-7"}"#,
+    ),
+];
+
+/// Long enough that the fixture's holds and answers are still remembered years on.
+const REMEMBER: [&str; 4] = [
+    "--hold-retention-s",
+    "3153600000",
+    "--idempotency-ttl-s",
+    "3153600000",
+];
+
+fn fixture_dir(dir: &Path) -> PathBuf {
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format5.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    dir.join("data")
+}
+
+fn expected() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format5.expected.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Everything the earlier release answered, answered the same way.
+async fn everything_is_there(server: &TestServer) {
+    let expected = expected();
+    for (key, body) in REQUESTS {
+        let retry = server.hold_raw(key, body).await;
+        assert_eq!(
+            retry.body, expected["answers"][key],
+            "the retry of {key} answers as the first time"
+        );
+    }
+    let recorded = expected["holds"].as_object().unwrap();
+    for (key, hold) in recorded {
+        let id = hold["hold_id"].as_str().unwrap();
+        let now = server.get_hold(id).await.body;
+        let status = now["status"].as_str().unwrap();
+        // A hold that was held has expired by now unless its TTL is still running.
+        let allowed = match hold["status"].as_str().unwrap() {
+            "held" => vec!["held", "expired"],
+            other => vec![other],
+        };
+        assert!(allowed.contains(&status), "{key}: {now}");
+        assert_eq!(now["lines"], hold["lines"], "{key}");
+        assert_eq!(now["created_at"], hold["created_at"], "{key}");
+    }
+    for sku in ["ALPHA", "BETA"] {
+        let before = &expected["skus"][sku];
+        let view = server.sku(sku).await;
+        assert_conserved(&view);
+        for field in ["on_hand", "safety_stock", "committed"] {
+            assert_eq!(view[field], before[field], "{sku} {field}: {view}");
+        }
+        assert_eq!(
+            view["channels"]["web"]["allocated"], before["channels"]["web"]["allocated"],
+            "{sku}"
+        );
+    }
+    let sale = server
+        .send(reqwest::Method::GET, "/v1/sales/spring", None, &[])
+        .await
+        .body;
+    for field in [
+        "name",
+        "starts_at",
+        "ends_at",
+        "per_customer_limit",
+        "hold_ttl_s",
+    ] {
+        assert_eq!(sale[field], expected["sale"][field], "sale {field}");
+    }
+}
+
+async fn upgrades_and_keeps_everything(data: &Path) {
+    let (process, server) = Process::start_server(data, &REMEMBER);
+    assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [6u8]);
+    assert!(!data.join("sled").exists(), "the sled journal is gone");
+    assert!(data.join("journal").is_dir());
+    everything_is_there(&server).await;
+    assert_eq!(process.terminate().code(), Some(0));
+
+    // And again, now from the new format alone.
+    let (_process, server) = Process::start_server(data, &REMEMBER);
+    everything_is_there(&server).await;
+}
+
+#[actix_web::test]
+async fn a_format_5_data_dir_upgrades_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture_dir(dir.path());
+    assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [5u8]);
+    upgrades_and_keeps_everything(&data).await;
+}
+
+/// Format 4 kept the snapshots inside the journal's sled Db.
+#[actix_web::test]
+async fn a_format_4_data_dir_upgrades_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture_dir(dir.path());
+    {
+        let own = sled::open(data.join("snapshots")).unwrap();
+        let shared = sled::open(data.join("sled")).unwrap();
+        let from = own.open_tree("snapshots").unwrap();
+        let to = shared.open_tree("snapshots").unwrap();
+        for entry in from.iter() {
+            let (key, value) = entry.unwrap();
+            to.insert(key, value).unwrap();
+        }
+        assert!(!to.is_empty(), "the fixture has a snapshot");
+        shared.flush().unwrap();
+    }
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    std::fs::write(data.join("holdfast.format"), [4u8]).unwrap();
+    upgrades_and_keeps_everything(&data).await;
+}
