@@ -14,6 +14,8 @@ use crate::store::Durability;
 /// The longest hold TTL any configuration may allow: a week.
 pub const HOLD_TTL_S_CEILING: u64 = 7 * 24 * 3600;
 const _: () = assert!(900 <= HOLD_TTL_S_CEILING);
+const JOURNAL_SEGMENT_BYTES_MIN: u64 = 16 * 1024;
+const JOURNAL_SEGMENT_BYTES_MAX: u64 = 1 << 30;
 /// Longest journal linger allowed, in microseconds: it adds to a quiet server's latency.
 const JOURNAL_LINGER_US_CEILING: u64 = 10_000;
 
@@ -273,6 +275,15 @@ impl Settings {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(name, "must be at least 1"));
+        }
+        // A segment must hold a few batches; past 1 GiB a roll's zero-fill takes seconds.
+        if !(JOURNAL_SEGMENT_BYTES_MIN..=JOURNAL_SEGMENT_BYTES_MAX)
+            .contains(&self.journal_segment_bytes)
+        {
+            return Err(invalid(
+                "journal_segment_bytes",
+                format!("must be {JOURNAL_SEGMENT_BYTES_MIN}..={JOURNAL_SEGMENT_BYTES_MAX}"),
+            ));
         }
         if !(10..=1_000).contains(&self.expiry_tick_ms) {
             return Err(invalid(

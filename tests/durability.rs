@@ -406,3 +406,40 @@ async fn a_torn_last_write_is_cut_off_and_the_server_starts() {
     }
     assert_eq!(server.sku("J").await["held"], 5);
 }
+
+/// A server stopped while empty (as after installing it), then run with a short snapshot
+/// interval and killed: the snapshots written after the restart load. Earlier builds
+/// named an empty generation at the stop and handed its id out again, so the next
+/// snapshot's chunks were read as the empty one's and the dir would not start.
+#[actix_web::test]
+async fn snapshots_after_a_stop_while_empty_load_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert_eq!(Process::start(&data, &[], &[]).terminate().code(), Some(0));
+    let args = ["--snapshot-every-events", "100", "--snapshot-every-s", "1"];
+    let (process, server) = Process::start_server(&data, &args);
+    server.put_sku("EMPTY-FIRST", 1_000, 0).await;
+    let mut answers = Vec::new();
+    for n in 0..250 {
+        answers.push(
+            server
+                .hold(&format!("e{n}"), &[("EMPTY-FIRST", 1)])
+                .await
+                .body,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    process.kill9();
+
+    let (_process, server) = Process::start_server(&data, &args);
+    for (n, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            &server
+                .hold(&format!("e{n}"), &[("EMPTY-FIRST", 1)])
+                .await
+                .body,
+            answer
+        );
+    }
+    assert_eq!(server.sku("EMPTY-FIRST").await["held"], 250);
+}

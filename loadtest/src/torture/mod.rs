@@ -29,6 +29,9 @@ const SHOP_SKUS: usize = 6;
 const SET_SKUS: usize = 4;
 const SHOP_STOCK: u64 = 100_000;
 const SAFETY_STOCK: u64 = 2;
+/// Every this many rounds (and round 0, empty) a graceful stop; the others are kills, so
+/// a run's mix is known from its length.
+const GRACEFUL_EVERY: u32 = 7;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -168,7 +171,7 @@ async fn rounds(
             && round % options.power_cut_every == 0
         {
             Stop::PowerCut
-        } else if rng.random_bool(0.15) {
+        } else if round % GRACEFUL_EVERY == 0 {
             Stop::Graceful
         } else {
             Stop::Kill9

@@ -1,0 +1,103 @@
+//! Power cuts, simulated with LazyFS (every byte not synced is dropped), and the crash
+//! torture suite run as CI runs it. LazyFS is built into target/lazyfs on first use
+//! (`.ci/run` installs what that needs: libfuse3-dev fuse3 cmake g++ make pkg-config), and
+//! mounting it needs /dev/fuse and root, as CI has.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Process;
+use loadtest::torture::{self, lazyfs::Mount, Options};
+
+fn lazyfs() -> PathBuf {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lazyfs");
+    torture::lazyfs::ensure_built(&out).expect("LazyFS builds")
+}
+
+/// A power cut right after the first start, and one after an acknowledged hold: the data
+/// dir starts again (its format stamp was synced) and the hold is there.
+#[actix_web::test]
+async fn a_power_cut_after_the_first_start_leaves_a_dir_that_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let mount = Mount::start(&lazyfs(), work.path()).await.expect("mounts");
+    let data = mount.dir.join("data");
+    let process = Process::start(&data, &[], &[]);
+    process.kill9();
+    mount.power_cut().await.expect("power cut");
+
+    let (process, server) = Process::start_server(&data, &[]);
+    server.put_sku("CUT", 10, 0).await;
+    let hold = server.hold("cut-1", &[("CUT", 3)]).await;
+    assert_eq!(hold.status, reqwest::StatusCode::CREATED);
+    process.kill9();
+    mount.power_cut().await.expect("power cut");
+
+    let (process, server) = Process::start_server(&data, &[]);
+    assert_eq!(server.hold("cut-1", &[("CUT", 3)]).await.body, hold.body);
+    assert_eq!(server.sku("CUT").await["held"], 3);
+    drop(process);
+    mount.stop().await;
+}
+
+fn options(seed: u64) -> Options {
+    Options {
+        holdfast_bin: PathBuf::from(env!("CARGO_BIN_EXE_holdfast")),
+        seed,
+        lazyfs: Some(lazyfs()),
+        shoppers: 8,
+        load_ms_max: 1_000,
+        ..Options::default()
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// 36 rounds: 20 kill -9, 11 kill -9 with a power cut, 5 graceful stops (one empty).
+/// Rerun a failure with TORTURE_SEED=<seed>.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_torture_suite_finds_nothing_lost() {
+    let seed = seed();
+    println!("torture seed {seed} (TORTURE_SEED={seed} reruns it)");
+    let outcome = torture::run(&Options {
+        rounds: 36,
+        power_cut_every: 3,
+        ..options(seed)
+    })
+    .await
+    .expect("the suite runs");
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    assert_eq!(outcome.power_cuts, 11);
+    assert_eq!(outcome.kills, 31);
+    assert!(outcome.holds_acknowledged > 1_000, "{outcome:?}");
+}
+
+/// The negative control: with `--durability none` nothing is synced, and the suite must
+/// report the acknowledgements a power cut took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fsync_the_suite_reports_lost_acknowledgements() {
+    let seed = seed();
+    println!("torture seed {seed}");
+    let outcome = torture::run(&Options {
+        rounds: 4,
+        power_cut_every: 2,
+        durability: "none".into(),
+        ..options(seed)
+    })
+    .await
+    .expect("the suite runs");
+    assert!(
+        outcome.failures.iter().any(|f| f.contains("lost")),
+        "a power cut without fsync lost nothing? {:#?}",
+        outcome.failures
+    );
+}
