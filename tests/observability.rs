@@ -252,7 +252,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         .unwrap()
         .iter()
         .collect();
-    assert_eq!(rules.len(), 8);
+    assert_eq!(rules.len(), 9);
     for rule in rules {
         assert_ne!(
             rule["health"], "err",

@@ -130,6 +130,7 @@ impl Journal {
             shared: Arc::clone(&shared),
         };
         writer.roll(next_seq)?;
+        m::journal_failing(false);
         let (sender, receiver) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
