@@ -11,7 +11,7 @@
 # p99 at most 5 ms, 1,000 Zipf SKUs within 20% of the hot SKU). Every holdfast run ends
 # with lib.sh's audit_units (no SKU oversold, one held unit per hold placed); a failure
 # stops the script.
-# Needs: apt-get install wrk redis-server postgresql; ../shared/bench beside the repo.
+# Needs: apt-get install wrk redis-server postgresql.
 source "$(dirname "$0")/lib.sh"
 runs=${RUNS:-3}; secs=${SECS:-10}
 cargo build --release -q --manifest-path "$root/Cargo.toml" -p holdfast

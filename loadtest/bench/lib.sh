@@ -4,7 +4,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # HOLDFAST_BIN picks another build, for A/B runs of two builds in one session.
 bin=${HOLDFAST_BIN:-"$root/target/release/holdfast"}
-# Our own copy: ../shared/bench/wrk-hold.lua sends every key twice (see the comment in ours).
+# wrk-hold.lua: one new idempotency key per request (see the comment in it).
 wrk_script="$root/loadtest/bench/wrk-hold.lua"
 # WRK picks the wrk; by default the one build-wrk.sh makes (it also prints the latencies as
 # recorded, before wrk's coordinated-omission correction), else the system's.
@@ -108,9 +108,9 @@ wrk_holds_zipf() {
   audit_units $skus
 }
 
-# redis_reserve FSYNC -> "rps p99_ms" from ../shared/bench/redis-baseline.sh
+# redis_reserve FSYNC -> "rps p99_ms" from redis-baseline.sh
 redis_reserve() {
-  "$root/../shared/bench/redis-baseline.sh" "$1" "${REDIS_REQUESTS:-300000}" |
+  "$root/loadtest/bench/redis-baseline.sh" "$1" "${REDIS_REQUESTS:-300000}" |
     awk -F'","' '/EVALSHA/ { gsub(/"/, "", $2); gsub(/"/, "", $7); printf "%.0f %.2f\n", $2, $7 }'
 }
 
