@@ -123,6 +123,7 @@ impl Journal {
         });
         let mut writer = Writer {
             segment: None,
+            retrying: false,
             spare: None,
             batch: Batch::default(),
             next_seq,
@@ -273,6 +274,8 @@ struct ActiveSegment {
 
 struct Writer {
     segment: Option<ActiveSegment>,
+    /// The last attempt to write the batch failed.
+    retrying: bool,
     /// The next segment, being zero-filled off the writer's thread.
     spare: Option<JoinHandle<std::io::Result<File>>>,
     batch: Batch,
@@ -379,7 +382,9 @@ impl Writer {
         }
         let started = Instant::now();
         self.batch.seal();
-        if let Err(err) = self.write_batch() {
+        let written = self.write_batch();
+        self.retrying = written.is_err();
+        if let Err(err) = written {
             m::journal_write_error();
             let reason = err.to_string();
             if !self.shared.failing.load(Ordering::Acquire) {
@@ -401,19 +406,25 @@ impl Writer {
 
     fn write_batch(&mut self) -> std::io::Result<()> {
         let len = self.batch.framed.len() as u64;
+        // A batch that failed is written again where it failed, even past the segment's
+        // end (the file grows): a failed write may have left part of it there, and only
+        // the batch itself, a longer run of the same bytes, is sure to cover that.
         let full = self.segment.as_ref().map_or(true, |s| {
-            s.offset > 0 && s.offset + len > self.settings.segment_bytes
+            !self.retrying && s.offset > 0 && s.offset + len > self.settings.segment_bytes
         });
         if full {
             self.roll(self.batch.first_seq)?;
         }
-        #[cfg(test)]
-        if self.shared.fail_writes.load(Ordering::Relaxed) {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-        }
         let Some(segment) = self.segment.as_mut() else {
             return Err(std::io::Error::other("no journal segment is open"));
         };
+        // Tests: half the batch reaches the file, then the disk is full.
+        #[cfg(test)]
+        if self.shared.fail_writes.load(Ordering::Relaxed) {
+            let half = &self.batch.framed[..self.batch.framed.len() / 2];
+            segment.file.write_all_at(half, segment.offset)?;
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         segment
             .file
             .write_all_at(&self.batch.framed, segment.offset)?;
@@ -599,25 +610,33 @@ pub(crate) mod tests {
         let mut settings = settings(dir.path(), Durability::Fsync);
         settings.segment_bytes = 4096;
         let (journal, _writer) = Journal::start(settings, 1).expect("starts");
-        journal.shared.fail_writes.store(true, Ordering::Relaxed);
-        let events = expiries(2_000);
+        let events = expiries(300);
+        let mut chunks = events.chunks(50);
         let mut appended = 0;
-        for chunk in events.chunks(50) {
+        let mut append = |chunk: &[Event]| {
             for event in chunk {
                 journal.append(event.clone());
             }
             appended += chunk.len();
-            if journal.barrier().await.is_err() {
-                break;
-            }
+        };
+        // Two batches fit; the third fails half-written, and grows while it waits to be
+        // written again, past what is left of the segment.
+        for chunk in chunks.by_ref().take(2) {
+            append(chunk);
+            journal.barrier().await.expect("written");
         }
-        assert_eq!(appended, 50, "the first write failed");
-        let failed = journal.barrier().await;
-        assert!(matches!(failed, Err(JournalError::Failed(_))), "{failed:?}");
+        journal.shared.fail_writes.store(true, Ordering::Relaxed);
+        for chunk in chunks {
+            append(chunk);
+            let failed = journal.barrier().await;
+            assert!(matches!(failed, Err(JournalError::Failed(_))), "{failed:?}");
+        }
         assert!(journal.accepting().is_err(), "refuses work while failing");
-        assert!(
-            journal.shared.backlog.load(Ordering::Relaxed) > 0,
-            "some events wait for the disk"
+        assert_eq!(journal.last_seq(), 100);
+        assert_eq!(
+            journal.shared.backlog.load(Ordering::Relaxed),
+            200,
+            "the events wait for the disk"
         );
 
         journal.shared.fail_writes.store(false, Ordering::Relaxed);
@@ -635,5 +654,10 @@ pub(crate) mod tests {
             "every event, in order"
         );
         assert_eq!(journal.last_seq(), appended as u64);
+        // What the failed writes left in the file was covered: recovery reads it clean.
+        let snapshots = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = snapshots.open_tree("snapshots").expect("tree");
+        let image = crate::store::recovery::recover(dir.path(), &tree).expect("recovers");
+        assert_eq!(image.seq, appended as u64);
     }
 }
