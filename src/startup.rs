@@ -318,6 +318,24 @@ async fn restore(
     for (record, response) in replayed.answers() {
         idempotency.restore(record, response);
     }
+    // The lines a crash left behind their hold's status, found in the image (the same
+    // rule the SKU actor applies): asking every actor about every ended hold instead
+    // cost one round trip per line of every hold kept, seconds at a hundred thousand.
+    let mut unsettled = Vec::new();
+    for hold in replayed.holds.values() {
+        let Some(target) = crate::hold::book::line_target(hold.status) else {
+            continue;
+        };
+        for line in &hold.lines {
+            let behind = replayed
+                .skus
+                .get(&line.sku)
+                .is_some_and(|state| !state.line_changes_for(hold.id, target).is_empty());
+            if behind {
+                unsettled.push((line.sku.clone(), hold.id, target));
+            }
+        }
+    }
     for (sku, state) in replayed.skus {
         reservations
             .directory
@@ -325,21 +343,14 @@ async fn restore(
             .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
     }
     for hold in replayed.holds.into_values() {
-        let target = crate::hold::book::line_target(hold.status);
-        reservations.book.restore(hold.clone());
-        if let Some(target) = target {
-            for line in &hold.lines {
-                if let Some(entry) = reservations.directory.get(&line.sku) {
-                    let settle = SettleLine {
-                        hold_id: hold.id,
-                        target,
-                    };
-                    entry
-                        .ask(settle, None)
-                        .await
-                        .map_err(|e| StartupError::Other(e.to_string()))?;
-                }
-            }
+        reservations.book.restore(hold);
+    }
+    for (sku, hold_id, target) in unsettled {
+        if let Some(entry) = reservations.directory.get(&sku) {
+            entry
+                .ask(SettleLine { hold_id, target }, None)
+                .await
+                .map_err(|e| StartupError::Other(e.to_string()))?;
         }
     }
     while reservations.expire_due(expiry::EXPIRIES_PER_TICK_MAX).await > 0 {}

@@ -443,3 +443,53 @@ async fn snapshots_after_a_stop_while_empty_load_after_a_crash() {
     }
     assert_eq!(server.sku("EMPTY-FIRST").await["held"], 250);
 }
+
+/// A crash between a hold's status change and its line changes (journaled one after the
+/// other): the start completes the line changes before it says ready.
+#[actix_web::test]
+async fn a_status_change_cut_off_before_its_line_changes_is_completed_at_start() {
+    use holdfast::store::{recovery, Durability, Event, Journal, JournalSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (process, server) = Process::start_server(&data, &[]);
+    server.put_sku("CUT-OFF", 10, 0).await;
+    let kept = server.hold("kept", &[("CUT-OFF", 1)]).await;
+    let cut = server.hold("cut", &[("CUT-OFF", 2)]).await;
+    let cut_id = cut.body["hold_id"].as_str().unwrap().to_owned();
+    process.kill9();
+    {
+        // What the crash left: the release journaled, its line change not.
+        let snapshots = sled::open(data.join("snapshots")).unwrap();
+        let tree = snapshots.open_tree("snapshots").unwrap();
+        let image = recovery::recover(&data.join("journal"), &tree).unwrap();
+        let settings = JournalSettings {
+            durability: Durability::Fsync,
+            batch_events_max: 16,
+            batch_bytes_max: 1 << 16,
+            batch_events_min: 1,
+            linger: Duration::ZERO,
+            backlog_max: 16,
+            dir: data.join("journal"),
+            segment_bytes: 1 << 16,
+        };
+        let (journal, writer) = Journal::start(settings, image.seq + 1).unwrap();
+        journal.append(Event::HoldStatusChanged {
+            hold_id: holdfast::domain::HoldId::parse(&cut_id).unwrap(),
+            status: holdfast::domain::HoldStatus::Released,
+            at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        });
+        journal.barrier().await.unwrap();
+        drop(journal);
+        writer.join().unwrap();
+    }
+    let (_process, server) = Process::start_server(&data, &[]);
+    assert_eq!(server.get_hold(&cut_id).await.body["status"], "released");
+    let view = server.sku("CUT-OFF").await;
+    assert_eq!(view["held"], 1, "only the kept hold's unit: {view}");
+    assert_eq!(view["available"], 9);
+    let kept_id = kept.body["hold_id"].as_str().unwrap();
+    assert_eq!(server.get_hold(kept_id).await.body["status"], "held");
+}

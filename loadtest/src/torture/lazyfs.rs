@@ -38,6 +38,7 @@ pub struct Mount {
     pub dir: PathBuf,
     state: PathBuf,
     bin: PathBuf,
+    stopped: bool,
 }
 
 async fn script(bin: &Path, args: &[&Path]) -> Result<(), Error> {
@@ -72,6 +73,7 @@ impl Mount {
             dir,
             state,
             bin: bin.to_path_buf(),
+            stopped: false,
         })
     }
 
@@ -80,9 +82,22 @@ impl Mount {
         script(&self.bin, &[Path::new("clear"), &self.state]).await
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         if let Err(err) = script(&self.bin, &[Path::new("stop"), &self.dir, &self.state]).await {
             eprintln!("torture: unmounting LazyFS: {err}");
+        }
+        self.stopped = true;
+    }
+}
+
+/// A mount left behind (a test that panicked) is unmounted, so its directory can go.
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.dir)
+                .status();
         }
     }
 }
