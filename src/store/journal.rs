@@ -124,6 +124,7 @@ impl Journal {
         let mut writer = Writer {
             segment: None,
             retrying: false,
+            last_attempt: Instant::now(),
             spare: None,
             batch: Batch::default(),
             next_seq,
@@ -276,6 +277,7 @@ struct Writer {
     segment: Option<ActiveSegment>,
     /// The last attempt to write the batch failed.
     retrying: bool,
+    last_attempt: Instant,
     /// The next segment, being zero-filled off the writer's thread.
     spare: Option<JoinHandle<std::io::Result<File>>>,
     batch: Batch,
@@ -342,7 +344,15 @@ impl Writer {
                     Err(_) => None,
                 };
             }
-            let outcome = self.commit();
+            // While failing, a change arriving (a confirm, an expiry) joins the batch but
+            // does not bring the next attempt forward: a full disk is retried at a pace.
+            let outcome = if self.retrying && self.last_attempt.elapsed() < RETRY_INTERVAL {
+                Err(JournalError::Failed(
+                    self.shared.failure.lock().clone().unwrap_or_default(),
+                ))
+            } else {
+                self.commit()
+            };
             for done in barriers.drain(..) {
                 let _receiver_gone = done.send(outcome.clone());
             }
@@ -381,6 +391,7 @@ impl Writer {
             };
         }
         let started = Instant::now();
+        self.last_attempt = started;
         self.batch.seal();
         let written = self.write_batch();
         self.retrying = written.is_err();
