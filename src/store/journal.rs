@@ -26,8 +26,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::events::Event;
-use super::packing::Packer;
-use super::segment::{self, RECORD_PAYLOAD_BYTES_MAX};
+use super::segment;
 use crate::metrics as m;
 
 /// Pause between attempts to write a batch that failed.
@@ -210,13 +209,16 @@ impl Shared {
     }
 }
 
-/// Events encoded but not yet durable: whole frames, then the record being filled.
+/// Events encoded but not yet durable. A batch is written as exactly one frame, framed
+/// anew at every attempt: a crash can then tear only that frame, and nothing intact can
+/// follow a torn one (recovery calls that corruption). A batch of several frames, torn so
+/// that a later frame reached the disk and an earlier one did not, would look corrupt.
 #[derive(Default)]
 struct Batch {
+    /// The events, postcard, back to back.
+    payload: Vec<u8>,
+    /// The frame last written, kept to reuse its allocation.
     framed: Vec<u8>,
-    packer: Option<Packer>,
-    /// Sequence number of the open record's first event.
-    open_first_seq: u64,
     /// Sequence number of the batch's first event.
     first_seq: u64,
     events: usize,
@@ -226,44 +228,30 @@ impl Batch {
     fn push(&mut self, seq: u64, event: &Event) -> Result<(), postcard::Error> {
         if self.events == 0 {
             self.first_seq = seq;
+            self.payload.clear();
         }
-        let packer = self
-            .packer
-            .get_or_insert_with(|| Packer::new(RECORD_PAYLOAD_BYTES_MAX));
-        if packer.open_len() == 0 {
-            self.open_first_seq = seq;
-        }
-        if let Some(closed) = packer.push(event)? {
-            segment::push_frame(
-                &mut self.framed,
-                self.open_first_seq,
-                closed.values,
-                &closed.bytes,
-            );
-            self.open_first_seq = seq;
+        let start = self.payload.len();
+        if let Err(err) = postcard::to_io(event, &mut self.payload) {
+            self.payload.truncate(start);
+            return Err(err);
         }
         self.events += 1;
         Ok(())
     }
 
-    /// Frames the open record, so `framed` holds the whole batch.
-    fn seal(&mut self) {
-        if let Some(closed) = self.packer.as_mut().and_then(Packer::close) {
-            segment::push_frame(
-                &mut self.framed,
-                self.open_first_seq,
-                closed.values,
-                &closed.bytes,
-            );
-        }
+    /// The batch as one frame, in `framed`.
+    fn frame(&mut self) {
+        self.framed.clear();
+        let count = u32::try_from(self.events).unwrap_or(u32::MAX);
+        segment::push_frame(&mut self.framed, self.first_seq, count, &self.payload);
     }
 
     fn bytes(&self) -> usize {
-        self.framed.len() + self.packer.as_ref().map_or(0, Packer::open_len)
+        self.payload.len()
     }
 
     fn clear(&mut self) {
-        self.framed.clear();
+        self.payload.clear();
         self.events = 0;
     }
 }
@@ -392,7 +380,7 @@ impl Writer {
         }
         let started = Instant::now();
         self.last_attempt = started;
-        self.batch.seal();
+        self.batch.frame();
         let written = self.write_batch();
         self.retrying = written.is_err();
         if let Err(err) = written {
@@ -665,6 +653,10 @@ pub(crate) mod tests {
             "every event, in order"
         );
         assert_eq!(journal.last_seq(), appended as u64);
+        // The retried batch went out as one record (a crash can tear only that one).
+        let counts = m_batches(dir.path());
+        assert_eq!(counts.last(), Some(&200), "{counts:?}");
+        assert_eq!(counts.iter().sum::<u32>(), 300);
         // What the failed writes left in the file was covered: recovery reads it clean.
         let snapshots = sled::Config::new().temporary(true).open().expect("sled");
         let tree = snapshots.open_tree("snapshots").expect("tree");

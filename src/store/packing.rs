@@ -1,5 +1,5 @@
-//! Values encoded back to back (postcard) into bounded records: journal records and
-//! snapshot chunks are both packed this way.
+//! Values encoded back to back (postcard) into bounded records: journal batches and
+//! snapshot chunks are read this way, and snapshot chunks packed this way.
 
 /// Decodes values encoded back to back in one record.
 pub fn decode_packed<T: serde::de::DeserializeOwned>(
@@ -19,22 +19,13 @@ pub fn decode_packed<T: serde::de::DeserializeOwned>(
 /// record of its own); [`decode_packed`] reads them back.
 pub struct Packer {
     open: Vec<u8>,
-    /// Values in the open record.
-    open_values: u32,
     record_bytes_max: usize,
-}
-
-/// A record the packer closed: its bytes and how many values it holds.
-pub struct Packed {
-    pub bytes: Vec<u8>,
-    pub values: u32,
 }
 
 impl Packer {
     pub fn new(record_bytes_max: usize) -> Self {
         Self {
             open: Vec::new(),
-            open_values: 0,
             record_bytes_max,
         }
     }
@@ -44,34 +35,21 @@ impl Packer {
     pub fn push<T: serde::Serialize>(
         &mut self,
         value: &T,
-    ) -> Result<Option<Packed>, postcard::Error> {
+    ) -> Result<Option<Vec<u8>>, postcard::Error> {
         let start = self.open.len();
         if let Err(err) = postcard::to_io(value, &mut self.open) {
             self.open.truncate(start);
             return Err(err);
         }
         if start == 0 || self.open.len() <= self.record_bytes_max {
-            self.open_values += 1;
             return Ok(None);
         }
         let value = self.open.split_off(start);
-        let closed = Packed {
-            bytes: std::mem::replace(&mut self.open, value),
-            values: std::mem::replace(&mut self.open_values, 1),
-        };
-        Ok(Some(closed))
+        Ok(Some(std::mem::replace(&mut self.open, value)))
     }
 
     /// Closes the record being filled; None if it is empty.
-    pub fn close(&mut self) -> Option<Packed> {
-        (!self.open.is_empty()).then(|| Packed {
-            bytes: std::mem::take(&mut self.open),
-            values: std::mem::take(&mut self.open_values),
-        })
-    }
-
-    /// Bytes in the record being filled.
-    pub fn open_len(&self) -> usize {
-        self.open.len()
+    pub fn close(&mut self) -> Option<Vec<u8>> {
+        (!self.open.is_empty()).then(|| std::mem::take(&mut self.open))
     }
 }

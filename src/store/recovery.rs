@@ -80,6 +80,14 @@ fn replay_journal(dir: &Path, image: &mut Image) -> Result<(), RecoveryError> {
                         );
                         return Err(corrupt(at, reason));
                     }
+                    // Bytes after the end: a write whose first sector was lost.
+                    if torn.is_none() && bytes[at.min(bytes.len())..].iter().any(|&b| b != 0) {
+                        torn = Some(Torn {
+                            path: path.clone(),
+                            offset: at,
+                            reason: "a zero length with bytes after it".into(),
+                        });
+                    }
                     break;
                 }
                 Frame::Bad(reason) => {
@@ -262,6 +270,22 @@ mod tests {
         assert_eq!(replayed(dir.path()).expect("replays"), kept);
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), at as u64);
         assert_eq!(replayed(dir.path()).expect("replays again"), kept);
+    }
+
+    /// The last write torn so that its first sector never reached the disk (a zero length)
+    /// but later ones did: cut off, not taken for corruption.
+    #[test]
+    fn a_last_write_missing_its_first_sector_is_cut_off() {
+        let dir = tempfile::tempdir().expect("dir");
+        written(dir.path(), 5);
+        let (path, records) = records(dir.path());
+        let (at, _) = records[records.len() - 1];
+        let (_, kept) = records[records.len() - 2];
+        let mut bytes = std::fs::read(&path).expect("reads");
+        bytes[at..at + 8].fill(0);
+        std::fs::write(&path, &bytes).expect("writes");
+        assert_eq!(replayed(dir.path()).expect("replays"), kept);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), at as u64);
     }
 
     /// A bad record with an intact one after it is corruption: refused, named, untouched.

@@ -7,13 +7,14 @@
 //! - A segment is created zero-filled to `segment_bytes` and synced, then renamed into
 //!   place and its directory synced: a later `fdatasync` then commits data only, never a
 //!   new file size, and a zero-length frame marks where its records end.
-//! - A record is a frame of `FRAME_HEADER_BYTES` bytes, little-endian:
+//! - A record is one batch, written by one write: a frame of `FRAME_HEADER_BYTES` bytes,
+//!   little-endian:
 //!   `len: u32` (payload bytes, never 0), `crc: u32` (CRC32C of everything after it:
 //!   the rest of the header and the payload), `first_seq: u64`, `count: u32` (events
 //!   in it), then the payload (postcard events back to back), zero-padded to 8 bytes.
 //!
 //! A record is written whole by one write and acknowledged only after its sync, so after a
-//! crash only the records of the last write can be missing or torn.
+//! crash only the last record can be missing or torn, and no intact record can follow it.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -24,10 +25,9 @@ pub const FRAME_HEADER_BYTES: usize = 20;
 /// Frames start at multiples of this, so a scan for a valid record after a bad one only
 /// looks at aligned offsets.
 pub const FRAME_ALIGN: usize = 8;
-/// Largest payload of one record. A batch bigger than this is written as several records.
-pub const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 20;
-/// Most events in one record; far above what fits in a payload, it only rejects garbage.
-const RECORD_EVENTS_MAX: u32 = 1 << 20;
+/// Largest payload of one record (a batch is one record): a segment's largest size. Only
+/// rejects garbage; a real batch is far smaller (`--journal-batch-bytes-max`).
+const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 30;
 const SEGMENT_SUFFIX: &str = ".log";
 /// A zero-filled file being made ready as the next segment.
 pub const SPARE_NAME: &str = "next-segment.tmp";
@@ -123,7 +123,7 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
         return Frame::End;
     }
     let count = le_u32(header, 16);
-    if len > RECORD_PAYLOAD_BYTES_MAX || count == 0 || count > RECORD_EVENTS_MAX {
+    if len > RECORD_PAYLOAD_BYTES_MAX || count == 0 {
         return Frame::Bad(format!("implausible frame (length {len}, {count} events)"));
     }
     let end = at + FRAME_HEADER_BYTES + len;

@@ -348,7 +348,7 @@ impl<'a> ChunkWriter<'a> {
 
     fn push(&mut self, entry: &Entry) -> Result<(), String> {
         if let Some(chunk) = self.packer.push(entry).map_err(|e| e.to_string())? {
-            self.store(chunk.bytes)?;
+            self.store(chunk)?;
         }
         self.entries += 1;
         Ok(())
@@ -364,7 +364,7 @@ impl<'a> ChunkWriter<'a> {
     /// Seals the last chunk; the generation as the manifest will name it.
     fn finish(mut self) -> Result<Generation, String> {
         if let Some(chunk) = self.packer.close() {
-            self.store(chunk.bytes)?;
+            self.store(chunk)?;
         }
         Ok(Generation {
             id: self.generation,
