@@ -125,8 +125,10 @@ impl Application {
         };
         let (journal, journal_thread) = Journal::start(journal_settings, image.seq + 1)?;
         let snapshot_settings = SnapshotSettings {
-            fsync_dir: (settings.durability == crate::store::Durability::Fsync)
-                .then(|| settings.data_dir.join(SNAPSHOT_DB_DIR)),
+            // Synced in every durability mode: the journal under a snapshot is deleted
+            // once it is written, and a snapshot lost to a power cut would then leave a
+            // gap no start gets past. The sync is off the acknowledgement path.
+            dir: settings.data_dir.join(SNAPSHOT_DB_DIR),
             every_events: settings.snapshot_every_events,
             every_s: settings.snapshot_every_s,
             hold_retention_ms: settings.hold_retention_s.saturating_mul(1_000),

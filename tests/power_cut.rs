@@ -88,7 +88,7 @@ async fn without_fsync_the_suite_reports_lost_acknowledgements() {
     let seed = seed();
     println!("torture seed {seed}");
     let outcome = torture::run(&Options {
-        rounds: 4,
+        rounds: 6,
         power_cut_every: 2,
         durability: "none".into(),
         ..options(seed)

@@ -120,7 +120,7 @@ fn replay_journal(dir: &Path, image: &mut Image) -> Result<(), RecoveryError> {
                         );
                         return Err(corrupt(at, reason));
                     }
-                    let last = first_seq + u64::from(count) - 1;
+                    let last = first_seq.saturating_add(u64::from(count) - 1);
                     if first_seq > expected {
                         let reason = format!("events {expected} to {} are missing", first_seq - 1);
                         return Err(corrupt(at, reason));

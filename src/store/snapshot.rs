@@ -68,7 +68,7 @@ const GENERATIONS_MAX: usize = 64;
 pub struct SnapshotSettings {
     /// The snapshot store's directory, whose files are synced before a manifest names a
     /// generation and before the journal under it is deleted.
-    pub fsync_dir: Option<PathBuf>,
+    pub dir: PathBuf,
     /// Write a snapshot once this many events arrived since the last one.
     pub every_events: u64,
     /// ... or once this much time passed with at least one new event.
@@ -673,10 +673,10 @@ fn run(
     // Events recovery replayed from the journal count towards the first snapshot.
     let mut since_snapshot = image.seq.saturating_sub(snapshots.manifest.seq);
     let mut last_snapshot = Instant::now();
-    let mut dir_sync = settings.fsync_dir.clone().map(|dir| DirSync {
-        dir,
+    let mut dir_sync = DirSync {
+        dir: settings.dir.clone(),
         synced_blobs: HashSet::new(),
-    });
+    };
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let read = tail.read(journal.last_seq(), READ_PER_PASS_MAX, &mut |seq, event| {
@@ -697,10 +697,7 @@ fn run(
             image.forget_expired(now_ms(), settings.hold_retention_ms, settings.answer_ttl_ms);
             let mut sync = || {
                 db.flush().map_err(|e| e.to_string())?;
-                match dir_sync.as_mut() {
-                    Some(dir_sync) => dir_sync.sync().map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
+                dir_sync.sync().map_err(|e| e.to_string())
             };
             let written = snapshots
                 .write(&mut image, &mut sync)
