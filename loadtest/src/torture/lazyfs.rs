@@ -84,9 +84,18 @@ impl Mount {
 
     pub async fn stop(mut self) {
         if let Err(err) = script(&self.bin, &[Path::new("stop"), &self.dir, &self.state]).await {
-            eprintln!("torture: unmounting LazyFS: {err}");
+            eprintln!("torture: unmounting LazyFS: {err}; detaching it instead");
+            self.detach();
         }
         self.stopped = true;
+    }
+
+    /// A lazy unmount: detached now, gone once nothing uses it; LazyFS then exits.
+    fn detach(&self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .status();
     }
 }
 
@@ -94,10 +103,7 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         if !self.stopped {
-            let _ = std::process::Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.dir)
-                .status();
+            self.detach();
         }
     }
 }

@@ -95,6 +95,15 @@ struct Running {
     base: String,
 }
 
+impl Running {
+    /// Kills the server and waits until it is gone, so nothing holds files on the mount
+    /// when it is unmounted.
+    async fn kill(mut self) {
+        signal(&self.child, "-KILL").await;
+        let _ = self.child.wait().await;
+    }
+}
+
 /// Runs the rounds; stops at the first round whose checks fail.
 pub async fn run(options: &Options) -> Result<Outcome, Error> {
     let work = match &options.work_dir {
@@ -160,6 +169,7 @@ async fn rounds(
         outcome.holds_acknowledged = holds;
         if !problems.is_empty() {
             outcome.failures = fail(problems);
+            running.kill().await;
             return Ok(outcome);
         }
         outcome.rounds = round;
@@ -177,7 +187,10 @@ async fn rounds(
             Stop::Kill9
         };
         if round == 1 {
-            seed_skus(&http, &running.base, &ledger).await?;
+            if let Err(err) = seed_skus(&http, &running.base, &ledger).await {
+                running.kill().await;
+                return Err(err);
+            }
         }
         let load_ms = if round == 0 {
             0
@@ -197,6 +210,8 @@ async fn rounds(
                     Ok(Ok(status)) if status.success() => {}
                     other => {
                         stop_flag.store(true, Ordering::Relaxed);
+                        signal(&child, "-KILL").await;
+                        let _ = child.wait().await;
                         outcome.failures = fail(vec![format!("graceful stop ended {other:?}")]);
                         return Ok(outcome);
                     }
@@ -289,9 +304,13 @@ async fn start(
     let base = format!("http://127.0.0.1:{port}");
     // `Serving.` is logged once ready; say so through the API too.
     let http = reqwest::Client::new();
-    match get_json(&http, &format!("{base}/health/ready")).await {
-        Ok((200, _)) => Ok(Running { child, base }),
-        other => Err(format!("/health/ready answered {other:?} after Serving.").into()),
+    let running = Running { child, base };
+    match get_json(&http, &format!("{}/health/ready", running.base)).await {
+        Ok((200, _)) => Ok(running),
+        other => {
+            running.kill().await;
+            Err(format!("/health/ready answered {other:?} after Serving.").into())
+        }
     }
 }
 
