@@ -177,10 +177,7 @@ impl Journal {
         if !self.shared.failing.load(Ordering::Acquire) {
             return None;
         }
-        let failure = self.shared.failure.lock().clone()?;
-        Some(format!(
-            "the journal cannot write ({failure}); it retries on its own"
-        ))
+        Some(self.shared.error().to_string())
     }
 
     /// Sequence number of the last durable event.
@@ -198,6 +195,11 @@ impl Shared {
         *self.failure.lock() = Some(reason);
         self.failing.store(true, Ordering::Release);
         m::journal_failing(true);
+    }
+
+    /// What a barrier answers while the journal fails.
+    fn error(&self) -> JournalError {
+        JournalError::Failed(self.failure.lock().clone().unwrap_or_default())
     }
 
     fn recovered(&self) {
@@ -228,7 +230,6 @@ impl Batch {
     fn push(&mut self, seq: u64, event: &Event) -> Result<(), postcard::Error> {
         if self.events == 0 {
             self.first_seq = seq;
-            self.payload.clear();
         }
         let start = self.payload.len();
         if let Err(err) = postcard::to_io(event, &mut self.payload) {
@@ -335,9 +336,7 @@ impl Writer {
             // While failing, a change arriving (a confirm, an expiry) joins the batch but
             // does not bring the next attempt forward: a full disk is retried at a pace.
             let outcome = if self.retrying && self.last_attempt.elapsed() < RETRY_INTERVAL {
-                Err(JournalError::Failed(
-                    self.shared.failure.lock().clone().unwrap_or_default(),
-                ))
+                Err(self.shared.error())
             } else {
                 self.commit()
             };
@@ -372,9 +371,7 @@ impl Writer {
         if self.batch.events == 0 {
             return match self.shared.failing.load(Ordering::Acquire) {
                 // Only an encoding failure leaves nothing to retry: it stays reported.
-                true => Err(JournalError::Failed(
-                    self.shared.failure.lock().clone().unwrap_or_default(),
-                )),
+                true => Err(self.shared.error()),
                 false => Ok(()),
             };
         }
@@ -541,11 +538,11 @@ pub(crate) mod tests {
         let mut counts = Vec::new();
         for (_, path) in segment::list(dir).expect("lists") {
             let bytes = std::fs::read(path).expect("reads");
-            let mut at = 0;
-            while let segment::Frame::Record { count, next, .. } = segment::read_frame(&bytes, at) {
-                counts.push(count);
-                at = next;
-            }
+            counts.extend(
+                segment::records(&bytes)
+                    .into_iter()
+                    .map(|(_, _, count)| count),
+            );
         }
         counts
     }
