@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{assert_conserved, Process, TestServer};
 use futures_util::future::join_all;
+use holdfast::store::segment;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -235,29 +236,8 @@ async fn acknowledged_changes_survive_kill_9_at_random_moments() {
 
 /// The journal's segment files, oldest first.
 fn segments(data: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(data.join("journal"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-        .collect();
-    found.sort();
-    found
-}
-
-/// Offsets of the records in a segment (frames: u32 length, u32 crc, u64 seq, u32 count,
-/// payload, padded to 8 bytes; a zero length ends the segment; see `store::segment`).
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut offsets = Vec::new();
-    let mut at = 0;
-    while at + 20 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        if len == 0 {
-            break;
-        }
-        offsets.push(at);
-        at += (20 + len).next_multiple_of(8);
-    }
-    offsets
+    let listed = segment::list(&data.join("journal")).unwrap();
+    listed.into_iter().map(|(_, path)| path).collect()
 }
 
 /// Snapshots delete the journal segments they cover while the server runs, and state is
@@ -361,21 +341,21 @@ async fn a_corrupt_journal_record_stops_the_start_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     killed_after_holds(&data, 5).await;
-    let segment = segments(&data).pop().unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let offsets = record_offsets(&bytes);
+    let file = segments(&data).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let offsets: Vec<usize> = segment::records(&bytes).iter().map(|r| r.0).collect();
     assert!(offsets.len() >= 3, "{offsets:?}");
     bytes[offsets[1] + 24] ^= 0x40;
-    std::fs::write(&segment, &bytes).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
 
     let stderr = holdfast_start_fails(&data);
-    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(stderr.contains(&name), "{stderr}");
     assert!(
         stderr.contains(&format!("corrupt at offset {}", offsets[1])),
         "{stderr}"
     );
-    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "left as it was");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "left as it was");
 }
 
 /// The last write torn by a crash (a frame cut short, never acknowledged): cut off at the
@@ -385,19 +365,16 @@ async fn a_torn_last_write_is_cut_off_and_the_server_starts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let answers = killed_after_holds(&data, 5).await;
-    let segment = segments(&data).pop().unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let end = record_offsets(&bytes)
-        .last()
-        .map(|&at| {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            at + (20 + len).next_multiple_of(8)
-        })
-        .unwrap();
+    let file = segments(&data).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let (last, _, _) = *segment::records(&bytes).last().unwrap();
+    let segment::Frame::Record { next: end, .. } = segment::read_frame(&bytes, last) else {
+        panic!("the last record reads back");
+    };
     // A header claiming 300 bytes of which only a few made it to the disk.
     bytes[end..end + 4].copy_from_slice(&300u32.to_le_bytes());
     bytes[end + 4..end + 28].fill(0xAB);
-    std::fs::write(&segment, &bytes).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
 
     let (_process, server) = Process::start_server(&data, &[]);
     for (n, answer) in answers.iter().enumerate() {

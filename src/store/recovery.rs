@@ -227,18 +227,10 @@ mod tests {
         assert_eq!(segments.len(), 1);
         let path = segments[0].1.clone();
         let bytes = std::fs::read(&path).expect("reads");
-        let mut found = Vec::new();
-        let mut at = 0;
-        while let Frame::Record {
-            first_seq,
-            count,
-            next,
-            ..
-        } = segment::read_frame(&bytes, at)
-        {
-            found.push((at, first_seq + u64::from(count) - 1));
-            at = next;
-        }
+        let found = segment::records(&bytes)
+            .into_iter()
+            .map(|(at, first_seq, count)| (at, first_seq + u64::from(count) - 1))
+            .collect();
         (path, found)
     }
 

@@ -147,6 +147,29 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
     }
 }
 
+/// Payload length a frame header claims (0: no record).
+pub fn payload_len(header: &[u8]) -> usize {
+    header.get(..4).map_or(0, |_| le_u32(header, 0) as usize)
+}
+
+/// The intact records from the start of a segment's contents, up to the first thing that
+/// is not one: (offset, first seq, events). For tests and inspection.
+pub fn records(bytes: &[u8]) -> Vec<(usize, u64, u32)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Frame::Record {
+        first_seq,
+        count,
+        next,
+        ..
+    } = read_frame(bytes, at)
+    {
+        found.push((at, first_seq, count));
+        at = next;
+    }
+    found
+}
+
 /// After a bad frame at `bad_at`: the offset of an intact record further on that follows
 /// seq `after` (a torn write cannot leave one; corruption can), if any.
 pub fn intact_record_after(bytes: &[u8], bad_at: usize, after: u64) -> Option<usize> {

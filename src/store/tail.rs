@@ -60,10 +60,7 @@ impl Tail {
                 self.current = None;
                 continue;
             }
-            let len = self
-                .buf
-                .get(..4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let len = segment::payload_len(&self.buf);
             self.buf.resize(FRAME_HEADER_BYTES + len, 0);
             let read = read_at_most(file, &mut self.buf, *offset)?;
             self.buf.truncate(read);
