@@ -570,17 +570,32 @@ pub fn trim(journal_dir: &std::path::Path, seq: u64) -> Result<(usize, u64), Str
     Ok((deleted, oldest))
 }
 
-/// Makes a snapshot survive power loss before the journal under it is deleted: sled's
-/// flush does not reach the drive, and sled 0.34 writes large values (a hot SKU's lines)
-/// to blob files it never syncs. Blob files never change once written, so each is synced
-/// once.
+/// Makes a snapshot survive power loss before the manifest names it and before the journal
+/// under it is deleted: sled's flush does not reach the drive, and sled 0.34 writes large
+/// values (a hot SKU's lines) to blob files it never syncs. Blob files never change once
+/// written, so each is synced once.
 struct DirSync {
+    db: sled::Db,
     dir: PathBuf,
     synced_blobs: HashSet<OsString>,
 }
 
 impl DirSync {
-    fn sync(&mut self) -> std::io::Result<()> {
+    fn new(db: sled::Db, dir: PathBuf) -> Self {
+        Self {
+            db,
+            dir,
+            synced_blobs: HashSet::new(),
+        }
+    }
+
+    /// sled's flush, then its data file and new blob files synced.
+    fn sync(&mut self) -> Result<(), String> {
+        self.db.flush().map_err(|e| e.to_string())?;
+        self.sync_files().map_err(|e| e.to_string())
+    }
+
+    fn sync_files(&mut self) -> std::io::Result<()> {
         File::open(self.dir.join("db"))?.sync_data()?;
         let blobs = self.dir.join("blobs");
         let mut present = HashSet::new();
@@ -610,15 +625,8 @@ pub fn write_merged(
 ) -> Result<(), String> {
     let mut snapshots = Snapshots::open(tree).map_err(|e| e.to_string())?;
     snapshots.merge_next = true;
-    let mut dir_sync = DirSync {
-        dir: dir.to_path_buf(),
-        synced_blobs: HashSet::new(),
-    };
-    let mut sync = || {
-        db.flush().map_err(|e| e.to_string())?;
-        dir_sync.sync().map_err(|e| e.to_string())
-    };
-    snapshots.write(image, &mut sync)
+    let mut store = DirSync::new(db.clone(), dir.to_path_buf());
+    snapshots.write(image, &mut || store.sync())
 }
 
 /// The running compactor; `stop` writes a last snapshot and ends the thread.
@@ -673,10 +681,7 @@ fn run(
     // Events recovery replayed from the journal count towards the first snapshot.
     let mut since_snapshot = image.seq.saturating_sub(snapshots.manifest.seq);
     let mut last_snapshot = Instant::now();
-    let mut dir_sync = DirSync {
-        dir: settings.dir.clone(),
-        synced_blobs: HashSet::new(),
-    };
+    let mut store = DirSync::new(db.clone(), settings.dir.clone());
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let read = tail.read(journal.last_seq(), READ_PER_PASS_MAX, &mut |seq, event| {
@@ -695,12 +700,8 @@ fn run(
         if due || (stopping && image.seq > snapshots.manifest.seq) {
             let started = Instant::now();
             image.forget_expired(now_ms(), settings.hold_retention_ms, settings.answer_ttl_ms);
-            let mut sync = || {
-                db.flush().map_err(|e| e.to_string())?;
-                dir_sync.sync().map_err(|e| e.to_string())
-            };
             let written = snapshots
-                .write(&mut image, &mut sync)
+                .write(&mut image, &mut || store.sync())
                 .and_then(|()| trim(journal.dir(), image.seq));
             match written {
                 Ok((trimmed, oldest)) => {
