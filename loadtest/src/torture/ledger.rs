@@ -30,6 +30,14 @@ pub enum Status {
 }
 
 impl Status {
+    const ALL: [Status; 5] = [
+        Status::Held,
+        Status::Confirmed,
+        Status::Released,
+        Status::Expired,
+        Status::Fulfilled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Held => "held",
@@ -102,16 +110,31 @@ impl Ledger {
 
     /// The change was acknowledged.
     pub fn acknowledged(&mut self, hold_id: &str, status: Status) {
+        self.answered(hold_id, status, true);
+    }
+
+    /// The change was answered with a refusal (409: the hold expired first).
+    pub fn refused(&mut self, hold_id: &str, status: Status) {
+        self.answered(hold_id, status, false);
+    }
+
+    /// A change sent for `hold_id` was answered, so it is no longer in flight; a fulfil's
+    /// units move from maybe shipped to shipped if it happened.
+    fn answered(&mut self, hold_id: &str, status: Status, happened: bool) {
         let Some(hold) = self.holds.get_mut(hold_id) else {
             return;
         };
         hold.maybe.remove(&status);
-        hold.status = status;
+        if happened {
+            hold.status = status;
+        }
         if status == Status::Fulfilled {
             for (sku, quantity) in &hold.lines {
                 if let Some(shop) = self.shop_skus.get_mut(sku) {
                     shop.maybe_fulfilled -= quantity;
-                    shop.fulfilled += quantity;
+                    if happened {
+                        shop.fulfilled += quantity;
+                    }
                 }
             }
         }
@@ -195,14 +218,7 @@ fn settle(ledger: &mut Ledger, holds: &[(String, String)], views: &[(String, Val
         let Some(hold) = ledger.holds.get_mut(id) else {
             continue;
         };
-        let all = [
-            Status::Held,
-            Status::Confirmed,
-            Status::Released,
-            Status::Expired,
-            Status::Fulfilled,
-        ];
-        if let Some(now) = all.into_iter().find(|s| s.as_str() == status) {
+        if let Some(now) = Status::ALL.into_iter().find(|s| s.as_str() == status) {
             hold.status = now;
         }
         hold.maybe.clear();

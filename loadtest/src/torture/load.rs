@@ -149,30 +149,11 @@ impl Shopper {
         let mut ledger = lock(&self.ledger);
         if acknowledged {
             ledger.acknowledged(hold_id, status);
-        } else if let Some(hold) = ledger.holds.get_mut(hold_id) {
+        } else {
             // Answered and refused (409: it expired first): it did not happen.
-            hold.maybe.remove(&status);
-            if status == Status::Fulfilled {
-                ledger.attempt_failed_fulfil(hold_id);
-            }
+            ledger.refused(hold_id, status);
         }
         Some(acknowledged)
-    }
-}
-
-impl Ledger {
-    /// A fulfil that was answered with a refusal shipped nothing.
-    fn attempt_failed_fulfil(&mut self, hold_id: &str) {
-        let lines = self
-            .holds
-            .get(hold_id)
-            .map(|hold| hold.lines.clone())
-            .unwrap_or_default();
-        for (sku, quantity) in lines {
-            if let Some(shop) = self.shop_skus.get_mut(&sku) {
-                shop.maybe_fulfilled -= quantity;
-            }
-        }
     }
 }
 
