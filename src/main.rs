@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(SettingsLayer),
+    /// Print the OpenAPI document the server would serve with these settings
+    /// (`docs/openapi.json` is it with the defaults).
+    Openapi(SettingsLayer),
 }
 
 /// Turns transparent huge pages off for this process. With them on (mimalloc asks for
@@ -44,7 +47,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     disable_transparent_huge_pages();
-    let Command::Serve(layer) = Cli::parse().command;
+    let (layer, serve) = match Cli::parse().command {
+        Command::Serve(layer) => (layer, true),
+        Command::Openapi(layer) => (layer, false),
+    };
     let settings = match layer.load() {
         Ok(settings) => settings,
         Err(err) => {
@@ -52,6 +58,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !serve {
+        let document = holdfast::http::openapi::document(&settings);
+        return match serde_json::to_string_pretty(&document) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("holdfast: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let served = actix_web::rt::System::new().block_on(async move {
         Application::build(settings)
             .await?

@@ -39,8 +39,8 @@ async fn sample(state: &AppState) {
         idempotency_keys: state.idempotency.len(),
         mailbox_depth_max,
         ready: state.ready.load(Ordering::Acquire) && state.journal.failure().is_none(),
-        admission_queue_max: admission.limits.queue_max,
-        admission_in_flight_max: admission.limits.in_flight_max,
+        admission_queue_max: admission.queue_max,
+        admission_in_flight_max: admission.in_flight_max,
     });
     for sku in &state.settings.metrics_watch_skus {
         let Some(entry) = state.directory.get(sku) else {

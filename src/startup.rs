@@ -192,6 +192,9 @@ impl Application {
             journal,
             ready: Arc::clone(&ready),
             metrics,
+            openapi: serde_json::to_vec(&http::openapi::document(&settings))
+                .unwrap_or_default()
+                .into(),
         });
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();

@@ -117,8 +117,14 @@ fn cases() -> Vec<Case> {
             bad,
         ),
         hold_case(
-            "duplicate sku",
-            r#"{"lines":[{"sku":"B","quantity":1},{"sku":"B","quantity":1}],"customer_id":"c"}"#,
+            "one sku on two lines past the unit ceiling",
+            r#"{"lines":[{"sku":"B","quantity":1000000000000},{"sku":"B","quantity":1}],"customer_id":"c"}"#,
+            S::CONFLICT,
+            "/problems/conflict",
+        ),
+        hold_case(
+            "quantity with a fraction",
+            line("B", "2.5"),
             S::BAD_REQUEST,
             bad,
         ),

@@ -344,3 +344,33 @@ async fn crossing_the_low_stock_threshold_is_counted() {
         "a feed keeps the threshold"
     );
 }
+
+/// A SKU named on several lines of one cart is held as one line with the total, where it
+/// was first named; numbers written with a zero fraction read as the integers they are.
+#[actix_web::test]
+async fn one_sku_on_several_lines_is_held_as_one_line_with_the_total() {
+    let server = spawn().await;
+    server.put_sku("A", 10, 0).await;
+    server.put_sku("B", 10, 0).await;
+    let held = server
+        .hold_raw(
+            "merge-1",
+            r#"{"lines":[{"sku":"A","quantity":2},{"sku":"B","quantity":1.0},{"sku":"A","quantity":3}],"customer_id":"c-1"}"#,
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
+    assert_eq!(
+        held.body["lines"],
+        json!([{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 1}])
+    );
+    assert_eq!(server.sku("A").await["held"], 5);
+    let too_many = server
+        .hold_raw(
+            "merge-2",
+            r#"{"lines":[{"sku":"B","quantity":6},{"sku":"B","quantity":4}],"customer_id":"c-1"}"#,
+        )
+        .await;
+    assert_eq!(too_many.problem_type(), "/problems/sold-out");
+    assert_eq!(too_many.body["requested"], 10);
+    assert_eq!(server.sku("B").await["held"], 1);
+}

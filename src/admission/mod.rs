@@ -23,13 +23,24 @@ use crate::sku::actor::SkuGauge;
 use ticket::{Ticket, TicketSigner};
 
 /// The four knobs, changeable at runtime (`PUT /v1/admission`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionLimits {
+    /// Hold requests served at once.
+    #[schema(minimum = 1, maximum = 100000)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     pub in_flight_max: usize,
+    /// Hold requests waiting, in FIFO order, beyond those.
+    #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     pub queue_max: usize,
+    /// Longest wait in the queue before a 429.
+    #[schema(minimum = 0, maximum = 60000)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     pub wait_max_ms: u64,
-    /// 0: no rate limit.
+    /// Hold requests admitted per second; 0: no rate limit.
+    #[schema(minimum = 0, maximum = 10000000)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     pub rate_per_s: u64,
 }
 
@@ -209,10 +220,14 @@ impl Drop for Permit {
 }
 
 /// What `GET /v1/admission` shows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdmissionStatus {
-    #[serde(flatten)]
-    pub limits: AdmissionLimits,
+    // The limits, spelled out: flattening `AdmissionLimits` would make the schema inherit
+    // its refusal of any other field.
+    pub in_flight_max: usize,
+    pub queue_max: usize,
+    pub wait_max_ms: u64,
+    pub rate_per_s: u64,
     pub in_flight: usize,
     pub queued: usize,
     pub outflow_per_s: f64,
@@ -241,10 +256,17 @@ impl Admission {
         })
     }
 
+    pub fn limits(&self) -> AdmissionLimits {
+        self.state.lock().limits
+    }
+
     pub fn status(&self) -> AdmissionStatus {
         let state = self.state.lock();
         AdmissionStatus {
-            limits: state.limits,
+            in_flight_max: state.limits.in_flight_max,
+            queue_max: state.limits.queue_max,
+            wait_max_ms: state.limits.wait_max_ms,
+            rate_per_s: state.limits.rate_per_s,
             in_flight: state.in_flight,
             queued: state.waiters.len(),
             outflow_per_s: (state.outflow.decayed(Instant::now()) * 10.0).round() / 10.0,

@@ -25,6 +25,17 @@ fn check_id(kind: &str, raw: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The OpenAPI schema of an id: what [`check_id`] accepts.
+fn id_schema(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(ID_LEN_MAX))
+        .pattern(Some("^[A-Za-z0-9._:-]+$"))
+        .description(Some(description))
+        .into()
+}
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
@@ -48,6 +59,14 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema(concat!("A ", $kind, ": 1 to 64 characters of A-Z a-z 0-9 . _ : -"))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -107,9 +126,14 @@ impl HoldId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        // 26 base-32 digits are 130 bits; a ULID is 128, so its first digit is 0-7. The
+        // ulid crate drops the two extra bits, which would make `8...` name `0...`'s hold.
+        let fits = raw.as_bytes().first().is_some_and(|first| *first <= b'7');
         Ulid::from_str(raw)
+            .ok()
+            .filter(|_| fits)
             .map(Self)
-            .map_err(|_| ParseError(format!("hold id must be a 26-character ULID, got {raw:?}")))
+            .ok_or_else(|| ParseError(format!("hold id must be a 26-character ULID, got {raw:?}")))
     }
 
     /// Spreads holds over shards; the random bits of a ULID are uniform.
@@ -150,5 +174,14 @@ mod tests {
         let id = HoldId::new();
         assert_eq!(HoldId::parse(&id.to_string()), Ok(id));
         assert!(HoldId::parse("not-a-ulid").is_err());
+    }
+
+    #[test]
+    fn hold_ids_past_128_bits_are_refused_not_aliased() {
+        let zero = "0".repeat(26);
+        assert!(HoldId::parse(&zero).is_ok());
+        assert!(HoldId::parse(&"7".repeat(26)).is_ok());
+        assert!(HoldId::parse(&format!("8{}", &zero[1..])).is_err());
+        assert!(HoldId::parse(&"Z".repeat(26)).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! id or quantity that reached the core is known to be well formed.
 
 mod ids;
+pub mod integer;
 mod quantity;
 mod status;
 

@@ -26,6 +26,19 @@ impl Quantity {
     }
 }
 
+impl utoipa::PartialSchema for Quantity {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(UNITS_MAX))
+            .description(Some("Units on one line"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Quantity {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

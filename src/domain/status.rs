@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a hold is in its life: `held → confirmed → fulfilled`, or `held → released | expired`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HoldStatus {
     Held,
@@ -29,7 +29,7 @@ impl HoldStatus {
 }
 
 /// Why `on_hand` was adjusted; kept on the journal event for audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjustReason {
     Received,

@@ -4,7 +4,7 @@ use crate::clock::rfc3339;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
 
 /// One line of a cart: units of one SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HoldLine {
     pub sku: SkuId,
     pub quantity: Quantity,
@@ -31,15 +31,26 @@ pub struct HoldRecord {
 }
 
 /// The hold as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Hold)]
 pub struct HoldView<'a> {
+    /// A ULID: ids sort by creation time.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     pub hold_id: String,
     pub status: HoldStatus,
+    /// RFC 3339, UTC: an unpaid hold expires then.
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    /// When the status last changed.
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(value_type = Vec<HoldLine>)]
     pub lines: &'a [HoldLine],
+    #[schema(value_type = Channel)]
     pub channel: &'a Channel,
+    #[schema(value_type = CustomerId)]
     pub customer_id: &'a CustomerId,
 }
 

@@ -4,9 +4,21 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::read_json;
+use super::openapi::{AdminBodyErrors, AdminReadErrors};
 use super::{ApiError, AppState};
-use crate::admission::AdmissionLimits;
+use crate::admission::{AdmissionLimits, AdmissionStatus};
 
+#[utoipa::path(
+    get,
+    path = "/v1/admission",
+    tag = "admission",
+    summary = "The admission queue: limits and state",
+    responses(
+        (status = 200, description = "Limits, requests in flight and queued", body = AdmissionStatus),
+        AdminReadErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_admission(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -15,6 +27,18 @@ pub async fn get_admission(
     Ok(HttpResponse::Ok().json(state.admission.status()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admission",
+    tag = "admission",
+    summary = "Change the admission limits at runtime",
+    request_body = AdmissionLimits,
+    responses(
+        (status = 200, description = "The queue under its new limits", body = AdmissionStatus),
+        AdminBodyErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_admission(
     request: HttpRequest,
     payload: web::Payload,

@@ -6,30 +6,52 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::body::admin_json;
+use super::openapi::AdminChangeErrors;
 use super::skus::{change_sku, parse_sku};
 use super::{ApiError, AppState};
 use crate::clock::now_ms;
-use crate::domain::Channel;
+use crate::domain::{Channel, SkuId};
 use crate::sku::messages::{Rebalance, SetAllocation};
 use crate::sku::state::{QuotaSpec, RebalancePolicy};
+use crate::sku::SkuView;
 
-#[derive(Deserialize)]
+/// Each channel's quota; what no channel is given is the shared pool.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AllocationBody {
+#[schema(example = json!({"channels": {"web": {"units": 60}, "marketplace": {"percent": 30}}}))]
+pub(crate) struct AllocationBody {
+    /// By channel name (an id; not `pool`), at most 64 channels.
     channels: BTreeMap<String, QuotaSpec>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RebalanceBody {
+pub(crate) struct RebalanceBody {
     policy: RebalancePolicy,
 }
 
 /// Most channels in one allocation.
-const CHANNELS_MAX: usize = 64;
+pub(crate) const CHANNELS_MAX: usize = 64;
 
+#[utoipa::path(
+    put,
+    path = "/v1/skus/{sku}/allocation",
+    tag = "allocation",
+    summary = "Set channel quotas",
+    description = "A channel's hold takes from its own quota first, then from the pool. \
+        Quotas beyond sellable stock, or below what a channel already holds and has sold \
+        from its quota, are a 409 `conflict` naming the numbers.",
+    params(("sku" = SkuId, Path, description = "The SKU")),
+    request_body = AllocationBody,
+    responses(
+        (status = 200, description = "The SKU with its channels and pool", body = SkuView),
+        AdminChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_allocation(
     request: HttpRequest,
     path: web::Path<String>,
@@ -56,6 +78,21 @@ pub async fn put_allocation(
     change_sku(&state, &sku, SetAllocation { quotas }).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/skus/{sku}/allocation/rebalance",
+    tag = "allocation",
+    summary = "Move unsold quota",
+    description = "`release_unsold` gives every channel's unsold quota back to the pool; \
+        `by_velocity` shares it out again by what each channel reserved in the last minutes.",
+    params(("sku" = SkuId, Path, description = "The SKU")),
+    request_body = RebalanceBody,
+    responses(
+        (status = 200, description = "The SKU after the move", body = SkuView),
+        AdminChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn post_rebalance(
     request: HttpRequest,
     path: web::Path<String>,

@@ -10,6 +10,8 @@ use crate::domain::{HoldId, HoldStatus, SkuId};
 use crate::hold::HoldError;
 use crate::sku::SkuError;
 
+use super::problem::ProblemType;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +52,8 @@ pub enum ApiError {
     IdempotencyMismatch,
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("method not allowed on this path")]
-    MethodNotAllowed,
+    #[error("method not allowed on this path; it allows {allow}")]
+    MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     Unavailable(String),
     #[error("checkout is busy: you are number {position} in the queue; retry in {retry_after_s} s with your Queue-Ticket")]
@@ -77,30 +79,31 @@ impl ApiError {
         }
     }
 
-    fn name_and_title(&self) -> (&'static str, &'static str) {
+    /// The problem type this error is answered as.
+    pub fn kind(&self) -> ProblemType {
         match self {
-            Self::Invalid(_) => ("invalid-request", "The request is not valid"),
-            Self::Unauthorized => ("unauthorized", "Authentication required"),
-            Self::Forbidden(_) => ("forbidden", "Not allowed for this key"),
-            Self::NotFound { .. } => ("not-found", "Not found"),
-            Self::SoldOut { .. } => ("sold-out", "Sold out"),
-            Self::Conflict { .. } => ("conflict", "Conflicts with the current state"),
-            Self::LimitExceeded { .. } => ("limit-exceeded", "Per-customer limit reached"),
-            Self::SaleNotOpen { .. } => ("sale-not-open", "The sale is not open"),
-            Self::IdempotencyMismatch => ("idempotency-mismatch", "Idempotency key reused"),
-            Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
-            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
-            Self::Unavailable(_) => ("unavailable", "Service unavailable"),
-            Self::QueueFull { .. } => ("queue-full", "Checkout queue is full"),
+            Self::Invalid(_) => ProblemType::InvalidRequest,
+            Self::Unauthorized => ProblemType::Unauthorized,
+            Self::Forbidden(_) => ProblemType::Forbidden,
+            Self::NotFound { .. } => ProblemType::NotFound,
+            Self::SoldOut { .. } => ProblemType::SoldOut,
+            Self::Conflict { .. } => ProblemType::Conflict,
+            Self::LimitExceeded { .. } => ProblemType::LimitExceeded,
+            Self::SaleNotOpen { .. } => ProblemType::SaleNotOpen,
+            Self::IdempotencyMismatch => ProblemType::IdempotencyMismatch,
+            Self::PayloadTooLarge(_) => ProblemType::PayloadTooLarge,
+            Self::MethodNotAllowed { .. } => ProblemType::MethodNotAllowed,
+            Self::Unavailable(_) => ProblemType::Unavailable,
+            Self::QueueFull { .. } => ProblemType::QueueFull,
         }
     }
 
     /// The problem document, also stored for idempotent replay of refusals.
     pub fn problem(&self) -> Value {
-        let (name, title) = self.name_and_title();
+        let kind = self.kind();
         let mut body = Map::new();
-        body.insert("type".into(), json!(format!("/problems/{name}")));
-        body.insert("title".into(), json!(title));
+        body.insert("type".into(), json!(kind.uri()));
+        body.insert("title".into(), json!(kind.title()));
         body.insert("status".into(), json!(self.status_code().as_u16()));
         body.insert("detail".into(), json!(self.to_string()));
         match self {
@@ -159,21 +162,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::SoldOut { .. }
-            | Self::Conflict { .. }
-            | Self::LimitExceeded { .. }
-            | Self::SaleNotOpen { .. } => StatusCode::CONFLICT,
-            Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        }
+        StatusCode::from_u16(self.kind().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -183,6 +172,9 @@ impl ResponseError for ApiError {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         match self {
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }

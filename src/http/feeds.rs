@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::openapi::AdminBodyErrors;
 use super::{ApiError, AppState};
 use crate::domain::{SkuId, UNITS_MAX};
 use crate::sku::messages::SetStock;
@@ -28,21 +29,28 @@ const APPLY_IN_FLIGHT_MAX: usize = 64;
 #[serde(deny_unknown_fields)]
 struct FeedLine {
     sku: String,
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     on_hand: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::integer::integer")]
     safety_stock: i64,
 }
 
-#[derive(Serialize)]
-struct LineError {
+/// A feed line that was not applied, and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct LineError {
+    /// 1-based line number in the body.
     line: u64,
     detail: String,
 }
 
-#[derive(Serialize, Default)]
-struct FeedReport {
+/// What a feed did.
+#[derive(Serialize, Default, utoipa::ToSchema)]
+pub(crate) struct FeedReport {
+    /// Lines applied.
     applied: u64,
+    /// Bad lines, by line number; at most 1000 are listed.
     errors: Vec<LineError>,
+    /// Bad lines in all.
     errors_total: u64,
 }
 
@@ -127,6 +135,27 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64
     )))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/feeds/stock",
+    tag = "feeds",
+    summary = "Apply a start-of-day stock feed",
+    description = "NDJSON, one `{\"sku\", \"on_hand\", \"safety_stock\"}` per line, or CSV \
+        (`Content-Type: text/csv`) with a header naming `sku,on_hand[,safety_stock]`. Each \
+        line hard-resets one SKU, creating it if needed. Valid lines are applied even when \
+        others are bad; bad lines are reported by number. The body is read as a stream, \
+        within `--feed-bytes-max` and `--feed-lines-max`.",
+    request_body(description = "The feed", content(
+        (String = "application/x-ndjson",
+            example = "{\"sku\": \"TSHIRT\", \"on_hand\": 100, \"safety_stock\": 5}\n"),
+        (String = "text/csv", example = "sku,on_hand,safety_stock\nTSHIRT,100,5\n"),
+    )),
+    responses(
+        (status = 200, description = "What was applied and which lines were bad", body = FeedReport),
+        AdminBodyErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn post_stock_feed(
     request: HttpRequest,
     mut payload: web::Payload,
@@ -236,6 +265,12 @@ pub async fn post_stock_feed(
         if end {
             break;
         }
+    }
+    if read == 0 {
+        // An export that produced nothing is a failed export, not a day with no stock.
+        return Err(ApiError::Invalid(
+            "the feed is empty: send NDJSON lines or a CSV with a header".into(),
+        ));
     }
     while let Some(done) = applying.next().await {
         record(&mut report, Some(done));

@@ -1,24 +1,27 @@
 //! Hold endpoints for checkout (channel keys): place a hold with an idempotency key,
 //! read it, confirm, release, fulfil.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::body::{parse_json, read_limited};
 use super::error::PROBLEM_JSON;
+use super::openapi::{HoldChangeErrors, PlaceHoldErrors, ReadErrors};
 use super::{ApiError, AppState};
 use crate::admission::{CartLine, Permit, Refusal};
 use crate::clock::now_ms;
-use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId};
+use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId, UNITS_MAX};
 use crate::hold::idempotency::{
     fingerprint, scope_key, Begin, IdempotencyRecord, RunTicket, StoredResponse,
 };
+use crate::hold::record::HoldView;
 use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::sku::SkuError;
@@ -27,19 +30,34 @@ use crate::store::Event;
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const QUEUE_TICKET: &str = "Queue-Ticket";
 
-#[derive(Deserialize)]
+/// A cart to hold. Each SKU appears on one line at most.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HoldBody {
+#[schema(example = json!({"lines": [{"sku": "TSHIRT", "quantity": 2}], "customer_id": "c-1"}))]
+pub(crate) struct HoldBody {
+    /// The maximum is `--hold-lines-max`.
+    #[schema(min_items = 1, max_items = 50)]
     lines: Vec<LineBody>,
+    #[schema(value_type = CustomerId)]
     customer_id: String,
+    /// The channel whose stock the hold draws on. A channel key may only name its own
+    /// (it is the default); the admin key may name any, `default` when it names none.
+    #[schema(value_type = Option<Channel>)]
     channel: Option<String>,
+    /// The hold's lifetime; the server's `--hold-ttl-s` (or the sale's) when omitted, at
+    /// most `--hold-ttl-s-max`.
+    #[schema(minimum = 1, maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LineBody {
+pub(crate) struct LineBody {
+    #[schema(value_type = SkuId)]
     sku: String,
+    #[schema(value_type = Quantity)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     quantity: i64,
 }
 
@@ -71,19 +89,33 @@ fn validate(
             body.lines.len()
         )));
     }
-    let mut seen = HashSet::new();
-    let mut lines = Vec::with_capacity(body.lines.len());
+    // A SKU named on several lines (two add-to-cart clicks) is held as one line with
+    // their total, in the place it was first named.
+    let mut position: HashMap<SkuId, usize> = HashMap::new();
+    let mut lines: Vec<HoldLine> = Vec::with_capacity(body.lines.len());
     for (index, line) in body.lines.iter().enumerate() {
         let sku =
             SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
         let quantity = Quantity::parse(line.quantity)
             .map_err(|e| invalid(format!("lines[{index}].quantity: {e}")))?;
-        if !seen.insert(sku.clone()) {
-            return Err(invalid(format!(
-                "lines[{index}]: sku {sku} appears twice; put its total quantity on one line"
-            )));
+        match position.get(&sku) {
+            None => {
+                position.insert(sku.clone(), lines.len());
+                lines.push(HoldLine { sku, quantity });
+            }
+            Some(&at) => {
+                let merged = &mut lines[at];
+                let total = i64::try_from(merged.quantity.units() + quantity.units())
+                    .ok()
+                    .and_then(|total| Quantity::parse(total).ok())
+                    .ok_or_else(|| {
+                        ApiError::conflict(format!(
+                            "the lines ask for more than {UNITS_MAX} units of sku {sku}"
+                        ))
+                    })?;
+                merged.quantity = total;
+            }
         }
-        lines.push(HoldLine { sku, quantity });
     }
     let customer_id = CustomerId::parse(&body.customer_id).map_err(|e| invalid(e.to_string()))?;
     let named = match body.channel.as_deref() {
@@ -133,6 +165,41 @@ fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
 }
 
 /// `POST /v1/holds`.
+#[utoipa::path(
+    post,
+    path = "/v1/holds",
+    tag = "holds",
+    summary = "Hold units of one or more SKUs for a shopper",
+    description = "Reserves every line or none. The answer is durable before it is sent. A retry \
+        with the same `Idempotency-Key` and body gets the first answer again (refusals too), \
+        marked `Idempotent-Replayed: true`, and changes nothing. Past the admission queue's \
+        limits the answer is 429 with a ticket that keeps the shopper's place.",
+    params(
+        ("Idempotency-Key" = IdempotencyKey, Header,
+            description = "The client's name for this attempt; a retry sends the same one."),
+        ("Queue-Ticket" = Option<String>, Header,
+            description = "The `ticket` of an earlier 429, to keep the place it gave."),
+    ),
+    request_body = HoldBody,
+    responses(
+        (status = 201, description = "Held; the units are reserved until `expires_at`.",
+            body = HoldView,
+            headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the stored answer to an earlier request")),
+            links(
+                ("GetHold" = (operation_id = "get_hold",
+                    parameters(("hold_id" = "$response.body#/hold_id")))),
+                ("ConfirmHold" = (operation_id = "confirm",
+                    parameters(("hold_id" = "$response.body#/hold_id")))),
+                ("ReleaseHold" = (operation_id = "release",
+                    parameters(("hold_id" = "$response.body#/hold_id")))),
+                ("FulfilHold" = (operation_id = "fulfil",
+                    parameters(("hold_id" = "$response.body#/hold_id")))),
+            )),
+        PlaceHoldErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn place_hold(
     request: HttpRequest,
     payload: web::Payload,
@@ -382,6 +449,19 @@ fn hold_answer(hold: &HoldRecord) -> HttpResponse {
 }
 
 /// `GET /v1/holds/{hold_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/holds/{hold_id}",
+    tag = "holds",
+    summary = "Read a hold",
+    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
+        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    responses(
+        (status = 200, description = "The hold as it is now", body = HoldView),
+        ReadErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_hold(
     request: HttpRequest,
     path: web::Path<String>,
@@ -407,6 +487,20 @@ async fn change_hold(
 }
 
 /// `POST /v1/holds/{hold_id}/confirm`: payment succeeded.
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/confirm",
+    tag = "holds",
+    summary = "Confirm a hold: payment succeeded",
+    description = "The units move from held to committed. Repeating it answers 200 with the same hold. A hold that expired or was released is a 409 `conflict`.",
+    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
+        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    responses(
+        (status = 200, description = "The hold as it is now", body = HoldView),
+        HoldChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn confirm(
     request: HttpRequest,
     path: web::Path<String>,
@@ -416,6 +510,20 @@ pub async fn confirm(
 }
 
 /// `POST /v1/holds/{hold_id}/release`: shopper abandoned or payment failed.
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/release",
+    tag = "holds",
+    summary = "Release a hold: the shopper abandoned or payment failed",
+    description = "The units go back on sale. Repeating it answers 200.",
+    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
+        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    responses(
+        (status = 200, description = "The hold as it is now", body = HoldView),
+        HoldChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn release(
     request: HttpRequest,
     path: web::Path<String>,
@@ -425,6 +533,20 @@ pub async fn release(
 }
 
 /// `POST /v1/holds/{hold_id}/fulfil`: shipped.
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/fulfil",
+    tag = "holds",
+    summary = "Fulfil a confirmed hold: shipped",
+    description = "Committed units and on-hand go down together. Repeating it answers 200.",
+    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
+        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    responses(
+        (status = 200, description = "The hold as it is now", body = HoldView),
+        HoldChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn fulfil(
     request: HttpRequest,
     path: web::Path<String>,

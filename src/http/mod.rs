@@ -10,6 +10,8 @@ pub mod error;
 pub mod feeds;
 pub mod health;
 pub mod holds;
+pub mod openapi;
+pub mod problem;
 pub mod sales;
 pub mod skus;
 
@@ -45,6 +47,8 @@ pub struct AppState {
     /// False until recovery is done, and again once shutdown starts.
     pub ready: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,
+    /// The OpenAPI document with this server's limits, serialized once.
+    pub openapi: web::Bytes,
 }
 
 impl AppState {
@@ -57,43 +61,58 @@ impl AppState {
 /// 404, both as problem+json. The router tries resources in order, running a regex for each
 /// with a `{...}` segment, so the checkout routes a sale hammers come first.
 pub fn routes(config: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    // `allow` is what a 405 on the path names in its `Allow` header (RFC 9110).
+    let resource = |path: &str, allow: &'static str| {
+        web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+    };
     config
-        .service(resource("/v1/holds").route(web::post().to(holds::place_hold)))
-        .service(resource("/v1/holds/{hold_id}").route(web::get().to(holds::get_hold)))
-        .service(resource("/v1/holds/{hold_id}/confirm").route(web::post().to(holds::confirm)))
-        .service(resource("/v1/holds/{hold_id}/release").route(web::post().to(holds::release)))
-        .service(resource("/v1/holds/{hold_id}/fulfil").route(web::post().to(holds::fulfil)))
-        .service(resource("/health/live").route(web::get().to(health::live)))
-        .service(resource("/health/ready").route(web::get().to(health::ready)))
-        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/v1/holds", "POST").route(web::post().to(holds::place_hold)))
+        .service(resource("/v1/holds/{hold_id}", "GET").route(web::get().to(holds::get_hold)))
         .service(
-            resource("/v1/skus/{sku}")
+            resource("/v1/holds/{hold_id}/confirm", "POST").route(web::post().to(holds::confirm)),
+        )
+        .service(
+            resource("/v1/holds/{hold_id}/release", "POST").route(web::post().to(holds::release)),
+        )
+        .service(
+            resource("/v1/holds/{hold_id}/fulfil", "POST").route(web::post().to(holds::fulfil)),
+        )
+        .service(resource("/health/live", "GET").route(web::get().to(health::live)))
+        .service(resource("/health/ready", "GET").route(web::get().to(health::ready)))
+        .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
+        .service(
+            resource("/v1/skus/{sku}", "GET, PUT")
                 .route(web::put().to(skus::put_sku))
                 .route(web::get().to(skus::get_sku)),
         )
         .service(
-            resource("/v1/skus/{sku}/adjustments").route(web::post().to(skus::post_adjustment)),
+            resource("/v1/skus/{sku}/adjustments", "POST")
+                .route(web::post().to(skus::post_adjustment)),
         )
         .service(
-            resource("/v1/skus/{sku}/allocation").route(web::put().to(allocation::put_allocation)),
+            resource("/v1/skus/{sku}/allocation", "PUT")
+                .route(web::put().to(allocation::put_allocation)),
         )
         .service(
-            resource("/v1/skus/{sku}/allocation/rebalance")
+            resource("/v1/skus/{sku}/allocation/rebalance", "POST")
                 .route(web::post().to(allocation::post_rebalance)),
         )
         .service(
-            resource("/v1/sales/{sale_id}")
+            resource("/v1/sales/{sale_id}", "GET, PUT")
                 .route(web::put().to(sales::put_sale))
                 .route(web::get().to(sales::get_sale)),
         )
-        .service(resource("/v1/feeds/stock").route(web::post().to(feeds::post_stock_feed)))
-        .service(resource("/v1/availability").route(web::get().to(skus::get_availability)))
+        .service(resource("/v1/feeds/stock", "POST").route(web::post().to(feeds::post_stock_feed)))
+        .service(resource("/v1/availability", "GET").route(web::get().to(skus::get_availability)))
         .service(
-            resource("/v1/admission")
+            resource("/v1/admission", "GET, PUT")
                 .route(web::get().to(admission::get_admission))
                 .route(web::put().to(admission::put_admission)),
         )
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
+        .service(resource("/problems/{name}", "GET").route(web::get().to(problem::describe)))
+        .service(resource("/docs", "GET").route(web::get().to(openapi::docs_redirect)))
+        .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }
 
@@ -101,8 +120,8 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("no such path"))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
 }
 
 /// The route pattern a path falls under, by its shape. A closed set of labels, found
@@ -126,6 +145,9 @@ fn route_label(path: &str) -> &'static str {
         ["v1", "holds", _, "confirm"] => "/v1/holds/{hold_id}/confirm",
         ["v1", "holds", _, "release"] => "/v1/holds/{hold_id}/release",
         ["v1", "holds", _, "fulfil"] => "/v1/holds/{hold_id}/fulfil",
+        ["openapi.json"] => "/openapi.json",
+        ["problems", _] => "/problems/{name}",
+        ["docs", ..] => "/docs",
         _ => "unmatched",
     }
 }
@@ -143,7 +165,14 @@ pub async fn readiness_gate(
     let ready = request
         .app_data::<Readiness>()
         .is_some_and(|ready| ready.0.load(Ordering::Acquire));
-    let always_open = request.path().starts_with("/health/") || request.path() == "/metrics";
+    // Health, metrics and the static documentation do not read the state recovery builds.
+    let path = request.path();
+    let always_open = path.starts_with("/health/")
+        || path == "/metrics"
+        || path == "/openapi.json"
+        || path.starts_with("/problems/")
+        || path == "/docs"
+        || path.starts_with("/docs/");
     if ready || always_open {
         return Ok(next.call(request).await?.map_into_left_body());
     }

@@ -4,18 +4,23 @@
 use std::collections::HashSet;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::body::admin_json;
+use super::openapi::{AdminChangeErrors, ReadErrors};
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
+use crate::admission::AdmissionLimits;
 use crate::clock::{now_ms, rfc3339};
 use crate::domain::{SaleId, SkuId};
 use crate::sale::Sale;
 use crate::sku::messages::GetView;
+use crate::sku::state::ChannelView;
 use crate::store::Event;
 
 /// Most SKUs in one sale.
@@ -23,16 +28,76 @@ const SALE_SKUS_MAX: usize = 1_000;
 /// Longest sale name, in characters.
 const SALE_NAME_CHARS_MAX: usize = 200;
 
-#[derive(Deserialize)]
+/// A flash sale: its window, its SKUs and its rules.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SaleBody {
+#[schema(example = json!({"name": "Black Friday", "starts_at": "2026-11-27T08:00:00Z",
+    "ends_at": "2026-11-27T20:00:00Z", "skus": ["HOODIE"], "per_customer_limit": 2,
+    "hold_ttl_s": 600}))]
+pub(crate) struct SaleBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    /// RFC 3339; the sale is open from then.
+    #[schema(format = DateTime)]
     starts_at: String,
+    /// RFC 3339, after `starts_at`; the sale is over then.
+    #[schema(format = DateTime)]
     ends_at: String,
+    /// Existing SKUs, each once, none on another sale that has not ended.
+    #[schema(value_type = Vec<SkuId>, min_items = 1, max_items = 1000)]
     skus: Vec<String>,
+    /// Most units of one SKU a shopper may hold or buy in the sale.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     per_customer_limit: Option<i64>,
+    /// TTL of the sale's holds when a request names none; at most `--hold-ttl-s-max`.
+    #[schema(minimum = 1, maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     hold_ttl_s: Option<i64>,
-    admission: Option<crate::admission::AdmissionLimits>,
+    /// The sale's own admission queue: its holds queue there, not in the server's.
+    admission: Option<AdmissionLimits>,
+}
+
+/// A sale as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Sale)]
+pub(crate) struct SaleView<'a> {
+    #[schema(value_type = SaleId)]
+    sale_id: &'a SaleId,
+    name: &'a str,
+    #[schema(format = DateTime)]
+    starts_at: String,
+    #[schema(format = DateTime)]
+    ends_at: String,
+    /// Whether the window is open now.
+    open: bool,
+    skus: SaleSkus,
+    per_customer_limit: Option<u64>,
+    hold_ttl_s: Option<u64>,
+    admission: Option<AdmissionLimits>,
+}
+
+/// `PUT` answers with the SKU ids; `GET` with each SKU's live sell-through.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum SaleSkus {
+    Ids(Vec<SkuId>),
+    Progress(Vec<SaleSkuProgress>),
+}
+
+/// One SKU of a sale, live.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SaleSkuProgress {
+    sku: SkuId,
+    on_hand: u64,
+    held: u64,
+    committed: u64,
+    available: u64,
+    /// Committed units as a share of sellable stock, 0 to 1, to three places.
+    #[schema(minimum = 0, maximum = 1)]
+    sell_through: f64,
+    /// Each channel with a quota or units in play, plus `pool`.
+    channels: BTreeMap<String, ChannelView>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -109,24 +174,42 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
     })
 }
 
-fn sale_json(sale: &Sale) -> Value {
-    json!({
-        "sale_id": sale.id,
-        "name": sale.name,
-        "starts_at": rfc3339(sale.starts_at_ms),
-        "ends_at": rfc3339(sale.ends_at_ms),
-        "open": sale.is_open(now_ms()),
-        "skus": sale.skus,
-        "per_customer_limit": sale.per_customer_limit,
-        "hold_ttl_s": sale.hold_ttl_s,
-        "admission": sale.admission,
-    })
+fn sale_view(sale: &Sale, skus: SaleSkus) -> SaleView<'_> {
+    SaleView {
+        sale_id: &sale.id,
+        name: &sale.name,
+        starts_at: rfc3339(sale.starts_at_ms),
+        ends_at: rfc3339(sale.ends_at_ms),
+        open: sale.is_open(now_ms()),
+        skus,
+        per_customer_limit: sale.per_customer_limit,
+        hold_ttl_s: sale.hold_ttl_s,
+        admission: sale.admission,
+    }
 }
 
 fn parse_id(raw: &str) -> Result<SaleId, ApiError> {
     SaleId::parse(raw).map_err(|e| invalid(e.to_string()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/sales/{sale_id}",
+    tag = "sales",
+    summary = "Create or change a sale",
+    description = "A hold on a sale SKU outside the window is a 409 `sale-not-open`; beyond the \
+        per-customer limit (held plus confirmed, across concurrent requests) a 409 \
+        `limit-exceeded`. A SKU on another sale that has not ended is a 409 `conflict`.",
+    params(("sale_id" = SaleId, Path, description = "The sale")),
+    request_body = SaleBody,
+    responses(
+        (status = 200, description = "The sale, once durable", body = SaleView,
+            links(("GetSale" = (operation_id = "get_sale",
+                parameters(("sale_id" = "$response.body#/sale_id")))))),
+        AdminChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_sale(
     request: HttpRequest,
     path: web::Path<String>,
@@ -150,11 +233,20 @@ pub async fn put_sale(
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
     tracing::info!(sale_id = %sale.id, skus = sale.skus.len(), "Sale set.");
-    Ok(HttpResponse::Ok().json(sale_json(&sale)))
+    Ok(HttpResponse::Ok().json(sale_view(&sale, SaleSkus::Ids(sale.skus.clone()))))
 }
 
 /// The sale with live sell-through: per SKU its units and the share of sellable stock
 /// committed, and per channel what is allocated, held, committed and available.
+#[utoipa::path(
+    get,
+    path = "/v1/sales/{sale_id}",
+    tag = "sales",
+    summary = "A sale with live sell-through per SKU and channel",
+    params(("sale_id" = SaleId, Path, description = "The sale")),
+    responses((status = 200, description = "The sale", body = SaleView), ReadErrors),
+    security(("bearer" = [])),
+)]
 pub async fn get_sale(
     request: HttpRequest,
     path: web::Path<String>,
@@ -178,17 +270,15 @@ pub async fn get_sale(
         } else {
             view.committed as f64 / sellable as f64
         };
-        skus.push(json!({
-            "sku": sku,
-            "on_hand": view.on_hand,
-            "held": view.held,
-            "committed": view.committed,
-            "available": view.available,
-            "sell_through": (sell_through * 1_000.0).round() / 1_000.0,
-            "channels": view.channels,
-        }));
+        skus.push(SaleSkuProgress {
+            sku: sku.clone(),
+            on_hand: view.on_hand,
+            held: view.held,
+            committed: view.committed,
+            available: view.available,
+            sell_through: (sell_through * 1_000.0).round() / 1_000.0,
+            channels: view.channels,
+        });
     }
-    let mut answer = sale_json(&sale);
-    answer["skus"] = Value::Array(skus);
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(sale_view(&sale, SaleSkus::Progress(skus))))
 }

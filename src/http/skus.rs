@@ -6,26 +6,42 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::body::admin_json;
+use super::openapi::{AdminChangeErrors, AdminPutErrors, AvailabilityErrors, ReadErrors};
 use super::{ApiError, AppState};
 use crate::domain::{AdjustReason, SkuId, UNITS_MAX};
 use crate::sku::messages::{Adjust, GetView, SetStock};
 use crate::sku::{SkuEntry, SkuError, SkuView};
 
-#[derive(Deserialize)]
+/// A SKU's stock, as counted: a start-of-day hard reset.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StockBody {
+#[schema(example = json!({"on_hand": 100, "safety_stock": 5}))]
+pub(crate) struct StockBody {
+    /// Physical units.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     on_hand: i64,
-    #[serde(default)]
+    /// Units never offered online; 0 when omitted.
+    #[serde(default, deserialize_with = "crate::domain::integer::integer")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     safety_stock: i64,
     /// Availability at or under which the SKU is low on stock; kept when omitted.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     low_stock_threshold: Option<i64>,
 }
 
-#[derive(Deserialize)]
+/// A change to on-hand stock, with why.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdjustmentBody {
+#[schema(example = json!({"delta": -3, "reason": "damaged"}))]
+pub(crate) struct AdjustmentBody {
+    /// Units to add (positive) or take away (negative); never 0.
+    #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::domain::integer::integer")]
     delta: i64,
     reason: AdjustReason,
 }
@@ -70,6 +86,33 @@ pub(crate) async fn durable_view(
 }
 
 /// `PUT /v1/skus/{sku}`: creates the SKU or hard-resets its stock; holds stay.
+#[utoipa::path(
+    put,
+    path = "/v1/skus/{sku}",
+    tag = "stock",
+    summary = "Create a SKU or reset its stock",
+    description = "Sets `on_hand` and `safety_stock` (a start-of-day count). Holds and \
+        commitments stay; availability is what is left.",
+    params(("sku" = SkuId, Path, description = "The SKU")),
+    request_body = StockBody,
+    responses(
+        (status = 200, description = "The SKU, once the change is durable", body = SkuView,
+            links(
+                ("GetSku" = (operation_id = "get_sku", parameters(("sku" = "$response.body#/sku")))),
+                ("AdjustSku" = (operation_id = "post_adjustment",
+                    parameters(("sku" = "$response.body#/sku")))),
+                ("AllocateSku" = (operation_id = "put_allocation",
+                    parameters(("sku" = "$response.body#/sku")))),
+                ("RebalanceSku" = (operation_id = "post_rebalance",
+                    parameters(("sku" = "$response.body#/sku")))),
+                ("HoldSku" = (operation_id = "place_hold",
+                    request_body = json!({"lines": [{"sku": "$response.body#/sku", "quantity": 1}],
+                        "customer_id": "c-1"}))),
+            )),
+        AdminPutErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_sku(
     request: HttpRequest,
     path: web::Path<String>,
@@ -104,6 +147,20 @@ pub async fn put_sku(
 }
 
 /// `POST /v1/skus/{sku}/adjustments`: moves on-hand by a delta for a reason.
+#[utoipa::path(
+    post,
+    path = "/v1/skus/{sku}/adjustments",
+    tag = "stock",
+    summary = "Adjust on-hand stock",
+    description = "A delta that would make `on_hand` negative is a 409 `conflict`.",
+    params(("sku" = SkuId, Path, description = "The SKU")),
+    request_body = AdjustmentBody,
+    responses(
+        (status = 200, description = "The SKU, once the change is durable", body = SkuView),
+        AdminChangeErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn post_adjustment(
     request: HttpRequest,
     path: web::Path<String>,
@@ -146,6 +203,15 @@ where
 }
 
 /// `GET /v1/skus/{sku}`.
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku}",
+    tag = "stock",
+    summary = "Read a SKU's stock, per channel",
+    params(("sku" = SkuId, Path, description = "The SKU")),
+    responses((status = 200, description = "The SKU", body = SkuView), ReadErrors),
+    security(("bearer" = [])),
+)]
 pub async fn get_sku(
     request: HttpRequest,
     path: web::Path<String>,
@@ -163,6 +229,21 @@ pub async fn get_sku(
 
 /// `GET /v1/availability?sku=A&sku=B` → `{"A": 12, "B": 0}`, read from each actor's
 /// published gauge without a message hop.
+#[utoipa::path(
+    get,
+    path = "/v1/availability",
+    tag = "stock",
+    summary = "Units available per SKU: what a storefront shows",
+    params(("sku" = Vec<SkuId>, Query, explode = true, style = Form,
+        description = "One or more SKUs (at most `--availability-skus-max`)",
+        min_items = 1, max_items = 100)),
+    responses(
+        (status = 200, description = "Available units by SKU",
+            body = BTreeMap<String, u64>, example = json!({"TSHIRT": 93, "MUG": 0})),
+        AvailabilityErrors,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_availability(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -170,13 +251,16 @@ pub async fn get_availability(
     state.auth.authenticate(&request)?;
     let limit = state.settings.availability_skus_max;
     let mut answer = BTreeMap::new();
-    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+    // Parameters are counted, not distinct SKUs: each costs a lookup.
+    for (count, (name, value)) in
+        form_urlencoded::parse(request.query_string().as_bytes()).enumerate()
+    {
         if name != "sku" {
             return Err(ApiError::Invalid(format!(
                 "unknown query parameter {name:?}; use sku="
             )));
         }
-        if answer.len() >= limit {
+        if count >= limit {
             return Err(ApiError::Invalid(format!(
                 "at most {limit} sku parameters per request"
             )));

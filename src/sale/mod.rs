@@ -99,7 +99,7 @@ impl SaleBook {
                 // Waiters still drain through it; new holds use the server-wide queue.
                 queue.set_limits(crate::admission::AdmissionLimits {
                     queue_max: 0,
-                    ..queue.status().limits
+                    ..queue.limits()
                 });
                 inner.queues.remove(&sale.id);
             }

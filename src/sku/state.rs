@@ -108,7 +108,7 @@ impl ChannelUsage {
 }
 
 /// One channel (or the pool) as `GET /v1/skus/{sku}` shows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub allocated: u64,
     pub held: u64,
@@ -121,12 +121,12 @@ pub struct ChannelView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum QuotaSpec {
-    Units(u64),
-    Percent(u64),
+    Units(#[serde(deserialize_with = "crate::domain::integer::integer")] u64),
+    Percent(#[serde(deserialize_with = "crate::domain::integer::integer")] u64),
 }
 
 /// How `POST /v1/skus/{sku}/allocation/rebalance` moves unsold quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RebalancePolicy {
     /// Every channel keeps only what it has held or committed from its quota; the unsold
@@ -172,7 +172,7 @@ pub struct SkuState {
 }
 
 /// What `GET /v1/skus/{sku}` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SkuView {
     pub sku: SkuId,
     pub on_hand: u64,
@@ -430,6 +430,14 @@ impl SkuState {
                 self.on_hand
             ))
         })?;
+        // A valid delta that the current stock cannot take is a conflict with the state,
+        // not a malformed request.
+        if on_hand > UNITS_MAX {
+            return Err(SkuError::Conflict(format!(
+                "adjusting on_hand {} by {delta} would take it past {UNITS_MAX}",
+                self.on_hand
+            )));
+        }
         self.check_stock_level(on_hand, self.safety_stock)?;
         Ok(SkuChange::StockAdjusted { delta, reason })
     }

@@ -405,7 +405,7 @@ impl Writer {
         // A batch that failed is written again where it failed, even past the segment's
         // end (the file grows): a failed write may have left part of it there, and only
         // the batch itself, a longer run of the same bytes, is sure to cover that.
-        let full = self.segment.as_ref().map_or(true, |s| {
+        let full = self.segment.as_ref().is_none_or(|s| {
             !self.retrying && s.offset > 0 && s.offset + len > self.settings.segment_bytes
         });
         if full {
