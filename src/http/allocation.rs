@@ -9,11 +9,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::body::admin_json;
-use super::openapi::AdminChangeErrors;
+use super::openapi::{AdminChangeErrors, SkuPath};
 use super::skus::{change_sku, parse_sku};
 use super::{ApiError, AppState};
 use crate::clock::now_ms;
-use crate::domain::{Channel, SkuId};
+use crate::domain::Channel;
 use crate::sku::messages::{Rebalance, SetAllocation};
 use crate::sku::state::{QuotaSpec, RebalancePolicy};
 use crate::sku::SkuView;
@@ -44,7 +44,7 @@ pub(crate) const CHANNELS_MAX: usize = 64;
     description = "A channel's hold takes from its own quota first, then from the pool. \
         Quotas beyond sellable stock, or below what a channel already holds and has sold \
         from its quota, are a 409 `conflict` naming the numbers.",
-    params(("sku" = SkuId, Path, description = "The SKU")),
+    params(SkuPath),
     request_body = AllocationBody,
     responses(
         (status = 200, description = "The SKU with its channels and pool", body = SkuView),
@@ -85,7 +85,7 @@ pub async fn put_allocation(
     summary = "Move unsold quota",
     description = "`release_unsold` gives every channel's unsold quota back to the pool; \
         `by_velocity` shares it out again by what each channel reserved in the last minutes.",
-    params(("sku" = SkuId, Path, description = "The SKU")),
+    params(SkuPath),
     request_body = RebalanceBody,
     responses(
         (status = 200, description = "The SKU after the move", body = SkuView),

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::auth::Principal;
 use super::body::{parse_json, read_limited};
 use super::error::PROBLEM_JSON;
-use super::openapi::{HoldChangeErrors, PlaceHoldErrors, ReadErrors};
+use super::openapi::{HoldChangeErrors, HoldIdPath, PlaceHoldErrors, ReadErrors};
 use super::{ApiError, AppState};
 use crate::admission::{CartLine, Permit, Refusal};
 use crate::clock::now_ms;
@@ -185,17 +185,7 @@ fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
         (status = 201, description = "Held; the units are reserved until `expires_at`.",
             body = HoldView,
             headers(("Idempotent-Replayed" = String,
-                description = "`true` when this is the stored answer to an earlier request")),
-            links(
-                ("GetHold" = (operation_id = "get_hold",
-                    parameters(("hold_id" = "$response.body#/hold_id")))),
-                ("ConfirmHold" = (operation_id = "confirm",
-                    parameters(("hold_id" = "$response.body#/hold_id")))),
-                ("ReleaseHold" = (operation_id = "release",
-                    parameters(("hold_id" = "$response.body#/hold_id")))),
-                ("FulfilHold" = (operation_id = "fulfil",
-                    parameters(("hold_id" = "$response.body#/hold_id")))),
-            )),
+                description = "`true` when this is the stored answer to an earlier request"))),
         PlaceHoldErrors,
     ),
     security(("bearer" = [])),
@@ -454,8 +444,7 @@ fn hold_answer(hold: &HoldRecord) -> HttpResponse {
     path = "/v1/holds/{hold_id}",
     tag = "holds",
     summary = "Read a hold",
-    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
-        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    params(HoldIdPath),
     responses(
         (status = 200, description = "The hold as it is now", body = HoldView),
         ReadErrors,
@@ -493,8 +482,7 @@ async fn change_hold(
     tag = "holds",
     summary = "Confirm a hold: payment succeeded",
     description = "The units move from held to committed. Repeating it answers 200 with the same hold. A hold that expired or was released is a 409 `conflict`.",
-    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
-        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    params(HoldIdPath),
     responses(
         (status = 200, description = "The hold as it is now", body = HoldView),
         HoldChangeErrors,
@@ -516,8 +504,7 @@ pub async fn confirm(
     tag = "holds",
     summary = "Release a hold: the shopper abandoned or payment failed",
     description = "The units go back on sale. Repeating it answers 200.",
-    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
-        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    params(HoldIdPath),
     responses(
         (status = 200, description = "The hold as it is now", body = HoldView),
         HoldChangeErrors,
@@ -539,8 +526,7 @@ pub async fn release(
     tag = "holds",
     summary = "Fulfil a confirmed hold: shipped",
     description = "Committed units and on-hand go down together. Repeating it answers 200.",
-    params(("hold_id" = String, Path, description = "The hold's id: a 26-character ULID",
-        pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    params(HoldIdPath),
     responses(
         (status = 200, description = "The hold as it is now", body = HoldView),
         HoldChangeErrors,

@@ -63,6 +63,32 @@ pub struct Problem {
     retry_after_s: Option<u64>,
 }
 
+/// `{hold_id}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path; handlers read it as a string
+pub struct HoldIdPath {
+    /// The hold's id: a 26-character ULID.
+    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
+    hold_id: String,
+}
+
+/// `{sku}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SkuPath {
+    sku: SkuId,
+}
+
+/// `{sale_id}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SalePath {
+    sale_id: SaleId,
+}
+
 /// The error answers of a set of problem types, one response per status, each with an
 /// example per type and the headers that status carries.
 fn problem_responses(kinds: &[ProblemType]) -> BTreeMap<String, RefOr<Response>> {
@@ -226,6 +252,82 @@ impl Modify for SharedComponents {
     }
 }
 
+/// OpenAPI links: which operations can take an id from another's answer. They let a
+/// client (and the fuzzer's stateful phase) follow a hold from its creation to its end.
+/// (operation, status, the id's path parameter and where the answer has it, the
+/// operations that take it).
+const LINKS: [(&str, &str, &str, &str, &[&str]); 3] = [
+    (
+        "place_hold",
+        "201",
+        "hold_id",
+        "$response.body#/hold_id",
+        &["get_hold", "confirm", "release", "fulfil"],
+    ),
+    (
+        "put_sku",
+        "200",
+        "sku",
+        "$response.body#/sku",
+        &[
+            "get_sku",
+            "post_adjustment",
+            "put_allocation",
+            "post_rebalance",
+        ],
+    ),
+    (
+        "put_sale",
+        "200",
+        "sale_id",
+        "$response.body#/sale_id",
+        &["get_sale"],
+    ),
+];
+
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                for (from, status, parameter, expression, targets) in LINKS {
+                    if id != from {
+                        continue;
+                    }
+                    let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
+                    else {
+                        continue;
+                    };
+                    for target in targets {
+                        let link = LinkBuilder::new()
+                            .operation_id(*target)
+                            .parameter(parameter, expression)
+                            .build();
+                        response.links.insert(target.to_string(), RefOr::T(link));
+                    }
+                }
+                // A new SKU can be held at once: the stateful phase's way to a hold.
+                if id == "put_sku" {
+                    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("200") {
+                        let hold = LinkBuilder::new()
+                            .operation_id("place_hold")
+                            .request_body(Some(json!({
+                                "lines": [{"sku": "$response.body#/sku", "quantity": 1}],
+                                "customer_id": "c-1",
+                            })))
+                            .build();
+                        response.links.insert("place_hold".into(), RefOr::T(hold));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -259,7 +361,7 @@ impl Modify for SharedComponents {
     ),
     // Types only parameters name; bodies' types are collected from the paths.
     components(schemas(Problem, crate::domain::IdempotencyKey, SkuId, SaleId)),
-    modifiers(&SharedComponents),
+    modifiers(&SharedComponents, &Links),
     tags(
         (name = "holds", description = "Checkout: place, read, confirm, release and fulfil holds"),
         (name = "stock", description = "Back office: stock levels, adjustments, availability"),

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::body::admin_json;
-use super::openapi::{AdminChangeErrors, ReadErrors};
+use super::openapi::{AdminChangeErrors, ReadErrors, SalePath};
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
 use crate::admission::AdmissionLimits;
@@ -200,12 +200,10 @@ fn parse_id(raw: &str) -> Result<SaleId, ApiError> {
     description = "A hold on a sale SKU outside the window is a 409 `sale-not-open`; beyond the \
         per-customer limit (held plus confirmed, across concurrent requests) a 409 \
         `limit-exceeded`. A SKU on another sale that has not ended is a 409 `conflict`.",
-    params(("sale_id" = SaleId, Path, description = "The sale")),
+    params(SalePath),
     request_body = SaleBody,
     responses(
-        (status = 200, description = "The sale, once durable", body = SaleView,
-            links(("GetSale" = (operation_id = "get_sale",
-                parameters(("sale_id" = "$response.body#/sale_id")))))),
+        (status = 200, description = "The sale, once durable", body = SaleView),
         AdminChangeErrors,
     ),
     security(("bearer" = [])),
@@ -243,7 +241,7 @@ pub async fn put_sale(
     path = "/v1/sales/{sale_id}",
     tag = "sales",
     summary = "A sale with live sell-through per SKU and channel",
-    params(("sale_id" = SaleId, Path, description = "The sale")),
+    params(SalePath),
     responses((status = 200, description = "The sale", body = SaleView), ReadErrors),
     security(("bearer" = [])),
 )]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::body::admin_json;
-use super::openapi::{AdminChangeErrors, AdminPutErrors, AvailabilityErrors, ReadErrors};
+use super::openapi::{AdminChangeErrors, AdminPutErrors, AvailabilityErrors, ReadErrors, SkuPath};
 use super::{ApiError, AppState};
 use crate::domain::{AdjustReason, SkuId, UNITS_MAX};
 use crate::sku::messages::{Adjust, GetView, SetStock};
@@ -93,22 +93,10 @@ pub(crate) async fn durable_view(
     summary = "Create a SKU or reset its stock",
     description = "Sets `on_hand` and `safety_stock` (a start-of-day count). Holds and \
         commitments stay; availability is what is left.",
-    params(("sku" = SkuId, Path, description = "The SKU")),
+    params(SkuPath),
     request_body = StockBody,
     responses(
-        (status = 200, description = "The SKU, once the change is durable", body = SkuView,
-            links(
-                ("GetSku" = (operation_id = "get_sku", parameters(("sku" = "$response.body#/sku")))),
-                ("AdjustSku" = (operation_id = "post_adjustment",
-                    parameters(("sku" = "$response.body#/sku")))),
-                ("AllocateSku" = (operation_id = "put_allocation",
-                    parameters(("sku" = "$response.body#/sku")))),
-                ("RebalanceSku" = (operation_id = "post_rebalance",
-                    parameters(("sku" = "$response.body#/sku")))),
-                ("HoldSku" = (operation_id = "place_hold",
-                    request_body = json!({"lines": [{"sku": "$response.body#/sku", "quantity": 1}],
-                        "customer_id": "c-1"}))),
-            )),
+        (status = 200, description = "The SKU, once the change is durable", body = SkuView),
         AdminPutErrors,
     ),
     security(("bearer" = [])),
@@ -153,7 +141,7 @@ pub async fn put_sku(
     tag = "stock",
     summary = "Adjust on-hand stock",
     description = "A delta that would make `on_hand` negative is a 409 `conflict`.",
-    params(("sku" = SkuId, Path, description = "The SKU")),
+    params(SkuPath),
     request_body = AdjustmentBody,
     responses(
         (status = 200, description = "The SKU, once the change is durable", body = SkuView),
@@ -208,7 +196,7 @@ where
     path = "/v1/skus/{sku}",
     tag = "stock",
     summary = "Read a SKU's stock, per channel",
-    params(("sku" = SkuId, Path, description = "The SKU")),
+    params(SkuPath),
     responses((status = 200, description = "The SKU", body = SkuView), ReadErrors),
     security(("bearer" = [])),
 )]
