@@ -411,6 +411,10 @@ pub fn document(settings: &Settings) -> Value {
         json!(settings.availability_skus_max),
     );
     // What the derive's attributes cannot say.
+    if let Some(name) = doc.pointer_mut("/paths/~1problems~1{name}/get/parameters/0/schema") {
+        let names: Vec<&str> = ProblemType::ALL.iter().map(|kind| kind.name()).collect();
+        name["enum"] = json!(names);
+    }
     if let Some(delta) = doc.pointer_mut("/components/schemas/AdjustmentBody/properties/delta") {
         delta["not"] = json!({"const": 0});
     }
