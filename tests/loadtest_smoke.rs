@@ -209,3 +209,31 @@ async fn intrude(base: &str, key: Option<&str>, sku: &str, idempotency_key: &str
         assert!(confirmed.status().is_success());
     }
 }
+
+/// `--fill-holds`, small: the holds are placed, snapshots are written and sized, and both
+/// restarts come back with every hold (the figures themselves are the harness's to
+/// report, not this test's to time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_fill_reports_memory_snapshots_and_both_restarts() {
+    use loadtest::fill::{Fill, FillArgs};
+    let report = loadtest::fill::run(FillArgs {
+        fill: Fill::Holds(3_000),
+        concurrency: 16,
+        holdfast_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_holdfast"))),
+        server_args: vec!["--snapshot-every-events".into(), "1000".into()],
+        seed: 7,
+        settle: std::time::Duration::from_secs(2),
+    })
+    .await
+    .expect("the fill completes");
+    assert_eq!(report.items, 3_000);
+    let memory = &report.memory;
+    assert!(memory.empty_mb > 0.0 && memory.peak_fill_mb >= memory.empty_mb);
+    assert!(memory.settled_mb > 0.0);
+    assert!(report.snapshots.written >= 1, "{:?}", report.snapshots);
+    assert!(report.snapshots.snapshots_dir_mb > 0.0);
+    for restart in [&report.restart_after_kill9, &report.restart_after_sigterm] {
+        assert_eq!(restart.items, 3_000, "{restart:?}");
+        assert!(restart.ready_s > 0.0 && restart.peak_mb > 0.0);
+    }
+}

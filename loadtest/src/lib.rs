@@ -9,10 +9,13 @@
 //! - [`audit`]: the end-of-run checks that nothing was oversold or leaked.
 //! - [`report`]: the JSON report, the human table and `--compare`.
 //! - [`torture`]: the crash torture suite (kill -9, power cuts through LazyFS, restarts).
+//! - [`fill`]: `--fill-holds` / `--fill-skus`: memory per hold or SKU, snapshot cost and
+//!   restart time of a big sale.
 
 pub mod audit;
 pub mod client;
 pub mod driver;
+pub mod fill;
 pub mod lanes;
 pub mod report;
 pub mod scenario;

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use loadtest::fill::{Fill, FillArgs, FillReport};
 use loadtest::scenario::ScenarioArgs;
 
 /// Flash-sale load harness: seeds SKUs, sends shoppers, audits the server at the end.
@@ -20,11 +21,29 @@ struct Cli {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Instead of a sale: fill a spawned server with this many open holds (1 to 3 lines
+    /// over 1,000 SKUs), then report its memory, snapshots and restart times.
+    #[arg(long, conflicts_with_all = ["fill_skus", "target"])]
+    fill_holds: Option<u64>,
+    /// Instead of a sale: feed a spawned server this many SKUs, then report the same.
+    #[arg(long, conflicts_with = "target")]
+    fill_skus: Option<u64>,
+    /// Seconds the filled server is left alone before its memory is read.
+    #[arg(long, default_value_t = 10)]
+    fill_settle_s: u64,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let fill = match (cli.fill_holds, cli.fill_skus) {
+        (Some(holds), _) => Some(Fill::Holds(holds)),
+        (None, Some(skus)) => Some(Fill::Skus(skus)),
+        (None, None) => None,
+    };
+    if let Some(fill) = fill {
+        return run_fill(fill, &cli).await;
+    }
     let scenario = match cli.args.resolve(cli.scenario.as_deref()) {
         Ok(scenario) => scenario,
         Err(err) => {
@@ -61,4 +80,46 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+async fn run_fill(fill: Fill, cli: &Cli) -> ExitCode {
+    let args = FillArgs {
+        fill,
+        concurrency: usize::try_from(cli.args.concurrency.unwrap_or(64)).unwrap_or(64),
+        holdfast_bin: cli.args.holdfast_bin.clone(),
+        server_args: cli
+            .args
+            .server_args
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        seed: 20_261_130,
+        settle: std::time::Duration::from_secs(cli.fill_settle_s.max(2)),
+    };
+    let report = match loadtest::fill::run(args).await {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("loadtest: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report.print();
+    if let Some(path) = &cli.args.report {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(err) = std::fs::write(path, json) {
+            eprintln!("loadtest: writing {}: {err}", path.display());
+        }
+    }
+    if let Some(old) = &cli.compare {
+        let earlier = std::fs::read_to_string(old)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<FillReport>(&text).map_err(|e| e.to_string()));
+        match earlier {
+            Ok(earlier) => report.print_comparison(&earlier),
+            Err(err) => eprintln!("loadtest: --compare {}: {err}", old.display()),
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -16,9 +16,10 @@ pub struct Spawned {
     _data_dir: tempfile::TempDir,
 }
 
-fn holdfast_bin(scenario: &Scenario) -> Result<PathBuf, Error> {
-    if let Some(path) = &scenario.holdfast_bin {
-        return Ok(path.clone());
+/// The holdfast binary: the one named, else the one next to the harness.
+pub fn holdfast_bin(named: Option<&std::path::Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = named {
+        return Ok(path.to_owned());
     }
     let next_to_us = std::env::current_exe()?.with_file_name("holdfast");
     if next_to_us.exists() {
@@ -85,7 +86,7 @@ pub async fn signal(child: &Child, signal: &str) {
 impl Spawned {
     pub async fn start(scenario: &Scenario) -> Result<Self, Error> {
         let data_dir = tempfile::tempdir()?;
-        let bin = holdfast_bin(scenario)?;
+        let bin = holdfast_bin(scenario.holdfast_bin.as_deref())?;
         let data = data_dir.path().join("data");
         let (child, port) = start_holdfast(&bin, &data, &scenario.server_args).await?;
         Ok(Self {
