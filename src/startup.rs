@@ -80,9 +80,10 @@ impl From<data_dir::DataDirError> for StartupError {
     }
 }
 
-fn open_db(data_dir: &Path, name: &str) -> Result<sled::Db, StartupError> {
+fn open_db(data_dir: &Path, name: &str, cache_mb: u64) -> Result<sled::Db, StartupError> {
     sled::Config::new()
         .path(data_dir.join(name))
+        .cache_capacity(cache_mb * 1024 * 1024)
         .open()
         .map_err(|err| match err {
             sled::Error::Io(io)
@@ -106,7 +107,11 @@ impl Application {
         let metrics = crate::metrics::install().map_err(StartupError::Other)?;
         let recovery_started = Instant::now();
         let found = data_dir::check(&settings.data_dir)?;
-        let snapshot_db = open_db(&settings.data_dir, SNAPSHOT_DB_DIR)?;
+        let snapshot_db = open_db(
+            &settings.data_dir,
+            SNAPSHOT_DB_DIR,
+            settings.snapshot_cache_mb,
+        )?;
         let snapshot_tree = snapshot_db.open_tree(SNAPSHOT_TREE)?;
         if let Found::SledJournal(from) = found {
             data_dir::upgrade(&settings.data_dir, from, &snapshot_db, &snapshot_tree)?;
