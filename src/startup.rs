@@ -15,7 +15,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::admission::Admission;
 use crate::config::Settings;
-use crate::hold::idempotency::IdempotencyStore;
+use crate::hold::idempotency::{Answer, IdempotencyStore};
 use crate::hold::{expiry, HoldBook, Reservations};
 use crate::http::{self, AppState};
 use crate::sku::messages::SettleLine;
@@ -156,10 +156,15 @@ impl Application {
             settings.sku_hold_lines_max,
             settings.sku_mailbox_max,
         ));
+        let idempotency = Arc::new(IdempotencyStore::new(
+            settings.idempotency_keys_max,
+            settings.idempotency_ttl_s.saturating_mul(1_000),
+        ));
         let book = Arc::new(HoldBook::new(
             journal.clone(),
             settings.holds_max,
             settings.hold_retention_s.saturating_mul(1_000),
+            Arc::clone(&idempotency),
         ));
         let reservations = Arc::new(Reservations {
             directory: Arc::clone(&directory),
@@ -167,10 +172,6 @@ impl Application {
             journal: journal.clone(),
             actor_send_timeout: Duration::from_millis(settings.actor_send_timeout_ms),
         });
-        let idempotency = Arc::new(IdempotencyStore::new(
-            settings.idempotency_keys_max,
-            settings.idempotency_ttl_s.saturating_mul(1_000),
-        ));
         let secret = random_secret()?;
         let ticket_ttl_ms = settings.admission_ticket_ttl_s.saturating_mul(1_000);
         let admission = Admission::new(settings.admission_limits(), secret, ticket_ttl_ms);
@@ -325,8 +326,18 @@ async fn restore(
     reservations: &Reservations,
     idempotency: &IdempotencyStore,
 ) -> Result<(), StartupError> {
-    for (record, response) in replayed.answers() {
-        idempotency.restore(record, response);
+    // Which key placed each kept hold, so the book can hand a key its answer should it
+    // forget the hold first.
+    let mut placed_by = Vec::new();
+    for (record, answer) in replayed.answers() {
+        let placed = match &answer {
+            Answer::Placed(id) => Some(*id),
+            Answer::Stored(_) => None,
+        };
+        let scope_key = idempotency.restore(record, answer);
+        if let Some(id) = placed {
+            placed_by.push((id, scope_key));
+        }
     }
     // The lines a crash left behind their hold's status, found in the image (the same
     // rule the SKU actor applies): asking every actor about every ended hold instead
@@ -354,6 +365,9 @@ async fn restore(
     }
     for hold in replayed.holds.into_values() {
         reservations.book.restore(hold);
+    }
+    for (id, scope_key) in placed_by {
+        reservations.book.set_placed_by(&id, scope_key);
     }
     for (sku, hold_id, target) in unsettled {
         if let Some(entry) = reservations.directory.get(&sku) {

@@ -374,3 +374,54 @@ async fn one_sku_on_several_lines_is_held_as_one_line_with_the_total() {
     assert_eq!(too_many.body["requested"], 10);
     assert_eq!(server.sku("B").await["held"], 1);
 }
+
+/// Sends a hold and returns status, the replay header and the body's exact bytes.
+async fn hold_bytes(server: &common::TestServer, key: &str, sku: &str) -> (u16, bool, Vec<u8>) {
+    let body = format!(r#"{{"lines":[{{"sku":"{sku}","quantity":1}}],"customer_id":"c-1"}}"#);
+    let answer = server
+        .client
+        .post(server.url("/v1/holds"))
+        .header("Idempotency-Key", key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    let replayed = answer.headers().contains_key("idempotent-replayed");
+    let status = answer.status().as_u16();
+    (
+        status,
+        replayed,
+        answer.bytes().await.expect("body").to_vec(),
+    )
+}
+
+/// Invariant 4, byte for byte: a key's replay is the first answer exactly, after the hold
+/// was confirmed, and after a full book forgot the hold to make room for new ones.
+#[actix_web::test]
+async fn a_replay_is_the_first_answer_byte_for_byte_even_once_the_hold_is_forgotten() {
+    let server = spawn_with(|s| s.holds_max = 2).await;
+    server.put_sku("R", 100, 0).await;
+    let (status, replayed, first) = hold_bytes(&server, "r-1", "R").await;
+    assert_eq!((status, replayed), (201, false));
+    let id = serde_json::from_slice::<serde_json::Value>(&first).expect("json")["hold_id"]
+        .as_str()
+        .expect("hold id")
+        .to_owned();
+    assert_eq!(server.act(&id, "confirm").await.status, StatusCode::OK);
+    assert_eq!(
+        hold_bytes(&server, "r-1", "R").await,
+        (201, true, first.clone())
+    );
+    assert_eq!(server.act(&id, "fulfil").await.status, StatusCode::OK);
+    // The book holds two: the ended hold is forgotten to make room for the third.
+    assert_eq!(hold_bytes(&server, "r-2", "R").await.0, 201);
+    assert_eq!(hold_bytes(&server, "r-3", "R").await.0, 201);
+    assert_eq!(server.get_hold(&id).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(hold_bytes(&server, "r-1", "R").await, (201, true, first));
+    assert_eq!(
+        server.sku("R").await["held"],
+        2,
+        "the replays held nothing more"
+    );
+}

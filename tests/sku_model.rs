@@ -91,7 +91,10 @@ fn engine() -> Engine {
     let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let directory = Arc::new(SkuDirectory::new(handles, journal.clone(), 10, 1_000, 64));
-    let book = Arc::new(HoldBook::new(journal.clone(), 10_000, 60_000));
+    let answers = Arc::new(holdfast::hold::idempotency::IdempotencyStore::new(
+        10_000, 60_000,
+    ));
+    let book = Arc::new(HoldBook::new(journal.clone(), 10_000, 60_000, answers));
     let reservations = Arc::new(Reservations {
         directory,
         book,
@@ -130,7 +133,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     fingerprint: [0; 32],
                     at_ms: 0,
                 };
-                match r.place(request, record).await {
+                match r.place(request, record, Arc::from("web/k")).await {
                     Ok(hold) => {
                         prop_assert!(
                             quantity <= model.available(),

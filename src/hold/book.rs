@@ -5,11 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::idempotency::IdempotencyRecord;
-use super::record::HoldRecord;
+use super::idempotency::{IdempotencyRecord, IdempotencyStore, StoredResponse};
+use super::record::{HoldRecord, PlacedBy};
 use crate::domain::{HoldId, HoldStatus, IdMap};
 use crate::sku::state::LineTarget;
 use crate::store::{Event, Journal};
@@ -78,11 +79,22 @@ struct Shard {
 }
 
 impl Shard {
-    fn forget_oldest_ended(&mut self) -> bool {
-        match self.ended.pop_first() {
-            Some((_, id)) => self.holds.remove(&id).is_some(),
-            None => false,
+    /// Forgets the ended hold whose retention runs out first. The key that placed it, if
+    /// still kept (the book was full, or the clock moved), keeps its answer as sent.
+    fn forget_oldest_ended(&mut self, answers: &IdempotencyStore) -> bool {
+        let Some((_, id)) = self.ended.pop_first() else {
+            return false;
+        };
+        let Some(forgotten) = self.holds.remove(&id) else {
+            return false;
+        };
+        if let Some(scope_key) = &forgotten.placed_by.0 {
+            answers.materialize(scope_key, forgotten.id, || StoredResponse {
+                status: 201,
+                body: Arc::from(forgotten.as_placed().to_json()),
+            });
         }
+        true
     }
 }
 
@@ -95,10 +107,17 @@ pub struct HoldBook {
     holds_max: usize,
     /// How long an ended hold still answers GET.
     retention_ms: u64,
+    /// The keys whose replays are rendered from the holds here.
+    answers: Arc<IdempotencyStore>,
 }
 
 impl HoldBook {
-    pub fn new(journal: Journal, holds_max: usize, retention_ms: u64) -> Self {
+    pub fn new(
+        journal: Journal,
+        holds_max: usize,
+        retention_ms: u64,
+        answers: Arc<IdempotencyStore>,
+    ) -> Self {
         let shards = (0..SHARD_COUNT).map(|_| Mutex::default()).collect();
         Self {
             shards,
@@ -106,6 +125,7 @@ impl HoldBook {
             count: AtomicUsize::new(0),
             holds_max,
             retention_ms,
+            answers,
         }
     }
 
@@ -159,11 +179,18 @@ impl HoldBook {
         let Some((_, index)) = oldest else {
             return false;
         };
-        let forgotten = self.shards[index].lock().forget_oldest_ended();
+        let forgotten = self.shards[index].lock().forget_oldest_ended(&self.answers);
         if forgotten {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
         forgotten
+    }
+
+    /// Records which key placed a restored hold (recovery).
+    pub fn set_placed_by(&self, id: &HoldId, scope_key: Arc<str>) {
+        if let Some(hold) = self.shard(id).lock().holds.get_mut(id) {
+            hold.placed_by = PlacedBy(Some(scope_key));
+        }
     }
 
     /// Puts a hold back as the journal recorded it (recovery), without journaling again.
@@ -275,7 +302,7 @@ impl HoldBook {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             while matches!(shard.ended.first(), Some(&(until, _)) if until <= now_ms) {
-                if shard.forget_oldest_ended() {
+                if shard.forget_oldest_ended(&self.answers) {
                     forgotten += 1;
                 }
             }
@@ -302,13 +329,15 @@ mod tests {
             expires_at_ms: 1_000,
             updated_at_ms: 0,
             pooled: Vec::new(),
+            placed_by: PlacedBy::default(),
         }
     }
 
     /// A book on a journal in a temporary dir, removed when the test ends.
     fn book(holds_max: usize) -> (HoldBook, tempfile::TempDir) {
         let (journal, dir) = crate::store::journal::tests::temporary();
-        (HoldBook::new(journal, holds_max, 60_000), dir)
+        let answers = Arc::new(IdempotencyStore::new(100, 60_000));
+        (HoldBook::new(journal, holds_max, 60_000, answers), dir)
     }
 
     fn key() -> IdempotencyRecord {

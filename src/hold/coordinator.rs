@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 
 use super::book::{Action, BookError, HoldBook};
 use super::idempotency::IdempotencyRecord;
-use super::record::{HoldLine, HoldRecord};
+use super::record::{HoldLine, HoldRecord, PlacedBy};
 use crate::clock::now_ms;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, SkuId};
 use crate::metrics as m;
@@ -71,10 +71,13 @@ pub struct Reservations {
 
 impl Reservations {
     /// Reserves every line or none; the answer waits until the hold is durable.
+    /// `placed_by` is the key's text as the idempotency store keeps it, for the hold to
+    /// share.
     pub async fn place(
         &self,
         request: PlaceHold,
         idempotency: IdempotencyRecord,
+        placed_by: Arc<str>,
     ) -> Result<HoldRecord, HoldError> {
         self.journal.accepting().map_err(HoldError::Unavailable)?;
         let entries = request
@@ -132,6 +135,7 @@ impl Reservations {
             expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
             updated_at_ms: now,
             pooled,
+            placed_by: PlacedBy(Some(placed_by)),
         };
         if let Err(err) = self.book.insert(hold.clone(), idempotency) {
             settle(&entries, hold_id, LineTarget::Released).await;

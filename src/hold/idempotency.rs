@@ -3,6 +3,11 @@
 //! for it and gets its answer; a later one gets the stored answer; a different body under
 //! the same key is a mismatch (422). Answers that did not run to an outcome (429, 503,
 //! validation errors) are not stored, so a retry runs afresh.
+//!
+//! A key that placed a hold keeps only the hold's id: its replay is rendered from the hold
+//! as placed, byte for byte the first answer, instead of a stored copy of that answer
+//! (about 300 bytes a hold). Should the hold book forget the hold before the key (a book
+//! full of ended holds), it hands the answer over first ([`IdempotencyStore::materialize`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +17,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+
+use crate::domain::HoldId;
 
 const SHARD_COUNT: usize = 64;
 
@@ -31,11 +38,19 @@ pub struct IdempotencyRecord {
     pub at_ms: u64,
 }
 
-/// The answer a key replays.
+/// An answer kept as sent: a refusal, or a placement whose hold the book has forgotten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     pub status: u16,
     pub body: Arc<[u8]>,
+}
+
+/// What a key answers again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 201 with this hold as it was placed, rendered from the hold book.
+    Placed(HoldId),
+    Stored(StoredResponse),
 }
 
 enum Entry {
@@ -47,15 +62,17 @@ enum Entry {
     },
     Done {
         fingerprint: Fingerprint,
-        response: StoredResponse,
+        answer: Answer,
     },
 }
 
+/// Keys are `Arc<str>`: the map, the forget queue and the hold a key placed share one
+/// copy of the text.
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Arc<str>, Entry>,
     /// Done keys in the order they may be forgotten.
-    forget_queue: VecDeque<(u64, String)>,
+    forget_queue: VecDeque<(u64, Arc<str>)>,
 }
 
 pub struct IdempotencyStore {
@@ -70,7 +87,7 @@ pub enum Begin {
     /// First with this key: run it, then `complete` or drop the ticket.
     Run(RunTicket),
     /// Already answered: send this.
-    Replay(StoredResponse),
+    Replay(Answer),
     /// Running elsewhere with the same body: wait, then ask again.
     Wait(watch::Receiver<()>),
     /// The key was used with a different body.
@@ -82,12 +99,12 @@ pub enum Begin {
 /// Proof that this request owns its key's run. Dropping it without `complete` frees the key.
 pub struct RunTicket {
     store: Arc<IdempotencyStore>,
-    scope_key: String,
+    scope_key: Arc<str>,
     completed: bool,
 }
 
-pub fn scope_key(channel: &str, key: &str) -> String {
-    format!("{channel}/{key}")
+pub fn scope_key(channel: &str, key: &str) -> Arc<str> {
+    Arc::from(format!("{channel}/{key}"))
 }
 
 impl IdempotencyStore {
@@ -116,15 +133,15 @@ impl IdempotencyStore {
         self.len() == 0
     }
 
-    pub fn begin(self: &Arc<Self>, scope_key: String, fingerprint: Fingerprint) -> Begin {
+    pub fn begin(self: &Arc<Self>, scope_key: Arc<str>, fingerprint: Fingerprint) -> Begin {
         let mut shard = self.shard(&scope_key).lock();
         match shard.entries.get(&scope_key) {
             Some(Entry::Done {
                 fingerprint: seen,
-                response,
+                answer,
             }) => {
                 if *seen == fingerprint {
-                    Begin::Replay(response.clone())
+                    Begin::Replay(answer.clone())
                 } else {
                     Begin::Mismatch
                 }
@@ -162,31 +179,50 @@ impl IdempotencyStore {
         }
     }
 
-    /// Records a key's answer as the journal has it (recovery), without a run.
-    pub fn restore(&self, record: &IdempotencyRecord, response: StoredResponse) {
-        let mut shard = self.shard(&record.scope_key).lock();
+    /// Records a key's answer as the journal has it (recovery), without a run. Returns
+    /// the key as stored, for the hold it placed to share.
+    pub fn restore(&self, record: &IdempotencyRecord, answer: Answer) -> Arc<str> {
+        let scope_key: Arc<str> = Arc::from(record.scope_key.as_str());
+        let mut shard = self.shard(&scope_key).lock();
         self.store_done(
             &mut shard,
-            record.scope_key.clone(),
+            Arc::clone(&scope_key),
             record.fingerprint,
-            response,
+            answer,
             record.at_ms,
         );
+        scope_key
+    }
+
+    /// The hold book is forgetting hold `id`: if the key that placed it is still kept,
+    /// it keeps its answer as sent (`render` makes it, only then).
+    pub fn materialize(
+        &self,
+        scope_key: &str,
+        id: HoldId,
+        render: impl FnOnce() -> StoredResponse,
+    ) {
+        let mut shard = self.shard(scope_key).lock();
+        if let Some(Entry::Done { answer, .. }) = shard.entries.get_mut(scope_key) {
+            if *answer == Answer::Placed(id) {
+                *answer = Answer::Stored(render());
+            }
+        }
     }
 
     fn store_done(
         &self,
         shard: &mut Shard,
-        scope_key: String,
+        scope_key: Arc<str>,
         fingerprint: Fingerprint,
-        response: StoredResponse,
+        answer: Answer,
         at_ms: u64,
     ) {
         let done = Entry::Done {
             fingerprint,
-            response,
+            answer,
         };
-        if shard.entries.insert(scope_key.clone(), done).is_none() {
+        if shard.entries.insert(Arc::clone(&scope_key), done).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
         shard
@@ -215,15 +251,20 @@ impl IdempotencyStore {
 }
 
 impl RunTicket {
+    /// The key this run holds, shared with the hold it places.
+    pub fn scope_key(&self) -> &Arc<str> {
+        &self.scope_key
+    }
+
     /// Stores the answer for replay and wakes the waiters.
-    pub fn complete(mut self, fingerprint: Fingerprint, response: StoredResponse, now_ms: u64) {
+    pub fn complete(mut self, fingerprint: Fingerprint, answer: Answer, now_ms: u64) {
         let store = Arc::clone(&self.store);
         let mut shard = store.shard(&self.scope_key).lock();
         store.store_done(
             &mut shard,
-            self.scope_key.clone(),
+            Arc::clone(&self.scope_key),
             fingerprint,
-            response,
+            answer,
             now_ms,
         );
         self.completed = true;
@@ -250,11 +291,11 @@ impl Drop for RunTicket {
 mod tests {
     use super::*;
 
-    fn response(status: u16) -> StoredResponse {
-        StoredResponse {
+    fn response(status: u16) -> Answer {
+        Answer::Stored(StoredResponse {
             status,
             body: Arc::from(&b"{}"[..]),
-        }
+        })
     }
 
     #[test]
@@ -273,7 +314,7 @@ mod tests {
         ));
         ticket.complete([1; 32], response(201), 0);
         assert!(
-            matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(r) if r.status == 201)
+            matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(r) if r == response(201))
         );
         assert!(matches!(
             store.begin("web/k".into(), [2; 32]),
@@ -310,5 +351,26 @@ mod tests {
         assert_eq!(store.forget_expired(5_999), 0);
         assert_eq!(store.forget_expired(6_000), 1);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn a_placed_answer_is_handed_over_only_for_its_own_hold() {
+        let store = Arc::new(IdempotencyStore::new(10, 1_000));
+        let (placed, other) = (HoldId::new(), HoldId::new());
+        if let Begin::Run(ticket) = store.begin("web/k".into(), [1; 32]) {
+            ticket.complete([1; 32], Answer::Placed(placed), 0);
+        }
+        let sent = StoredResponse {
+            status: 201,
+            body: Arc::from(&b"{\"hold_id\":1}"[..]),
+        };
+        store.materialize("web/k", other, || sent.clone());
+        assert!(
+            matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(Answer::Placed(id)) if id == placed)
+        );
+        store.materialize("web/k", placed, || sent.clone());
+        assert!(
+            matches!(store.begin("web/k".into(), [1; 32]), Begin::Replay(Answer::Stored(r)) if r == sent)
+        );
     }
 }

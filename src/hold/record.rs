@@ -28,7 +28,25 @@ pub struct HoldRecord {
     /// Per line, the units drawn from the SKU's shared pool rather than the channel's
     /// quota, as decided when reserved, so replay reproduces the split exactly.
     pub pooled: Vec<u64>,
+    /// The idempotency key that placed the hold. Not journaled (the `HoldPlaced` event
+    /// carries the key beside the hold).
+    #[serde(skip)]
+    pub placed_by: PlacedBy,
 }
+
+/// The idempotency key (`channel/key`) that placed a hold, the same allocation the key's
+/// entry uses, so the hold book can hand the key its answer before forgetting the hold.
+/// A back-reference, not part of the hold's value: any two compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct PlacedBy(pub Option<std::sync::Arc<str>>);
+
+impl PartialEq for PlacedBy {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PlacedBy {}
 
 /// The hold as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

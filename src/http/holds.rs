@@ -19,7 +19,7 @@ use crate::admission::{CartLine, Permit, Refusal};
 use crate::clock::now_ms;
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId, UNITS_MAX};
 use crate::hold::idempotency::{
-    fingerprint, scope_key, Begin, IdempotencyRecord, RunTicket, StoredResponse,
+    fingerprint, scope_key, Answer, Begin, IdempotencyRecord, RunTicket, StoredResponse,
 };
 use crate::hold::record::HoldView;
 use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
@@ -150,6 +150,34 @@ fn idempotency_key(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
     IdempotencyKey::parse(raw).map_err(|e| invalid(e.to_string()))
 }
 
+/// 201 with the hold as placed: the first answer, and every replay of it.
+fn placed_answer(hold: &HoldRecord, replayed: bool) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    response.content_type(header::ContentType::json());
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.body(hold.as_placed().to_json())
+}
+
+/// A key's earlier answer, again.
+fn replay(state: &AppState, answer: Answer) -> Result<HttpResponse, ApiError> {
+    match answer {
+        Answer::Stored(stored) => Ok(stored_answer(&stored, true)),
+        Answer::Placed(id) => match state.reservations.book.get(&id) {
+            Some(hold) => Ok(placed_answer(&hold, true)),
+            // The book hands a placed answer over before it forgets the hold, so this
+            // is a bug; say so rather than run the request a second time.
+            None => {
+                tracing::error!(hold_id = %id, "A key's hold is gone and its answer was not kept.");
+                Err(ApiError::Unavailable(format!(
+                    "the answer to this key (hold {id}) is no longer available"
+                )))
+            }
+        },
+    }
+}
+
 fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
@@ -230,7 +258,7 @@ async fn place_hold_inner(
     let scope = scope_key(hold.channel.as_str(), key.as_str());
     loop {
         match state.idempotency.begin(scope.clone(), print) {
-            Begin::Replay(stored) => return Ok(stored_answer(&stored, true)),
+            Begin::Replay(answer) => return replay(state, answer),
             Begin::Wait(mut finished) => {
                 // Wakes when the running request ends; then ask again.
                 let _ = finished.changed().await;
@@ -243,7 +271,7 @@ async fn place_hold_inner(
             }
             Begin::Run(ticket) => {
                 let record = IdempotencyRecord {
-                    scope_key: scope,
+                    scope_key: scope.to_string(),
                     fingerprint: print,
                     at_ms: now_ms(),
                 };
@@ -304,16 +332,17 @@ async fn run_place(
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let print = record.fingerprint;
-    match state.reservations.place(hold, record.clone()).await {
+    let placed_by = Arc::clone(ticket.scope_key());
+    match state
+        .reservations
+        .place(hold, record.clone(), placed_by)
+        .await
+    {
         Ok(placed) => {
-            let stored = StoredResponse {
-                status: StatusCode::CREATED.as_u16(),
-                body: Arc::from(placed.to_json()),
-            };
-            ticket.complete(print, stored.clone(), record.at_ms);
+            ticket.complete(print, Answer::Placed(placed.id), record.at_ms);
             m::hold_outcome(HoldOutcome::Held, started.elapsed());
             tracing::debug!(hold_id = %placed.id, "Hold placed.");
-            Ok(stored_answer(&stored, false))
+            Ok(placed_answer(&placed, false))
         }
         Err(HoldError::Refused(refusal)) => refuse(&state, refusal, record, ticket, started).await,
         Err(err) => Err(err.into()),
@@ -406,7 +435,11 @@ async fn refuse(
         .barrier()
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
-    ticket.complete(record.fingerprint, stored.clone(), record.at_ms);
+    ticket.complete(
+        record.fingerprint,
+        Answer::Stored(stored.clone()),
+        record.at_ms,
+    );
     m::hold_outcome(outcome, started.elapsed());
     Ok(stored_answer(&stored, false))
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{HoldId, IdMap, IdSet, SkuId};
-use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
+use crate::hold::idempotency::{Answer, IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::sku::{SkuChange, SkuState};
 use crate::store::Event;
@@ -206,20 +206,17 @@ impl Image {
     /// them in). A key used again after its answer was forgotten by the live server can be
     /// claimed twice here until the next snapshot forgets the old claim; the newer one is
     /// what the server answered last, so it wins.
-    pub fn answers(&self) -> Vec<(&IdempotencyRecord, StoredResponse)> {
-        let placed = self.placed_by.iter().filter_map(|(id, record)| {
-            let hold = self.holds.get(id)?;
-            let response = StoredResponse {
-                status: 201,
-                body: Arc::from(hold.as_placed().to_json()),
-            };
-            Some((record, response))
-        });
+    pub fn answers(&self) -> Vec<(&IdempotencyRecord, Answer)> {
+        let placed = self
+            .placed_by
+            .iter()
+            .filter(|(id, _)| self.holds.contains_key(id))
+            .map(|(id, record)| (record, Answer::Placed(*id)));
         let refused = self
             .refusals
             .values()
-            .map(|(record, response)| (record, response.clone()));
-        let mut latest: HashMap<&str, (&IdempotencyRecord, StoredResponse)> = HashMap::new();
+            .map(|(record, response)| (record, Answer::Stored(response.clone())));
+        let mut latest: HashMap<&str, (&IdempotencyRecord, Answer)> = HashMap::new();
         for (record, response) in placed.chain(refused) {
             match latest.get(record.scope_key.as_str()) {
                 Some((kept, _)) if kept.at_ms >= record.at_ms => {}

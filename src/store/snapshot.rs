@@ -736,6 +736,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity};
+    use crate::hold::idempotency::Answer;
     use crate::hold::HoldLine;
     use crate::sku::SkuChange;
     use crate::store::Event;
@@ -763,6 +764,7 @@ mod tests {
                 created_at_ms: 1,
                 expires_at_ms: u64::MAX,
                 updated_at_ms: 1,
+                placed_by: Default::default(),
             },
             idempotency: IdempotencyRecord {
                 scope_key: format!("{channel}/{id}"),
@@ -842,7 +844,16 @@ mod tests {
         image
             .answers()
             .into_iter()
-            .map(|(record, response)| (record.scope_key.clone(), (record.clone(), response)))
+            .map(|(record, answer)| {
+                let response = match answer {
+                    Answer::Stored(response) => response,
+                    Answer::Placed(id) => StoredResponse {
+                        status: 201,
+                        body: Arc::from(image.holds[&id].as_placed().to_json()),
+                    },
+                };
+                (record.scope_key.clone(), (record.clone(), response))
+            })
             .collect()
     }
 
