@@ -199,11 +199,17 @@ pub async fn post_stock_feed(
             }
             pending.extend_from_slice(&chunk);
         }
+        // Each line is copied out at its own length and the consumed prefix dropped once.
+        // (Splitting the buffer off line by line left every line with the capacity of the
+        // whole rest of its chunk: heaptrack put 2.9 KB a SKU on it during a feed.)
         let mut lines: Vec<Vec<u8>> = Vec::new();
-        while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
-            let rest = pending.split_off(newline + 1);
-            lines.push(std::mem::replace(&mut pending, rest));
+        let mut start = 0;
+        while let Some(offset) = pending[start..].iter().position(|b| *b == b'\n') {
+            let end_of_line = start + offset + 1;
+            lines.push(pending[start..end_of_line].to_vec());
+            start = end_of_line;
         }
+        pending.drain(..start);
         if end && !pending.is_empty() {
             lines.push(std::mem::take(&mut pending));
         }
