@@ -151,3 +151,29 @@ async fn keys_decide_who_may_do_what() {
         );
     }
 }
+
+/// The scheme name is case-insensitive (RFC 9110): `bearer` and `BEARER` work; the key
+/// itself is compared exactly, and a scheme without a key is refused.
+#[actix_web::test]
+async fn the_bearer_scheme_name_is_case_insensitive() {
+    let server = spawn_with_keys().await;
+    let read = |authorization: String| {
+        server
+            .client
+            .get(server.url("/v1/admission"))
+            .header("authorization", authorization)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let answer = read(format!("{scheme} {ADMIN_KEY}")).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::OK, "{scheme}");
+    }
+    let wrong_case_key = read(format!("Bearer {}", ADMIN_KEY.to_uppercase()))
+        .await
+        .expect("answer");
+    assert_eq!(wrong_case_key.status(), StatusCode::UNAUTHORIZED);
+    for bad in ["Bearer", "Bearer ", "Basic abc", ADMIN_KEY] {
+        let answer = read(bad.to_owned()).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+    }
+}

@@ -10,6 +10,16 @@ use super::error::ApiError;
 use crate::config::Settings;
 use crate::domain::Channel;
 
+/// The token of `Bearer <token>`; the scheme name is case-insensitive (RFC 9110 11.1),
+/// and some clients send `bearer`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -50,9 +60,8 @@ impl Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?
-            .trim()
             .as_bytes();
         let mut principal = None;
         if let Some(admin) = &self.admin_key {
