@@ -425,3 +425,28 @@ async fn a_replay_is_the_first_answer_byte_for_byte_even_once_the_hold_is_forgot
         "the replays held nothing more"
     );
 }
+
+/// A new SKU's first stock is not "back in stock"; stock after a sell-out is. Counted
+/// by a server of its own, so no other test's SKUs are in its metrics.
+#[actix_web::test]
+async fn back_in_stock_is_counted_after_a_sell_out_only() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_process, server) = common::Process::start_server(data.path(), &[]);
+    let back = |page: &str| {
+        common::metric(
+            page,
+            "holdfast_sku_stock_events_total{event=\"back_in_stock\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    server.put_sku("NEW", 2, 0).await;
+    assert_eq!(
+        back(&server.metrics().await),
+        0.0,
+        "first stock is not back"
+    );
+    let held = server.hold("all", &[("NEW", 2)]).await;
+    let id = held.body["hold_id"].as_str().expect("held").to_owned();
+    assert_eq!(server.act(&id, "release").await.status, StatusCode::OK);
+    assert_eq!(back(&server.metrics().await), 1.0, "back after selling out");
+}

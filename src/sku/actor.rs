@@ -49,6 +49,9 @@ pub struct SkuActor {
     /// Units reserved per channel in the current and the previous minute, for the
     /// `by_velocity` rebalance. Live only: a rebalance's result is what is journaled.
     velocity: Velocity,
+    /// Whether the SKU has sold out since it had stock, so that stock coming in counts
+    /// as "back in stock" only then, not when a new SKU is first stocked.
+    sold_out: bool,
 }
 
 /// Per-channel reserved units in two one-minute buckets; bounded by the channel count.
@@ -99,7 +102,10 @@ impl SkuActor {
         mailbox_max: usize,
     ) -> Self {
         gauge.publish(&state);
+        // Recovered with nothing available but something on hand or in play: sold out.
+        let sold_out = state.available() == 0 && (state.on_hand > 0 || state.held > 0);
         Self {
+            sold_out,
             sku,
             state,
             journal,
@@ -121,10 +127,12 @@ impl SkuActor {
         }
         match (was_available, now_available) {
             (1.., 0) => {
+                self.sold_out = true;
                 crate::metrics::stock_event(crate::metrics::StockEvent::SoldOut);
                 tracing::info!(sku = %self.sku, "Sold out.");
             }
-            (0, 1..) => {
+            (0, 1..) if self.sold_out => {
+                self.sold_out = false;
                 crate::metrics::stock_event(crate::metrics::StockEvent::BackInStock);
                 tracing::info!(sku = %self.sku, "Back in stock.");
             }
