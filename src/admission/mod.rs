@@ -366,8 +366,16 @@ impl Admission {
                     return Err(self.queue_full(&state, seq, position, presented, Instant::now()));
                 }
                 drop(state);
-                // Admitted or refused in the instant the wait ran out.
-                answer.try_recv().unwrap_or(Ok(()))
+                // Admitted or refused in the instant the wait ran out: dispatch and the
+                // sold-out sweep send an answer for every waiter they remove. Without one,
+                // refuse rather than hand out a permit the in-flight count never took.
+                match answer.try_recv() {
+                    Ok(result) => result,
+                    Err(_) => {
+                        let state = self.state.lock();
+                        return Err(self.queue_full(&state, seq, 1, presented, Instant::now()));
+                    }
+                }
             }
         };
         result?;
@@ -387,12 +395,20 @@ impl Admission {
         m::admission_gauges(state.waiters.len(), state.in_flight);
     }
 
+    /// Ticks until nothing else holds the queue: a sale's queue is dropped when the sale
+    /// is replaced or ends and its last waiter and permit are gone, and its ticker with it
+    /// (holding the queue itself, it woke every few milliseconds forever).
     pub async fn run_ticks(self: Arc<Self>, period: Duration) {
+        let queue = Arc::downgrade(&self);
+        drop(self);
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            self.tick();
+            let Some(queue) = queue.upgrade() else {
+                return;
+            };
+            queue.tick();
         }
     }
 }

@@ -233,3 +233,21 @@ fn the_rate_limit_bounds_admissions() {
         );
     });
 }
+
+/// A queue's ticker ends once nothing else holds the queue (a replaced or ended sale's).
+#[test]
+fn a_ticker_stops_when_its_queue_is_gone() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let admission = Admission::new(limits(1, 10, 5_000, 0), [1; 32], 60_000);
+        let ticker = tokio::spawn(Arc::clone(&admission).run_ticks(Duration::from_millis(1)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!ticker.is_finished(), "ticks while the queue is held");
+        drop(admission);
+        let ended = tokio::time::timeout(Duration::from_secs(5), ticker).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the ticker ended");
+    });
+}
