@@ -13,7 +13,11 @@ use crate::store::Durability;
 
 /// The longest hold TTL any configuration may allow: a week.
 pub const HOLD_TTL_S_CEILING: u64 = 7 * 24 * 3600;
-const _: () = assert!(900 <= HOLD_TTL_S_CEILING);
+const HOLD_TTL_S_DEFAULT: u64 = 900;
+const HOLD_TTL_S_MAX_DEFAULT: u64 = 3600;
+// The defaults themselves must be a valid configuration.
+const _: () = assert!(HOLD_TTL_S_DEFAULT <= HOLD_TTL_S_MAX_DEFAULT);
+const _: () = assert!(HOLD_TTL_S_MAX_DEFAULT <= HOLD_TTL_S_CEILING);
 const JOURNAL_SEGMENT_BYTES_MIN: u64 = 16 * 1024;
 const JOURNAL_SEGMENT_BYTES_MAX: u64 = 1 << 30;
 /// Longest journal linger allowed, in microseconds: it adds to a quiet server's latency.
@@ -104,9 +108,9 @@ settings! {
     /// What a 2xx waits for: fsync (survives power loss), flush (survives kill -9), none.
     durability: Durability = Durability::Fsync, "HOLDFAST_DURABILITY";
     /// Hold time-to-live when a request names none, in seconds.
-    hold_ttl_s: u64 = 900, "HOLDFAST_HOLD_TTL_S";
+    hold_ttl_s: u64 = HOLD_TTL_S_DEFAULT, "HOLDFAST_HOLD_TTL_S";
     /// Longest TTL a request may ask for, in seconds.
-    hold_ttl_s_max: u64 = 3600, "HOLDFAST_HOLD_TTL_S_MAX";
+    hold_ttl_s_max: u64 = HOLD_TTL_S_MAX_DEFAULT, "HOLDFAST_HOLD_TTL_S_MAX";
     /// How long an ended hold (released, expired, fulfilled) still answers GET, in seconds.
     hold_retention_s: u64 = 24 * 3600, "HOLDFAST_HOLD_RETENTION_S";
     /// Most holds kept in memory, live and ended; past it the oldest ended ones are forgotten.

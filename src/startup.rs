@@ -286,7 +286,9 @@ impl Application {
         if let Err(err) = flushed {
             tracing::warn!(%err, "Stopped with changes the journal could not write; none of them was acknowledged.");
         }
-        drop(journal_thread);
+        // Not joined: the writer ends when the last `Journal` handle is dropped, and the
+        // barrier above already waited for everything it will ever write.
+        let _detached = journal_thread;
         Ok(())
     }
 }
