@@ -30,6 +30,8 @@ pub enum RecoveryError {
         offset: usize,
         reason: String,
     },
+    #[error("the snapshot store is corrupt ({0}); the journal segments were not touched")]
+    SnapshotCorrupt(String),
     #[error("reading the snapshots: {0}")]
     Storage(#[from] sled::Error),
     #[error("reading the journal: {0}")]

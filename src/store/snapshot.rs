@@ -232,11 +232,10 @@ fn generation_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+/// Not a journal record: the snapshot store's own corruption, named as such (it was
+/// reported as "journal record 0 cannot be decoded").
 fn corrupt(what: &str, err: impl std::fmt::Display) -> RecoveryError {
-    RecoveryError::Corrupt {
-        seq: 0,
-        reason: format!("snapshot {what}: {err}"),
-    }
+    RecoveryError::SnapshotCorrupt(format!("{what}: {err}"))
 }
 
 fn read_manifest(tree: &sled::Tree) -> Result<Manifest, RecoveryError> {
@@ -1175,6 +1174,11 @@ mod tests {
         let (_db, tree, snapshots, _image) = written_once();
         let generation = snapshots.manifest.generations[0].id;
         tree.remove(chunk_key(generation, 0)).expect("removes");
-        assert!(matches!(load(&tree), Err(RecoveryError::Corrupt { .. })));
+        let err = load(&tree).err().expect("refused");
+        assert!(matches!(err, RecoveryError::SnapshotCorrupt(_)), "{err}");
+        assert!(
+            err.to_string().contains("snapshot store is corrupt"),
+            "{err}"
+        );
     }
 }
