@@ -28,9 +28,6 @@ use crate::store::{Journal, JournalSettings};
 
 pub use crate::store::data_dir::DATA_FORMAT_VERSION;
 
-/// How often the admission queue refills rate tokens and answers sold-out waiters.
-pub const ADMISSION_TICK: Duration = Duration::from_millis(5);
-
 /// Queue tickets are signed with a key made fresh at each start: after a restart old
 /// tickets count as new arrivals, which loses a place, never a request.
 fn random_secret() -> std::io::Result<[u8; 32]> {
@@ -175,7 +172,7 @@ impl Application {
         let secret = random_secret()?;
         let ticket_ttl_ms = settings.admission_ticket_ttl_s.saturating_mul(1_000);
         let admission = Admission::new(settings.admission_limits(), secret, ticket_ttl_ms);
-        actix_web::rt::spawn(Arc::clone(&admission).run_ticks(ADMISSION_TICK));
+        Arc::clone(&admission).tick_in_background();
         let sales = Arc::new(crate::sale::SaleBook::new(
             settings.sales_max,
             secret,
@@ -183,7 +180,7 @@ impl Application {
         ));
         for sale in image.sales.values() {
             if let Some(queue) = sales.put(sale.clone()) {
-                actix_web::rt::spawn(queue.run_ticks(ADMISSION_TICK));
+                queue.tick_in_background();
             }
         }
         let ready = Arc::new(AtomicBool::new(false));

@@ -22,6 +22,10 @@ use crate::metrics as m;
 use crate::sku::actor::SkuGauge;
 use ticket::{Ticket, TicketSigner};
 
+/// How often a queue admits on fresh rate tokens, answers waiters whose SKU sold out and
+/// publishes its gauges.
+pub const TICK: Duration = Duration::from_millis(5);
+
 /// The four knobs, changeable at runtime (`PUT /v1/admission`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -393,6 +397,11 @@ impl Admission {
         state.refuse_sold_out();
         state.dispatch(Instant::now());
         m::admission_gauges(state.waiters.len(), state.in_flight);
+    }
+
+    /// Runs [`Admission::run_ticks`] at the admission tick on the current actix arbiter.
+    pub fn tick_in_background(self: Arc<Self>) {
+        tokio::task::spawn_local(self.run_ticks(TICK));
     }
 
     /// Ticks until nothing else holds the queue: a sale's queue is dropped when the sale

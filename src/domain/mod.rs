@@ -7,7 +7,7 @@ mod quantity;
 mod status;
 
 pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SaleId, SkuId};
-pub use quantity::{Quantity, UNITS_MAX};
+pub use quantity::{units, Quantity, UNITS_MAX};
 pub use status::{AdjustReason, HoldStatus};
 
 /// Hash maps and sets keyed by what the server or an admin chose (hold ids, SKUs, sale

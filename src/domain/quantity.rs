@@ -26,6 +26,18 @@ impl Quantity {
     }
 }
 
+/// A count of units from a request (on hand, safety stock, a threshold): 0 to UNITS_MAX.
+pub fn units(name: &str, value: i64) -> Result<u64, ParseError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|units| *units <= UNITS_MAX)
+        .ok_or_else(|| {
+            ParseError(format!(
+                "{name} must be an integer from 0 to {UNITS_MAX}, got {value}"
+            ))
+        })
+}
+
 impl utoipa::PartialSchema for Quantity {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()

@@ -13,9 +13,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::body::refuse_declared_over;
 use super::openapi::AdminBodyErrors;
 use super::{ApiError, AppState};
-use crate::domain::{SkuId, UNITS_MAX};
+use crate::domain::SkuId;
 use crate::sku::messages::SetStock;
 
 /// Longest feed line, in bytes.
@@ -73,10 +74,7 @@ enum Format {
 }
 
 fn units(name: &str, raw: i64) -> Result<u64, String> {
-    u64::try_from(raw)
-        .ok()
-        .filter(|units| *units <= UNITS_MAX)
-        .ok_or_else(|| format!("{name} must be an integer from 0 to {UNITS_MAX}, got {raw}"))
+    crate::domain::units(name, raw).map_err(|err| err.to_string())
 }
 
 /// One parsed stock line, or why it is bad; `Ok(None)` for a line with nothing to apply
@@ -164,14 +162,7 @@ pub async fn post_stock_feed(
     state.auth.admin(&request)?;
     state.journal.accepting().map_err(ApiError::Unavailable)?;
     let bytes_max = state.settings.feed_bytes_max;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > bytes_max) {
-        return Err(ApiError::PayloadTooLarge(bytes_max));
-    }
+    refuse_declared_over(&request, bytes_max)?;
     let csv = request
         .headers()
         .get(header::CONTENT_TYPE)

@@ -123,13 +123,9 @@ fn validate(
         None => None,
     };
     let channel = principal.hold_channel(named)?;
-    let ttl_max = settings.hold_ttl_s_max;
     let ttl_s = match body.ttl_seconds {
         None => settings.hold_ttl_s,
-        Some(ttl) => u64::try_from(ttl)
-            .ok()
-            .filter(|ttl| (1..=ttl_max).contains(ttl))
-            .ok_or_else(|| invalid(format!("ttl_seconds must be 1 to {ttl_max}, got {ttl}")))?,
+        Some(ttl) => hold_ttl_s("ttl_seconds", ttl, settings.hold_ttl_s_max)?,
     };
     Ok(PlaceHold {
         customer_limits: vec![None; lines.len()],
@@ -138,6 +134,14 @@ fn validate(
         customer_id,
         ttl_s,
     })
+}
+
+/// A hold TTL from a request (a hold's or a sale's): 1 to the configured ceiling.
+pub(crate) fn hold_ttl_s(field: &str, raw: i64, ttl_max: u64) -> Result<u64, ApiError> {
+    u64::try_from(raw)
+        .ok()
+        .filter(|ttl| (1..=ttl_max).contains(ttl))
+        .ok_or_else(|| invalid(format!("{field} must be 1 to {ttl_max}, got {raw}")))
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {

@@ -147,15 +147,13 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
                 },
             )?),
         };
-    let ttl_max = state.settings.hold_ttl_s_max;
     let hold_ttl_s = match body.hold_ttl_s {
         None => None,
-        Some(ttl) => Some(
-            u64::try_from(ttl)
-                .ok()
-                .filter(|t| (1..=ttl_max).contains(t))
-                .ok_or_else(|| invalid(format!("hold_ttl_s must be 1 to {ttl_max}, got {ttl}")))?,
-        ),
+        Some(ttl) => Some(super::holds::hold_ttl_s(
+            "hold_ttl_s",
+            ttl,
+            state.settings.hold_ttl_s_max,
+        )?),
     };
     if let Some(limits) = &body.admission {
         limits
@@ -223,7 +221,7 @@ pub async fn put_sale(
     state.journal.accepting().map_err(ApiError::Unavailable)?;
     state.journal.append(Event::SaleSet { sale: sale.clone() });
     if let Some(queue) = state.sales.put(sale.clone()) {
-        actix_web::rt::spawn(queue.run_ticks(crate::startup::ADMISSION_TICK));
+        queue.tick_in_background();
     }
     state
         .journal

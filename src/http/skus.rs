@@ -47,14 +47,7 @@ pub(crate) struct AdjustmentBody {
 }
 
 fn units(name: &str, value: i64) -> Result<u64, ApiError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|units| *units <= UNITS_MAX)
-        .ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "{name} must be an integer from 0 to {UNITS_MAX}, got {value}"
-            ))
-        })
+    crate::domain::units(name, value).map_err(|err| ApiError::Invalid(err.to_string()))
 }
 
 pub(crate) fn parse_sku(raw: &str) -> Result<SkuId, ApiError> {
