@@ -60,17 +60,10 @@ async fn main() -> ExitCode {
         }
     };
     report.print_table();
-    if let Some(path) = &report_path {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(err) = std::fs::write(path, json) {
-            eprintln!("loadtest: writing {}: {err}", path.display());
-        }
-    }
+    write_report(report_path.as_deref(), &report);
     if let Some(old) = &cli.compare {
-        let compared = std::fs::read_to_string(old)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-            .and_then(|old| loadtest::report::print_comparison(&report, &old));
+        let compared =
+            read_report(old).and_then(|old| loadtest::report::print_comparison(&report, &old));
         if let Err(err) = compared {
             eprintln!("loadtest: --compare {}: {err}", old.display());
         }
@@ -106,20 +99,25 @@ async fn run_fill(fill: Fill, cli: &Cli) -> ExitCode {
         }
     };
     report.print();
-    if let Some(path) = &cli.args.report {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(err) = std::fs::write(path, json) {
-            eprintln!("loadtest: writing {}: {err}", path.display());
-        }
-    }
+    write_report(cli.args.report.as_deref(), &report);
     if let Some(old) = &cli.compare {
-        let earlier = std::fs::read_to_string(old)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<FillReport>(&text).map_err(|e| e.to_string()));
-        match earlier {
+        match read_report::<FillReport>(old) {
             Ok(earlier) => report.print_comparison(&earlier),
             Err(err) => eprintln!("loadtest: --compare {}: {err}", old.display()),
         }
     }
     ExitCode::SUCCESS
+}
+
+fn write_report(path: Option<&std::path::Path>, report: &impl serde::Serialize) {
+    let Some(path) = path else { return };
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
+    if let Err(err) = std::fs::write(path, json) {
+        eprintln!("loadtest: writing {}: {err}", path.display());
+    }
+}
+
+fn read_report<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
