@@ -59,6 +59,11 @@ macro_rules! settings {
             #[arg(long = "metrics-watch-sku", env = "HOLDFAST_METRICS_WATCH_SKUS", value_delimiter = ',')]
             #[serde(default)]
             pub metrics_watch_skus: Vec<String>,
+            /// Written once the server is ready: JSON `{"listen", "port", "pid"}` with the
+            /// bound address (a temp file renamed into place), so a supervisor or a test
+            /// learns the port without reading the log.
+            #[arg(long, env = "HOLDFAST_READY_FILE")]
+            pub ready_file: Option<PathBuf>,
             $( $(#[$doc])* #[arg(long, env = $env)] pub $field: Option<$ty>, )*
         }
 
@@ -70,6 +75,8 @@ macro_rules! settings {
             pub channel_keys: BTreeMap<Channel, String>,
             /// SKUs with their own metric series.
             pub metrics_watch_skus: Vec<SkuId>,
+            /// Where to say that the server is ready, and on which port.
+            pub ready_file: Option<PathBuf>,
             $( $(#[$doc])* pub $field: $ty, )*
         }
 
@@ -80,6 +87,7 @@ macro_rules! settings {
                     admin_key: self.admin_key.or(lower.admin_key),
                     channel_keys: if self.channel_keys.is_empty() { lower.channel_keys } else { self.channel_keys },
                     metrics_watch_skus: if self.metrics_watch_skus.is_empty() { lower.metrics_watch_skus } else { self.metrics_watch_skus },
+                    ready_file: self.ready_file.or(lower.ready_file),
                     $( $field: self.$field.or(lower.$field), )*
                 }
             }
@@ -93,6 +101,7 @@ macro_rules! settings {
                         .map(|raw| SkuId::parse(raw.trim()).map_err(|e| invalid("metrics_watch_skus", e.to_string())))
                         .collect::<Result<_, _>>()?,
                     admin_key: self.admin_key,
+                    ready_file: self.ready_file,
                     $( $field: self.$field.unwrap_or_else(|| $default), )*
                 })
             }

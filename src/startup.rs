@@ -237,6 +237,9 @@ impl Application {
             tracing::warn!(listen = %settings.listen, "No keys configured: holdfast runs open, on loopback only.");
         }
         ready.store(true, Ordering::Release);
+        if let Some(path) = &settings.ready_file {
+            write_ready_file(path, &settings.listen, port)?;
+        }
         tracing::info!(listen = %settings.listen, port, "Serving.");
         Ok(Self {
             port,
@@ -288,6 +291,26 @@ impl Application {
         let _detached = journal_thread;
         Ok(())
     }
+}
+
+/// `--ready-file`: the bound address as JSON, whole or not at all (temp file, rename).
+fn write_ready_file(
+    path: &Path,
+    listen: &std::net::SocketAddr,
+    port: u16,
+) -> Result<(), StartupError> {
+    let bound = std::net::SocketAddr::new(listen.ip(), port);
+    let ready = serde_json::json!({
+        "listen": bound.to_string(),
+        "port": port,
+        "pid": std::process::id(),
+    });
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, ready.to_string())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|err| {
+            StartupError::Other(format!("writing the ready file {}: {err}", path.display()))
+        })
 }
 
 /// SIGTERM and SIGINT, listened for from the start of `build`.

@@ -225,3 +225,22 @@ fn threads_run_at_their_priorities_without_huge_pages() {
     // sled's IO threads no longer matter here: sled keeps only snapshots, written by the
     // compactor in idle time; the journal writer does its own I/O.
 }
+
+/// `--ready-file` says where the server listens once it is ready, so nothing has to read
+/// the log to find the port.
+#[actix_web::test]
+async fn the_ready_file_names_the_bound_port_once_ready() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let process = common::Process::start(data.path(), &[], &[]);
+    let ready_file = data.path().with_extension("ready.json");
+    let ready: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready_file).expect("written"))
+            .expect("JSON");
+    assert_eq!(ready["port"], process.port);
+    assert_eq!(ready["listen"], format!("127.0.0.1:{}", process.port));
+    assert_eq!(ready["pid"], process.child.id());
+    let health = reqwest::get(format!("{}/health/ready", process.base))
+        .await
+        .expect("answer");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+}

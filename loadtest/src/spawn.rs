@@ -32,16 +32,31 @@ pub fn holdfast_bin(named: Option<&std::path::Path>) -> Result<PathBuf, Error> {
     .into())
 }
 
+/// Longest a start (recovery included) may take.
+const START_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// The port in a `--ready-file`, once the server has written it.
+#[derive(serde::Deserialize)]
+struct Ready {
+    port: u16,
+}
+
 /// Starts `holdfast serve` on `data_dir` and a free loopback port with `args`, and waits
-/// until it logs that it serves (it is ready then). Returns the child and its port.
+/// for its `--ready-file` (written once it is ready) to learn the port. Returns the child
+/// and its port. The log is drained, not read: a log line is not an API.
 pub async fn start_holdfast(
     bin: &std::path::Path,
     data_dir: &std::path::Path,
     args: &[String],
 ) -> Result<(Child, u16), Error> {
+    let ready_file = data_dir.with_extension("ready.json");
+    // A restart on the same data dir must not read the last run's file.
+    let _ = std::fs::remove_file(&ready_file);
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .arg("--ready-file")
+        .arg(&ready_file)
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -50,27 +65,21 @@ pub async fn start_holdfast(
         .spawn()?;
     let stdout = child.stdout.take().ok_or("holdfast stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let started = Instant::now();
-    let port = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .map_err(|_| "holdfast did not start within 30 s")??
-            .ok_or("holdfast exited before serving")?;
-        if line.contains("Serving.") {
-            if let Some(port) = line
-                .split("port=")
-                .nth(1)
-                .and_then(|p| p.split_whitespace().next())
-            {
-                break port.parse::<u16>()?;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err("holdfast did not start within 30 s".into());
-        }
-    };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, port))
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready_file) {
+            let ready: Ready = serde_json::from_str(&text)?;
+            return Ok((child, ready.port));
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("holdfast exited before it was ready: {status}").into());
+        }
+        if started.elapsed() > START_WAIT_MAX {
+            return Err("holdfast was not ready within 300 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Sends a signal to a child by pid (`kill -SIG pid`).

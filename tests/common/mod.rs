@@ -199,6 +199,8 @@ pub struct Process {
     pub child: std::process::Child,
     pub port: u16,
     pub base: String,
+    /// Where the server said it was ready (next to its data dir).
+    ready_file: std::path::PathBuf,
 }
 
 pub fn binary() -> std::process::Command {
@@ -206,13 +208,17 @@ pub fn binary() -> std::process::Command {
 }
 
 impl Process {
-    /// Starts `holdfast serve` on a free loopback port and waits until it logs that it serves.
+    /// Starts `holdfast serve` on a free loopback port and waits for its `--ready-file`.
     pub fn start(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
         use std::io::BufRead;
+        let ready_file = data_dir.with_extension("ready.json");
+        let _ = std::fs::remove_file(&ready_file);
         let mut command = binary();
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
@@ -222,31 +228,28 @@ impl Process {
         }
         let mut child = command.spawn().expect("holdfast starts");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("holdfast logged before exiting")
-                .expect("log line");
-            if let Some(rest) = line
-                .split("port=")
-                .nth(1)
-                .filter(|_| line.contains("Serving."))
-            {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<u16>()
-                    .expect("port number");
-            }
-        };
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        std::thread::spawn(move || std::io::BufReader::new(stdout).lines().for_each(drop));
+        let started = std::time::Instant::now();
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                let ready: Value = serde_json::from_str(&text).expect("the ready file is JSON");
+                break u16::try_from(ready["port"].as_u64().expect("port")).expect("a port");
+            }
+            if let Some(status) = child.try_wait().expect("child status") {
+                panic!("holdfast exited before it was ready: {status}");
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "holdfast was not ready within 120 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         Process {
             child,
             port,
             base: format!("http://127.0.0.1:{port}"),
+            ready_file,
         }
     }
 
@@ -283,6 +286,7 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.ready_file);
     }
 }
 

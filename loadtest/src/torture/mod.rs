@@ -302,14 +302,14 @@ async fn start(
 ) -> Result<Running, Error> {
     let (child, port) = start_holdfast(&options.holdfast_bin, data, args).await?;
     let base = format!("http://127.0.0.1:{port}");
-    // `Serving.` is logged once ready; say so through the API too.
+    // The ready file is written once ready; say so through the API too.
     let http = reqwest::Client::new();
     let running = Running { child, base };
     match get_json(&http, &format!("{}/health/ready", running.base)).await {
         Ok((200, _)) => Ok(running),
         other => {
             running.kill().await;
-            Err(format!("/health/ready answered {other:?} after Serving.").into())
+            Err(format!("/health/ready answered {other:?} after the ready file").into())
         }
     }
 }
