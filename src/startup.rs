@@ -15,7 +15,9 @@ use actix_web::{web, App, HttpServer};
 
 use crate::admission::Admission;
 use crate::config::Settings;
+use crate::domain::{HoldId, IdMap};
 use crate::hold::idempotency::{Answer, IdempotencyStore};
+use crate::hold::record::PlacedBy;
 use crate::hold::{expiry, HoldBook, Reservations};
 use crate::http::{self, AppState};
 use crate::sku::messages::SettleLine;
@@ -350,7 +352,7 @@ async fn restore(
 ) -> Result<(), StartupError> {
     // Which key placed each kept hold, so the book can hand a key its answer should it
     // forget the hold first.
-    let mut placed_by = Vec::new();
+    let mut placed_by: IdMap<HoldId, Arc<str>> = IdMap::default();
     for (record, answer) in replayed.answers() {
         let placed = match &answer {
             Answer::Placed(id) => Some(*id),
@@ -358,7 +360,7 @@ async fn restore(
         };
         let scope_key = idempotency.restore(record, answer);
         if let Some(id) = placed {
-            placed_by.push((id, scope_key));
+            placed_by.insert(id, scope_key);
         }
     }
     // The lines a crash left behind their hold's status, found in the image (the same
@@ -385,11 +387,9 @@ async fn restore(
             .install(&sku, state)
             .map_err(|err| StartupError::Other(format!("recovering sku {sku}: {err}")))?;
     }
-    for hold in replayed.holds.into_values() {
+    for mut hold in replayed.holds.into_values() {
+        hold.placed_by = PlacedBy(placed_by.remove(&hold.id));
         reservations.book.restore(hold);
-    }
-    for (id, scope_key) in placed_by {
-        reservations.book.set_placed_by(&id, scope_key);
     }
     for (sku, hold_id, target) in unsettled {
         if let Some(entry) = reservations.directory.get(&sku) {

@@ -24,6 +24,13 @@ impl Quantity {
     pub fn units(self) -> u64 {
         self.0
     }
+
+    /// Both together, if that is still at most UNITS_MAX.
+    pub fn checked_add(self, other: Quantity) -> Option<Quantity> {
+        Some(self.0 + other.0)
+            .filter(|units| *units <= UNITS_MAX)
+            .map(Self)
+    }
 }
 
 /// A count of units from a request (on hand, safety stock, a threshold): 0 to UNITS_MAX.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::idempotency::{IdempotencyRecord, IdempotencyStore, StoredResponse};
-use super::record::{HoldRecord, PlacedBy};
+use super::idempotency::{IdempotencyRecord, IdempotencyStore};
+use super::record::HoldRecord;
 use crate::domain::{HoldId, HoldStatus, IdMap};
 use crate::sku::state::LineTarget;
 use crate::store::{Event, Journal};
@@ -89,10 +89,7 @@ impl Shard {
             return false;
         };
         if let Some(scope_key) = &forgotten.placed_by.0 {
-            answers.materialize(scope_key, forgotten.id, || StoredResponse {
-                status: 201,
-                body: Arc::from(forgotten.as_placed().to_json()),
-            });
+            answers.materialize(scope_key, forgotten.id, || forgotten.placed_response());
         }
         true
     }
@@ -184,13 +181,6 @@ impl HoldBook {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
         forgotten
-    }
-
-    /// Records which key placed a restored hold (recovery).
-    pub fn set_placed_by(&self, id: &HoldId, scope_key: Arc<str>) {
-        if let Some(hold) = self.shard(id).lock().holds.get_mut(id) {
-            hold.placed_by = PlacedBy(Some(scope_key));
-        }
     }
 
     /// Puts a hold back as the journal recorded it (recovery), without journaling again.
@@ -329,7 +319,7 @@ mod tests {
             expires_at_ms: 1_000,
             updated_at_ms: 0,
             pooled: Vec::new(),
-            placed_by: PlacedBy::default(),
+            placed_by: Default::default(),
         }
     }
 

@@ -1,5 +1,8 @@
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::idempotency::StoredResponse;
 use crate::clock::rfc3339;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
 
@@ -38,7 +41,7 @@ pub struct HoldRecord {
 /// entry uses, so the hold book can hand the key its answer before forgetting the hold.
 /// A back-reference, not part of the hold's value: any two compare equal.
 #[derive(Debug, Clone, Default)]
-pub struct PlacedBy(pub Option<std::sync::Arc<str>>);
+pub struct PlacedBy(pub Option<Arc<str>>);
 
 impl PartialEq for PlacedBy {
     fn eq(&self, _: &Self) -> bool {
@@ -86,17 +89,30 @@ impl HoldRecord {
         }
     }
 
-    /// The hold as it was when placed: what its idempotency key answers forever after.
-    pub fn as_placed(&self) -> HoldRecord {
-        HoldRecord {
-            status: HoldStatus::Held,
-            updated_at_ms: self.created_at_ms,
-            ..self.clone()
-        }
+    pub fn to_json(&self) -> Vec<u8> {
+        json(&self.view())
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
-        // A view of plain strings and integers always serializes.
-        serde_json::to_vec(&self.view()).unwrap_or_default()
+    /// The hold as it was when placed, as JSON: what its idempotency key answers forever
+    /// after, rendered without copying the hold.
+    pub fn placed_json(&self) -> Vec<u8> {
+        json(&HoldView {
+            status: HoldStatus::Held,
+            updated_at: rfc3339(self.created_at_ms),
+            ..self.view()
+        })
     }
+
+    /// The answer that placed the hold, for a key that must keep it once the hold is gone.
+    pub fn placed_response(&self) -> StoredResponse {
+        StoredResponse {
+            status: 201,
+            body: Arc::from(self.placed_json()),
+        }
+    }
+}
+
+fn json(view: &HoldView<'_>) -> Vec<u8> {
+    // A view of plain strings and integers always serializes.
+    serde_json::to_vec(view).unwrap_or_default()
 }

@@ -30,7 +30,7 @@ use crate::store::Event;
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const QUEUE_TICKET: &str = "Queue-Ticket";
 
-/// A cart to hold. Each SKU appears on one line at most.
+/// A cart to hold. A SKU named on several lines is held as one line with their total.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"lines": [{"sku": "TSHIRT", "quantity": 2}], "customer_id": "c-1"}))]
@@ -105,15 +105,11 @@ fn validate(
             }
             Some(&at) => {
                 let merged = &mut lines[at];
-                let total = i64::try_from(merged.quantity.units() + quantity.units())
-                    .ok()
-                    .and_then(|total| Quantity::parse(total).ok())
-                    .ok_or_else(|| {
-                        ApiError::conflict(format!(
-                            "the lines ask for more than {UNITS_MAX} units of sku {sku}"
-                        ))
-                    })?;
-                merged.quantity = total;
+                merged.quantity = merged.quantity.checked_add(quantity).ok_or_else(|| {
+                    ApiError::conflict(format!(
+                        "the lines ask for more than {UNITS_MAX} units of sku {sku}"
+                    ))
+                })?;
             }
         }
     }
@@ -161,7 +157,7 @@ fn placed_answer(hold: &HoldRecord, replayed: bool) -> HttpResponse {
     if replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
-    response.body(hold.as_placed().to_json())
+    response.body(hold.placed_json())
 }
 
 /// A key's earlier answer, again.

@@ -846,10 +846,7 @@ mod tests {
             .map(|(record, answer)| {
                 let response = match answer {
                     Answer::Stored(response) => response,
-                    Answer::Placed(id) => StoredResponse {
-                        status: 201,
-                        body: Arc::from(image.holds[&id].as_placed().to_json()),
-                    },
+                    Answer::Placed(id) => image.holds[&id].placed_response(),
                 };
                 (record.scope_key.clone(), (record.clone(), response))
             })
