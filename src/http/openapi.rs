@@ -14,7 +14,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, Type};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema as _, ToSchema};
 
 use super::problem::ProblemType;
 use super::{ApiError, AppState};
@@ -137,8 +137,6 @@ fn problem_responses(kinds: &[ProblemType]) -> BTreeMap<String, RefOr<Response>>
         })
         .collect()
 }
-
-use utoipa::PartialSchema as _;
 
 /// Declares a named set of error answers for `#[utoipa::path(responses(...))]`.
 macro_rules! problems {
