@@ -1,12 +1,57 @@
 //! Wall-clock time as integer milliseconds since the Unix epoch. Hold deadlines are absolute
 //! wall-clock times so they mean the same thing after a restart.
+//!
+//! The server reads the time through a [`Clock`] handle it is built with: the system clock
+//! in production, a manual one in tests, which move it forward instead of sleeping until a
+//! hold expires or a sale opens.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-pub fn now_ms() -> u64 {
+/// Where the server reads the time.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    /// `None`: the system clock. `Some`: a clock that moves only when told to.
+    manual: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock that reads `start_ms` until [`Clock::advance`] moves it.
+    pub fn manual(start_ms: u64) -> Self {
+        Self {
+            manual: Some(Arc::new(AtomicU64::new(start_ms))),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        match &self.manual {
+            Some(at) => at.load(Ordering::Acquire),
+            None => system_now_ms(),
+        }
+    }
+
+    /// Moves a manual clock forward by `ms`. The system clock cannot be moved: returns
+    /// false and changes nothing.
+    pub fn advance(&self, ms: u64) -> bool {
+        match &self.manual {
+            Some(at) => {
+                at.fetch_add(ms, Ordering::AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn system_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -24,6 +69,17 @@ pub fn rfc3339(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Clock;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let clock = Clock::manual(1_000);
+        assert_eq!(clock.now_ms(), 1_000);
+        assert!(clock.advance(250));
+        assert_eq!(clock.clone().now_ms(), 1_250, "clones share the time");
+        assert!(!Clock::system().advance(1), "the system clock is not moved");
+    }
+
     #[test]
     fn formats_utc_with_millis() {
         assert_eq!(

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
+use holdfast::startup::signals::StopSignals;
 use holdfast::{Application, SettingsLayer};
 
 #[derive(Parser)]
@@ -72,9 +73,11 @@ fn main() -> ExitCode {
         };
     }
     let served = actix_web::rt::System::new().block_on(async move {
+        // Registered before anything else so a SIGTERM during start-up is not fatal.
+        let stop = StopSignals::register()?;
         Application::build(settings)
             .await?
-            .run_until_stopped()
+            .run_until_stopped(stop.recv())
             .await
     });
     match served {

@@ -5,27 +5,36 @@
 //! sets stay bounded whatever requests arrive.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::AppState;
+use crate::domain::{Channel, SkuId};
+use crate::hold::Checkout;
 use crate::metrics as m;
 use crate::sku::messages::GetView;
 use crate::sku::state::{ChannelView, POOL};
 
 const PERIOD: Duration = Duration::from_secs(1);
 
-pub async fn run(state: Arc<AppState>) {
+/// What gets series of its own: the watched SKUs, and the configured channels (the rest
+/// add up under "other").
+pub struct Watch {
+    pub skus: Vec<SkuId>,
+    pub channels: Vec<Channel>,
+}
+
+/// Samples `checkout`'s tables, `ready`, and what `watch` names, once a second.
+pub async fn run(checkout: Arc<Checkout>, ready: Arc<AtomicBool>, watch: Watch) {
     let mut interval = tokio::time::interval(PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        sample(&state).await;
+        sample(&checkout, &ready, &watch).await;
     }
 }
 
-async fn sample(state: &AppState) {
+async fn sample(state: &Checkout, ready: &AtomicBool, watch: &Watch) {
     let entries = state.directory.skus();
     let mailbox_depth_max = entries
         .iter()
@@ -38,11 +47,11 @@ async fn sample(state: &AppState) {
         holds: state.reservations.book.len(),
         idempotency_keys: state.idempotency.len(),
         mailbox_depth_max,
-        ready: state.ready.load(Ordering::Acquire) && state.journal.failure().is_none(),
+        ready: ready.load(Ordering::Acquire) && state.journal.failure().is_none(),
         admission_queue_max: admission.queue_max,
         admission_in_flight_max: admission.in_flight_max,
     });
-    for sku in &state.settings.metrics_watch_skus {
+    for sku in &watch.skus {
         let Some(entry) = state.directory.get(sku) else {
             continue;
         };
@@ -70,11 +79,7 @@ async fn sample(state: &AppState) {
         for (channel, usage) in &view.channels {
             let known = channel == POOL
                 || channel == "default"
-                || state
-                    .settings
-                    .channel_keys
-                    .keys()
-                    .any(|key| key.as_str() == channel);
+                || watch.channels.iter().any(|known| known.as_str() == channel);
             let label = if known { channel.as_str() } else { "other" };
             let totals = by_channel.entry(label).or_default();
             totals.held += usage.held;

@@ -100,6 +100,7 @@ fn engine() -> Engine {
         book,
         journal,
         actor_send_timeout: Duration::from_secs(5),
+        clock: holdfast::clock::Clock::system(),
     });
     Engine {
         reservations,

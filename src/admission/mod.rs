@@ -16,10 +16,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::SkuId;
 use crate::metrics as m;
 use crate::sku::actor::SkuGauge;
+use crate::sku::SkuError;
 use ticket::{Ticket, TicketSigner};
 
 /// How often a queue admits on fresh rate tokens, answers waiters whose SKU sold out and
@@ -79,10 +80,12 @@ fn sold_out_line(cart: &[CartLine]) -> Option<Refusal> {
             .gauge
             .available
             .load(std::sync::atomic::Ordering::Relaxed);
-        (available < line.quantity).then(|| Refusal::SoldOut {
-            sku: line.sku.clone(),
-            available,
-            requested: line.quantity,
+        (available < line.quantity).then(|| {
+            Refusal::SoldOut(SkuError::SoldOut {
+                sku: line.sku.clone(),
+                available,
+                requested: line.quantity,
+            })
         })
     })
 }
@@ -95,11 +98,9 @@ pub enum Refusal {
         position: u32,
         retry_after_s: u64,
     },
-    SoldOut {
-        sku: SkuId,
-        available: u64,
-        requested: u64,
-    },
+    /// A line asks for more than is available: the SKU actor's own refusal, made
+    /// before the request takes a place in the queue.
+    SoldOut(SkuError),
 }
 
 struct Waiter {
@@ -208,6 +209,8 @@ pub struct Admission {
     state: Mutex<State>,
     signer: TicketSigner,
     ticket_ttl_ms: u64,
+    /// Tickets carry and are checked against wall-clock time.
+    clock: Clock,
 }
 
 /// A running hold request's place; dropping it lets the next one in.
@@ -238,7 +241,12 @@ pub struct AdmissionStatus {
 }
 
 impl Admission {
-    pub fn new(limits: AdmissionLimits, secret: [u8; 32], ticket_ttl_ms: u64) -> Arc<Self> {
+    pub fn new(
+        limits: AdmissionLimits,
+        secret: [u8; 32],
+        ticket_ttl_ms: u64,
+        clock: Clock,
+    ) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Self {
             state: Mutex::new(State {
@@ -257,6 +265,7 @@ impl Admission {
             }),
             signer: TicketSigner::new(secret),
             ticket_ttl_ms,
+            clock,
         })
     }
 
@@ -298,7 +307,7 @@ impl Admission {
         Refusal::QueueFull {
             ticket: self.signer.sign(Ticket {
                 seq,
-                issued_at_ms: presented.map_or_else(now_ms, |t| t.issued_at_ms),
+                issued_at_ms: presented.map_or_else(|| self.clock.now_ms(), |t| t.issued_at_ms),
                 position,
             }),
             position,
@@ -317,8 +326,10 @@ impl Admission {
             return Err(refusal);
         }
         let arrived = Instant::now();
-        let presented =
-            presented.and_then(|text| self.signer.verify(text, now_ms(), self.ticket_ttl_ms));
+        let presented = presented.and_then(|text| {
+            self.signer
+                .verify(text, self.clock.now_ms(), self.ticket_ttl_ms)
+        });
         let (mut answer, seq, wait) = {
             let mut state = self.state.lock();
             state.dispatch(arrived);

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::MailboxError;
 use futures_util::future::join_all;
 
 use super::book::{Action, BookError, HoldBook};
 use super::idempotency::IdempotencyRecord;
 use super::record::{HoldLine, HoldRecord, PlacedBy};
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, SkuId};
 use crate::metrics as m;
 use crate::sku::messages::{Reserve, SettleLine};
@@ -42,13 +43,35 @@ pub enum HoldError {
     NotFound(HoldId),
     #[error("hold {} is {}", .0.id, .0.status.as_str())]
     Conflict(Box<HoldRecord>),
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+/// Why a hold request could not run now; a retry may succeed (503).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("sku actor did not answer: {0}")]
+    SkuActor(#[from] MailboxError),
+    #[error("the hold table is full ({0} holds, none old enough to forget)")]
+    BookFull(usize),
+    #[error("{0} idempotency keys are remembered, the configured maximum")]
+    KeysFull(usize),
+    /// The book hands a placed answer to its key before it forgets the hold, so this is a
+    /// bug; it is said rather than the request run a second time.
+    #[error("the answer to this key (hold {0}) is no longer available")]
+    AnswerLost(HoldId),
+    #[error("the request could not finish: {0}")]
+    Interrupted(String),
+    /// A SKU refusal that is not the shopper's to act on (an actor's line table is full).
+    #[error(transparent)]
+    Sku(SkuError),
 }
 
 impl From<JournalError> for HoldError {
     fn from(err: JournalError) -> Self {
-        Self::Unavailable(err.to_string())
+        Self::Unavailable(err.into())
     }
 }
 
@@ -56,7 +79,7 @@ impl From<BookError> for HoldError {
     fn from(err: BookError) -> Self {
         match err {
             BookError::NotFound(id) => Self::NotFound(id),
-            BookError::Full(_) => Self::Unavailable(err.to_string()),
+            BookError::Full(count) => Self::Unavailable(Unavailable::BookFull(count)),
         }
     }
 }
@@ -67,6 +90,7 @@ pub struct Reservations {
     pub journal: Journal,
     /// How long a request waits on one SKU actor's mailbox before giving up with 503.
     pub actor_send_timeout: Duration,
+    pub clock: Clock,
 }
 
 impl Reservations {
@@ -79,7 +103,7 @@ impl Reservations {
         idempotency: IdempotencyRecord,
         placed_by: Arc<str>,
     ) -> Result<HoldRecord, HoldError> {
-        self.journal.accepting().map_err(HoldError::Unavailable)?;
+        self.journal.accepting()?;
         let entries = request
             .lines
             .iter()
@@ -90,6 +114,7 @@ impl Reservations {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let hold_id = HoldId::new();
+        let now = self.clock.now_ms();
         let reserves =
             entries
                 .iter()
@@ -102,6 +127,7 @@ impl Reservations {
                         channel: request.channel.clone(),
                         customer: request.customer_id.clone(),
                         customer_limit: request.customer_limits.get(index).copied().flatten(),
+                        at_ms: now,
                     };
                     entry.ask(reserve, Some(self.actor_send_timeout))
                 });
@@ -116,15 +142,12 @@ impl Reservations {
         let refusal = replies.into_iter().find_map(|reply| match reply {
             Ok(Ok(_)) => None,
             Ok(Err(err)) => Some(HoldError::from(err)),
-            Err(err) => Some(HoldError::Unavailable(format!(
-                "sku actor did not answer: {err}"
-            ))),
+            Err(err) => Some(HoldError::Unavailable(err.into())),
         });
         if let Some(err) = refusal {
             settle(&entries, hold_id, LineTarget::Released).await;
             return Err(err);
         }
-        let now = now_ms();
         let hold = HoldRecord {
             id: hold_id,
             lines: request.lines,
@@ -148,7 +171,9 @@ impl Reservations {
     /// Confirms, releases or fulfils a hold. A repeat of a change that already happened
     /// succeeds again; a change the hold's state forbids is a `Conflict`.
     pub async fn change(&self, hold_id: HoldId, action: Action) -> Result<HoldRecord, HoldError> {
-        let transition = self.book.transition(&hold_id, action, now_ms())?;
+        let transition = self
+            .book
+            .transition(&hold_id, action, self.clock.now_ms())?;
         if let Some(target) = transition.lines {
             self.settle_hold(&transition.record, target).await;
             m::hold_ended(transition.record.status);
@@ -164,7 +189,7 @@ impl Reservations {
 
     /// Expires up to `max` holds whose deadline has passed and gives their units back.
     pub async fn expire_due(&self, max: usize) -> usize {
-        self.expire_due_at(now_ms(), max).await
+        self.expire_due_at(self.clock.now_ms(), max).await
     }
 
     /// As [`Self::expire_due`], as if the time were `now_ms`.
@@ -203,7 +228,7 @@ impl From<SkuError> for HoldError {
     fn from(err: SkuError) -> Self {
         match err {
             SkuError::SoldOut { .. } | SkuError::LimitExceeded { .. } => Self::Refused(err),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(Unavailable::Sku(other)),
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::coordinator::Reservations;
 use super::idempotency::IdempotencyStore;
-use crate::clock::now_ms;
 
 /// Most holds expired per tick, so one tick's work is bounded; the rest go next tick.
 pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
@@ -25,7 +24,7 @@ pub async fn run(
         if expired > 0 {
             tracing::debug!(expired, "Expired overdue holds.");
         }
-        let now = now_ms();
+        let now = reservations.clock.now_ms();
         reservations.book.forget_ended(now);
         idempotency.forget_expired(now);
     }

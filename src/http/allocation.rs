@@ -12,7 +12,6 @@ use super::body::admin_json;
 use super::openapi::{AdminChangeErrors, SkuPath};
 use super::skus::{change_sku, parse_sku};
 use super::{ApiError, AppState};
-use crate::clock::now_ms;
 use crate::domain::Channel;
 use crate::sku::messages::{Rebalance, SetAllocation};
 use crate::sku::state::{QuotaSpec, RebalancePolicy};
@@ -103,7 +102,7 @@ pub async fn post_rebalance(
         admin_json(&request, payload, &state, parse_sku(&path)).await?;
     let rebalance = Rebalance {
         policy: body.policy,
-        now_ms: now_ms(),
+        now_ms: state.clock.now_ms(),
     };
     change_sku(&state, &sku, rebalance).await
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::domain::{HoldId, HoldStatus, SkuId};
 use crate::hold::HoldError;
 use crate::sku::SkuError;
+use crate::store::JournalError;
 
 use super::problem::ProblemType;
 
@@ -24,23 +25,13 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{detail}")]
     NotFound { detail: String, sku: Option<SkuId> },
-    #[error("sku {sku} has {available} units available, {requested} requested")]
-    SoldOut {
-        sku: SkuId,
-        available: u64,
-        requested: u64,
-    },
+    /// A SKU actor's business refusal: sold out, or a per-customer limit.
+    #[error(transparent)]
+    Refused(SkuError),
     #[error("{detail}")]
     Conflict {
         detail: String,
         hold: Option<(HoldId, HoldStatus)>,
-    },
-    #[error("customer {customer} already has {already} of sku {sku} held or bought; the sale allows {limit} per customer")]
-    LimitExceeded {
-        sku: SkuId,
-        customer: crate::domain::CustomerId,
-        limit: u64,
-        already: u64,
     },
     #[error("sale {sale_id} is open from {starts_at} until {ends_at}")]
     SaleNotOpen {
@@ -86,9 +77,10 @@ impl ApiError {
             Self::Unauthorized => ProblemType::Unauthorized,
             Self::Forbidden(_) => ProblemType::Forbidden,
             Self::NotFound { .. } => ProblemType::NotFound,
-            Self::SoldOut { .. } => ProblemType::SoldOut,
+            Self::Refused(SkuError::SoldOut { .. }) => ProblemType::SoldOut,
+            Self::Refused(SkuError::LimitExceeded { .. }) => ProblemType::LimitExceeded,
+            Self::Refused(_) => ProblemType::Conflict,
             Self::Conflict { .. } => ProblemType::Conflict,
-            Self::LimitExceeded { .. } => ProblemType::LimitExceeded,
             Self::SaleNotOpen { .. } => ProblemType::SaleNotOpen,
             Self::IdempotencyMismatch => ProblemType::IdempotencyMismatch,
             Self::PayloadTooLarge(_) => ProblemType::PayloadTooLarge,
@@ -107,11 +99,11 @@ impl ApiError {
         body.insert("status".into(), json!(self.status_code().as_u16()));
         body.insert("detail".into(), json!(self.to_string()));
         match self {
-            Self::SoldOut {
+            Self::Refused(SkuError::SoldOut {
                 sku,
                 available,
                 requested,
-            } => {
+            }) => {
                 body.insert("sku".into(), json!(sku));
                 body.insert("available".into(), json!(available));
                 body.insert("requested".into(), json!(requested));
@@ -125,12 +117,12 @@ impl ApiError {
                 body.insert("position".into(), json!(position));
                 body.insert("retry_after_s".into(), json!(retry_after_s));
             }
-            Self::LimitExceeded {
+            Self::Refused(SkuError::LimitExceeded {
                 sku,
                 limit,
                 already,
                 ..
-            } => {
+            }) => {
                 body.insert("sku".into(), json!(sku));
                 body.insert("limit".into(), json!(limit));
                 body.insert("already".into(), json!(already));
@@ -192,30 +184,17 @@ impl ResponseError for ApiError {
 impl From<SkuError> for ApiError {
     fn from(err: SkuError) -> Self {
         match err {
-            SkuError::SoldOut {
-                sku,
-                available,
-                requested,
-            } => Self::SoldOut {
-                sku,
-                available,
-                requested,
-            },
-            SkuError::LimitExceeded {
-                sku,
-                customer,
-                limit,
-                already,
-            } => Self::LimitExceeded {
-                sku,
-                customer,
-                limit,
-                already,
-            },
+            SkuError::SoldOut { .. } | SkuError::LimitExceeded { .. } => Self::Refused(err),
             SkuError::Invalid(detail) => Self::Invalid(detail),
             SkuError::Conflict(detail) => Self::conflict(detail),
             other @ SkuError::HoldLinesFull { .. } => Self::conflict(other.to_string()),
         }
+    }
+}
+
+impl From<JournalError> for ApiError {
+    fn from(err: JournalError) -> Self {
+        Self::Unavailable(err.to_string())
     }
 }
 
@@ -232,7 +211,7 @@ impl From<HoldError> for ApiError {
                 detail: format!("hold {} is {}", hold.id, hold.status.as_str()),
                 hold: Some((hold.id, hold.status)),
             },
-            HoldError::Unavailable(detail) => Self::Unavailable(detail),
+            HoldError::Unavailable(why) => Self::Unavailable(why.to_string()),
         }
     }
 }

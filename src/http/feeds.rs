@@ -160,7 +160,7 @@ pub async fn post_stock_feed(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.admin(&request)?;
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    state.journal.accepting()?;
     let bytes_max = state.settings.feed_bytes_max;
     refuse_declared_over(&request, bytes_max)?;
     let csv = request

@@ -2,12 +2,11 @@
 //! read it, confirm, release, fulfil.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::auth::Principal;
@@ -15,17 +14,13 @@ use super::body::{parse_json, read_limited};
 use super::error::PROBLEM_JSON;
 use super::openapi::{HoldChangeErrors, HoldIdPath, PlaceHoldErrors, ReadErrors};
 use super::{ApiError, AppState};
-use crate::admission::{CartLine, Permit, Refusal};
-use crate::clock::now_ms;
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId, UNITS_MAX};
-use crate::hold::idempotency::{
-    fingerprint, scope_key, Answer, Begin, IdempotencyRecord, RunTicket, StoredResponse,
-};
+use crate::hold::checkout::{CheckoutError, Order, Placement};
+use crate::hold::idempotency::StoredResponse;
 use crate::hold::record::HoldView;
-use crate::hold::{Action, HoldError, HoldLine, HoldRecord, PlaceHold};
+use crate::hold::{Action, HoldLine, HoldRecord, PlaceHold};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::sku::SkuError;
-use crate::store::Event;
 
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const QUEUE_TICKET: &str = "Queue-Ticket";
@@ -59,17 +54,6 @@ pub(crate) struct LineBody {
     #[schema(value_type = Quantity)]
     #[serde(deserialize_with = "crate::domain::integer::integer")]
     quantity: i64,
-}
-
-/// What the fingerprint covers: the request as the client sent it, parsed, so bodies
-/// that differ only in spacing or field order match, while server-side defaults (which
-/// may change across a restart) do not make a faithful retry look different.
-#[derive(Serialize)]
-struct Canonical<'a> {
-    lines: &'a [HoldLine],
-    customer_id: &'a CustomerId,
-    channel: &'a Channel,
-    ttl_seconds: Option<i64>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -160,24 +144,8 @@ fn placed_answer(hold: &HoldRecord, replayed: bool) -> HttpResponse {
     response.body(hold.placed_json())
 }
 
-/// A key's earlier answer, again.
-fn replay(state: &AppState, answer: Answer) -> Result<HttpResponse, ApiError> {
-    match answer {
-        Answer::Stored(stored) => Ok(stored_answer(&stored, true)),
-        Answer::Placed(id) => match state.reservations.book.get(&id) {
-            Some(hold) => Ok(placed_answer(&hold, true)),
-            // The book hands a placed answer over before it forgets the hold, so this
-            // is a bug; say so rather than run the request a second time.
-            None => {
-                tracing::error!(hold_id = %id, "A key's hold is gone and its answer was not kept.");
-                Err(ApiError::Unavailable(format!(
-                    "the answer to this key (hold {id}) is no longer available"
-                )))
-            }
-        },
-    }
-}
-
+/// An answer kept as sent: a refusal that ran (409), or a placement whose hold the book
+/// has since forgotten (201).
 fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
@@ -190,6 +158,37 @@ fn stored_answer(stored: &StoredResponse, replayed: bool) -> HttpResponse {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     response.body(stored.body.to_vec())
+}
+
+/// How the checkout's refusals read: the problem document, as journaled and replayed.
+pub(crate) fn render_refusal(refusal: &SkuError) -> Vec<u8> {
+    ApiError::from(refusal.clone())
+        .problem()
+        .to_string()
+        .into_bytes()
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(err: CheckoutError) -> Self {
+        match err {
+            CheckoutError::Hold(err) => err.into(),
+            CheckoutError::SaleNotOpen(sale) => ApiError::SaleNotOpen {
+                sale_id: sale.id.clone(),
+                starts_at: crate::clock::rfc3339(sale.starts_at_ms),
+                ends_at: crate::clock::rfc3339(sale.ends_at_ms),
+            },
+            CheckoutError::QueueFull {
+                ticket,
+                position,
+                retry_after_s,
+            } => ApiError::QueueFull {
+                ticket,
+                position,
+                retry_after_s,
+            },
+            CheckoutError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
+        }
+    }
 }
 
 /// `POST /v1/holds`.
@@ -241,207 +240,29 @@ async fn place_hold_inner(
     payload: web::Payload,
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
+    let received = Instant::now();
     let principal = state.auth.authenticate(request)?;
     let key = idempotency_key(request)?;
     let body = read_limited(request, payload, state.settings.body_bytes_max).await?;
     let body: HoldBody = parse_json(&body)?;
     let ttl_seconds = body.ttl_seconds;
     let hold = validate(body, &principal, state)?;
-    let canonical = Canonical {
-        lines: &hold.lines,
-        customer_id: &hold.customer_id,
-        channel: &hold.channel,
-        ttl_seconds,
-    };
-    let print = fingerprint(&serde_json::to_vec(&canonical).unwrap_or_default());
-    let scope = scope_key(hold.channel.as_str(), key.as_str());
-    loop {
-        match state.idempotency.begin(scope.clone(), print) {
-            Begin::Replay(answer) => return replay(state, answer),
-            Begin::Wait(mut finished) => {
-                // Wakes when the running request ends; then ask again.
-                let _ = finished.changed().await;
-            }
-            Begin::Mismatch => return Err(ApiError::IdempotencyMismatch),
-            Begin::Full(count) => {
-                return Err(ApiError::Unavailable(format!(
-                    "{count} idempotency keys are remembered, the configured maximum"
-                )))
-            }
-            Begin::Run(ticket) => {
-                let record = IdempotencyRecord {
-                    scope_key: scope.to_string(),
-                    fingerprint: print,
-                    at_ms: now_ms(),
-                };
-                let state = state.clone().into_inner();
-                let mut hold = hold;
-                if let Err(closed) = apply_sales(&state, &mut hold, ttl_seconds.is_none()) {
-                    // Depends on the time, so it is not remembered under the key.
-                    drop(ticket);
-                    return Err(closed);
-                }
-                let permit = match admit(request, &state, &hold).await {
-                    Ok(permit) => permit,
-                    Err(Refusal::SoldOut {
-                        sku,
-                        available,
-                        requested,
-                    }) => {
-                        let refusal = SkuError::SoldOut {
-                            sku,
-                            available,
-                            requested,
-                        };
-                        return refuse(&state, refusal, record, ticket, started).await;
-                    }
-                    Err(Refusal::QueueFull {
-                        ticket: queue_ticket,
-                        position,
-                        retry_after_s,
-                    }) => {
-                        // Not remembered under the key: the retry is meant to run.
-                        drop(ticket);
-                        return Err(ApiError::QueueFull {
-                            ticket: queue_ticket,
-                            position,
-                            retry_after_s,
-                        });
-                    }
-                };
-                // Runs detached so a client hanging up cannot stop a cart half-way.
-                let run = actix_web::rt::spawn(async move {
-                    let answer = run_place(Arc::clone(&state), hold, record, ticket, started).await;
-                    drop(permit);
-                    answer
-                });
-                return run.await.map_err(|err| {
-                    ApiError::Unavailable(format!("hold placement failed: {err}"))
-                })?;
-            }
-        }
-    }
-}
-
-async fn run_place(
-    state: Arc<AppState>,
-    hold: PlaceHold,
-    record: IdempotencyRecord,
-    ticket: RunTicket,
-    started: Instant,
-) -> Result<HttpResponse, ApiError> {
-    let print = record.fingerprint;
-    let placed_by = Arc::clone(ticket.scope_key());
-    match state
-        .reservations
-        .place(hold, record.clone(), placed_by)
-        .await
-    {
-        Ok(placed) => {
-            ticket.complete(print, Answer::Placed(placed.id), record.at_ms);
-            m::hold_outcome(HoldOutcome::Held, started.elapsed());
-            tracing::debug!(hold_id = %placed.id, "Hold placed.");
-            Ok(placed_answer(&placed, false))
-        }
-        Err(HoldError::Refused(refusal)) => refuse(&state, refusal, record, ticket, started).await,
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Applies the sales the cart's SKUs are on: a closed window refuses the cart, the
-/// per-customer limit goes to the SKU actors, and the sale's TTL is the default.
-fn apply_sales(state: &AppState, hold: &mut PlaceHold, default_ttl: bool) -> Result<(), ApiError> {
-    let now = now_ms();
-    let mut sale_ttl_s: Option<u64> = None;
-    for (index, line) in hold.lines.iter().enumerate() {
-        let Some(sale) = state.sales.sale_for(&line.sku) else {
-            continue;
-        };
-        if !sale.is_open(now) {
-            return Err(ApiError::SaleNotOpen {
-                sale_id: sale.id.clone(),
-                starts_at: crate::clock::rfc3339(sale.starts_at_ms),
-                ends_at: crate::clock::rfc3339(sale.ends_at_ms),
-            });
-        }
-        hold.customer_limits[index] = sale.per_customer_limit;
-        if let Some(ttl) = sale.hold_ttl_s {
-            sale_ttl_s = Some(sale_ttl_s.map_or(ttl, |shortest| shortest.min(ttl)));
-        }
-    }
-    if let (true, Some(ttl)) = (default_ttl, sale_ttl_s) {
-        hold.ttl_s = ttl;
-    }
-    Ok(())
-}
-
-/// A place in the admission queue for this cart (stock-aware: a sold-out line is
-/// refused without queueing).
-async fn admit(
-    request: &HttpRequest,
-    state: &AppState,
-    hold: &PlaceHold,
-) -> Result<Permit, Refusal> {
-    let cart = hold
-        .lines
-        .iter()
-        .filter_map(|line| {
-            let entry = state.directory.get(&line.sku)?;
-            Some(CartLine {
-                sku: line.sku.clone(),
-                quantity: line.quantity.units(),
-                gauge: entry.gauge,
-            })
-        })
-        .collect();
-    let presented = request
+    let queue_ticket = request
         .headers()
         .get(QUEUE_TICKET)
-        .and_then(|value| value.to_str().ok());
-    let sale_queue = hold
-        .lines
-        .iter()
-        .find_map(|line| state.sales.queue_for(&line.sku));
-    let queue = sale_queue.as_ref().unwrap_or(&state.admission);
-    queue.admit(presented, cart).await
-}
-
-/// Answers a refusal that ran (sold out, limit), remembering it under the idempotency key
-/// (durably) so a retry gets the same answer.
-async fn refuse(
-    state: &AppState,
-    refusal: SkuError,
-    record: IdempotencyRecord,
-    ticket: RunTicket,
-    started: Instant,
-) -> Result<HttpResponse, ApiError> {
-    let outcome = match refusal {
-        SkuError::LimitExceeded { .. } => HoldOutcome::Limit,
-        _ => HoldOutcome::SoldOut,
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let order = Order {
+        hold,
+        key,
+        ttl_seconds,
+        queue_ticket,
+        received,
     };
-    let refusal = ApiError::from(refusal);
-    let stored = StoredResponse {
-        status: StatusCode::CONFLICT.as_u16(),
-        body: Arc::from(refusal.problem().to_string().into_bytes()),
-    };
-    state.journal.append(Event::Refused {
-        idempotency: record.clone(),
-        status: stored.status,
-        body: stored.body.to_vec(),
-    });
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
-    ticket.complete(
-        record.fingerprint,
-        Answer::Stored(stored.clone()),
-        record.at_ms,
-    );
-    m::hold_outcome(outcome, started.elapsed());
-    Ok(stored_answer(&stored, false))
+    Ok(match state.checkout.place(order).await? {
+        Placement::Held { hold, replayed } => placed_answer(&hold, replayed),
+        Placement::Kept { answer, replayed } => stored_answer(&answer, replayed),
+    })
 }
 
 fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
@@ -457,9 +278,8 @@ fn visible_hold(
     let principal = state.auth.authenticate(request)?;
     let id = parse_hold_id(raw_id)?;
     let hold = state
-        .reservations
-        .book
-        .get(&id)
+        .checkout
+        .hold(&id)
         .ok_or_else(|| ApiError::not_found(format!("hold {id} not found")))?;
     principal.may_access(&hold.channel)?;
     Ok(hold)
@@ -500,11 +320,7 @@ async fn change_hold(
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
     let hold = visible_hold(&request, &state, raw_id)?;
-    let change =
-        actix_web::rt::spawn(async move { state.reservations.change(hold.id, action).await });
-    let changed = change
-        .await
-        .map_err(|err| ApiError::Unavailable(format!("hold change failed: {err}")))??;
+    let changed = state.checkout.change(hold.id, action).await?;
     Ok(hold_answer(&changed))
 }
 

@@ -28,9 +28,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::hold::idempotency::IdempotencyStore;
-use crate::hold::Reservations;
+use crate::hold::Checkout;
 use crate::sku::SkuDirectory;
 use crate::store::Journal;
 
@@ -39,11 +39,12 @@ pub struct AppState {
     pub settings: Settings,
     pub auth: auth::Auth,
     pub directory: Arc<SkuDirectory>,
-    pub reservations: Arc<Reservations>,
-    pub idempotency: Arc<IdempotencyStore>,
+    /// Holds, end to end.
+    pub checkout: Arc<Checkout>,
     pub admission: Arc<crate::admission::Admission>,
     pub sales: Arc<crate::sale::SaleBook>,
     pub journal: Journal,
+    pub clock: Clock,
     /// False until recovery is done, and again once shutdown starts.
     pub ready: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,

@@ -16,7 +16,7 @@ use super::openapi::{AdminChangeErrors, ReadErrors, SalePath};
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
 use crate::admission::AdmissionLimits;
-use crate::clock::{now_ms, rfc3339};
+use crate::clock::rfc3339;
 use crate::domain::{SaleId, SkuId};
 use crate::sale::Sale;
 use crate::sku::messages::GetView;
@@ -172,13 +172,13 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
     })
 }
 
-fn sale_view(sale: &Sale, skus: SaleSkus) -> SaleView<'_> {
+fn sale_view(sale: &Sale, skus: SaleSkus, now_ms: u64) -> SaleView<'_> {
     SaleView {
         sale_id: &sale.id,
         name: &sale.name,
         starts_at: rfc3339(sale.starts_at_ms),
         ends_at: rfc3339(sale.ends_at_ms),
-        open: sale.is_open(now_ms()),
+        open: sale.is_open(now_ms),
         skus,
         per_customer_limit: sale.per_customer_limit,
         hold_ttl_s: sale.hold_ttl_s,
@@ -216,9 +216,9 @@ pub async fn put_sale(
     let sale = parse_sale(id, body, &state)?;
     state
         .sales
-        .check(&sale, now_ms())
+        .check(&sale, state.clock.now_ms())
         .map_err(ApiError::conflict)?;
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    state.journal.accepting()?;
     state.journal.append(Event::SaleSet { sale: sale.clone() });
     if let Some(queue) = state.sales.put(sale.clone()) {
         queue.tick_in_background();
@@ -229,7 +229,11 @@ pub async fn put_sale(
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
     tracing::info!(sale_id = %sale.id, skus = sale.skus.len(), "Sale set.");
-    Ok(HttpResponse::Ok().json(sale_view(&sale, SaleSkus::Ids(sale.skus.clone()))))
+    Ok(HttpResponse::Ok().json(sale_view(
+        &sale,
+        SaleSkus::Ids(sale.skus.clone()),
+        state.clock.now_ms(),
+    )))
 }
 
 /// The sale with live sell-through: per SKU its units and the share of sellable stock
@@ -276,5 +280,9 @@ pub async fn get_sale(
             channels: view.channels,
         });
     }
-    Ok(HttpResponse::Ok().json(sale_view(&sale, SaleSkus::Progress(skus))))
+    Ok(HttpResponse::Ok().json(sale_view(
+        &sale,
+        SaleSkus::Progress(skus),
+        state.clock.now_ms(),
+    )))
 }

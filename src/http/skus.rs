@@ -108,7 +108,7 @@ pub async fn put_sku(
         Some(raw) => Some(units("low_stock_threshold", raw)?),
         None => None,
     };
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    state.journal.accepting()?;
     let entry = state
         .directory
         .get_or_create(&sku)
@@ -174,7 +174,7 @@ where
     M: actix::Message<Result = Result<SkuView, SkuError>> + Send + 'static,
     crate::sku::SkuActor: actix::Handler<M>,
 {
-    state.journal.accepting().map_err(ApiError::Unavailable)?;
+    state.journal.accepting()?;
     let entry = known_sku(state, sku)?;
     let view = entry
         .ask(change, Some(state.actor_send_timeout()))

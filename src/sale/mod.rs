@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Admission;
+use crate::clock::Clock;
 use crate::domain::{IdMap, SaleId, SkuId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,15 +49,17 @@ pub struct SaleBook {
     /// Signs the tickets of per-sale queues.
     secret: [u8; 32],
     ticket_ttl_ms: u64,
+    clock: Clock,
 }
 
 impl SaleBook {
-    pub fn new(sales_max: usize, secret: [u8; 32], ticket_ttl_ms: u64) -> Self {
+    pub fn new(sales_max: usize, secret: [u8; 32], ticket_ttl_ms: u64, clock: Clock) -> Self {
         Self {
             inner: RwLock::default(),
             sales_max,
             secret,
             ticket_ttl_ms,
+            clock,
         }
     }
 
@@ -91,7 +94,12 @@ impl SaleBook {
         match (sale.admission, inner.queues.get(&sale.id).cloned()) {
             (Some(limits), Some(queue)) => queue.set_limits(limits),
             (Some(limits), None) => {
-                let queue = Admission::new(limits, self.queue_secret(&sale.id), self.ticket_ttl_ms);
+                let queue = Admission::new(
+                    limits,
+                    self.queue_secret(&sale.id),
+                    self.ticket_ttl_ms,
+                    self.clock.clone(),
+                );
                 inner.queues.insert(sale.id.clone(), Arc::clone(&queue));
                 started = Some(queue);
             }

@@ -184,7 +184,7 @@ impl Handler<Reserve> for SkuActor {
         // `SkuChange::LineReserved`), and a cart refused later leaves no trace to undo.
         self.apply(&change);
         self.velocity
-            .record(&msg.channel, msg.quantity.units(), crate::clock::now_ms());
+            .record(&msg.channel, msg.quantity.units(), msg.at_ms);
         Ok(pooled)
     }
 }

@@ -16,6 +16,8 @@ pub struct Reserve {
     pub customer: CustomerId,
     /// The sale's per-customer limit for this SKU, if it is on sale.
     pub customer_limit: Option<u64>,
+    /// When the hold is placed, for the channel's sales velocity.
+    pub at_ms: u64,
 }
 
 /// Bring a hold's line to where the hold book moved the hold. Never refused.

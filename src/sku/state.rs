@@ -56,7 +56,7 @@ pub enum SkuError {
     },
     #[error("sku {sku} already has {lines} open hold lines, the configured maximum")]
     HoldLinesFull { sku: SkuId, lines: usize },
-    #[error("customer {customer} already has {already} of sku {sku} held or bought; the sale allows {limit}")]
+    #[error("customer {customer} already has {already} of sku {sku} held or bought; the sale allows {limit} per customer")]
     LimitExceeded {
         sku: SkuId,
         customer: CustomerId,

@@ -73,6 +73,8 @@ pub enum JournalError {
     Failed(String),
     #[error("the journal writer has stopped")]
     Stopped,
+    #[error("the journal is {backlog} events behind (limit {limit}); retry shortly")]
+    Behind { backlog: usize, limit: usize },
 }
 
 enum Message {
@@ -158,16 +160,16 @@ impl Journal {
     }
 
     /// Whether new work may start: the writer is healthy and not too far behind.
-    pub fn accepting(&self) -> Result<(), String> {
-        if let Some(failure) = self.failure() {
-            return Err(failure);
+    pub fn accepting(&self) -> Result<(), JournalError> {
+        if self.shared.failing.load(Ordering::Acquire) {
+            return Err(self.shared.error());
         }
         let backlog = self.shared.backlog.load(Ordering::Relaxed);
         if backlog > self.shared.backlog_max {
-            return Err(format!(
-                "the journal is {backlog} events behind (limit {}); retry shortly",
-                self.shared.backlog_max
-            ));
+            return Err(JournalError::Behind {
+                backlog,
+                limit: self.shared.backlog_max,
+            });
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ use super::packing::{decode_packed, Packer};
 use super::recovery::RecoveryError;
 use super::segment;
 use super::tail::Tail;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::{HoldId, IdMap, SkuId};
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
@@ -74,6 +74,8 @@ pub struct SnapshotSettings {
     /// ... or once this much time passed with at least one new event.
     pub every_s: u64,
     pub hold_retention_ms: u64,
+    /// What "expired" is measured against.
+    pub clock: Clock,
     pub answer_ttl_ms: u64,
 }
 
@@ -698,7 +700,11 @@ fn run(
                 && last_snapshot.elapsed() >= Duration::from_secs(settings.every_s));
         if due || (stopping && image.seq > snapshots.manifest.seq) {
             let started = Instant::now();
-            image.forget_expired(now_ms(), settings.hold_retention_ms, settings.answer_ttl_ms);
+            image.forget_expired(
+                settings.clock.now_ms(),
+                settings.hold_retention_ms,
+                settings.answer_ttl_ms,
+            );
             let written = snapshots
                 .write(&mut image, &mut || store.sync())
                 .and_then(|()| trim(journal.dir(), image.seq));

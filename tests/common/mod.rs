@@ -28,7 +28,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestServer {
     let key = settings.admin_key.clone();
     let app = Application::build(settings).await.expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
+    actix_web::rt::spawn(app.run_until_stopped(std::future::pending()));
     TestServer {
         base,
         client: reqwest::Client::new(),
