@@ -1,20 +1,32 @@
 //! holdfast: a flash-sale reservation server.
 //!
-//! - [`config`]: settings from flags, environment and TOML, validated at start.
-//! - [`startup`]: builds the server, recovers state from the journal, serves, shuts down.
-//! - [`domain`]: validated ids, quantities and statuses used past the HTTP edge.
+//! The modules, bottom-up (no import cycle between them; `tests/architecture.rs` checks):
+//!
+//! - [`domain`]: validated ids, quantities and statuses used past the HTTP edge, and the
+//!   journal's error.
+//! - [`clock`]: the [`clock::Clock`] the server reads the time from (system, or manual in
+//!   tests) and RFC 3339 formatting. [`metrics`]: metric names and the Prometheus
+//!   recorder. [`priority`]: thread priorities of the journal writer (raised) and the
+//!   compactor (lowered).
 //! - [`sku`]: one actor per SKU owning its stock; the pure state machine it runs; the
-//!   directory that finds or starts a SKU's actor on one of the per-core Arbiters.
-//! - [`hold`]: the hold book (status authority, deadlines), the coordinator that reserves
-//!   carts all-or-nothing, idempotency keys, and the expiry sweep.
-//! - [`sale`]: flash-sale windows, their SKUs and per-customer limits.
-//! - [`store`]: journal events, the group-committing journal writer over sled, recovery.
-//! - [`http`]: routes, bearer-key auth, bounded bodies, problem+json errors.
+//!   directory that finds or starts a SKU's actor on one of the per-core Arbiters; the log
+//!   it writes its changes to (a trait the journal implements).
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
-//! - [`metrics`]: metric names and the Prometheus recorder; [`sampler`]: gauges sampled
-//!   once a second (watched SKUs, table sizes, readiness).
-//! - [`priority`]: thread priorities of the journal writer (raised) and compactor (lowered).
-//! - [`clock`]: wall-clock milliseconds and RFC 3339 formatting.
+//!   [`sale`]: flash-sale windows, their SKUs, per-customer limits and own queues.
+//! - [`hold`]: the checkout service that runs a hold request end to end (idempotency
+//!   key, sale window, admission, reservation, the durable answer) and changes holds; the
+//!   hold book (status authority, deadlines), the coordinator that reserves carts
+//!   all-or-nothing, idempotency keys, the expiry sweep, and the log holds write to.
+//! - [`store`]: bytes on disk. The journal (segment files, group commit, the reader that
+//!   follows it), the events it records (and the `sku`/`hold` logs it implements as them),
+//!   the state image those events build, snapshots of it in sled written by the compactor
+//!   thread (which also trims the journal), recovery at start, the data dir's layout.
+//! - [`config`]: settings from flags, environment and TOML, validated at start.
+//! - [`http`]: routes, bearer-key auth, bounded bodies, problem+json errors, the OpenAPI
+//!   document. Handlers parse, authenticate and render; the core does the rest.
+//!   [`sampler`]: gauges sampled once a second (watched SKUs, table sizes, readiness).
+//! - [`startup`]: opens storage and recovers, starts the core and restores state into it,
+//!   serves until told to stop, then drains and flushes.
 
 pub mod admission;
 pub mod clock;

@@ -14,6 +14,7 @@ use crate::hold::Checkout;
 use crate::metrics as m;
 use crate::sku::messages::GetView;
 use crate::sku::state::{ChannelView, POOL};
+use crate::store::Journal;
 
 const PERIOD: Duration = Duration::from_secs(1);
 
@@ -24,8 +25,14 @@ pub struct Watch {
     pub channels: Vec<Channel>,
 }
 
-/// Samples `checkout`'s tables, `ready`, and what `watch` names, once a second.
-pub async fn run(checkout: Arc<Checkout>, ready: Arc<AtomicBool>, watch: Watch) {
+/// The server's readiness: recovered and not stopping, and the journal writing.
+pub struct Readiness {
+    pub ready: Arc<AtomicBool>,
+    pub journal: Journal,
+}
+
+/// Samples `checkout`'s tables, readiness, and what `watch` names, once a second.
+pub async fn run(checkout: Arc<Checkout>, ready: Readiness, watch: Watch) {
     let mut interval = tokio::time::interval(PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -34,7 +41,7 @@ pub async fn run(checkout: Arc<Checkout>, ready: Arc<AtomicBool>, watch: Watch) 
     }
 }
 
-async fn sample(state: &Checkout, ready: &AtomicBool, watch: &Watch) {
+async fn sample(state: &Checkout, ready: &Readiness, watch: &Watch) {
     let entries = state.directory.skus();
     let mailbox_depth_max = entries
         .iter()
@@ -47,7 +54,7 @@ async fn sample(state: &Checkout, ready: &AtomicBool, watch: &Watch) {
         holds: state.reservations.book.len(),
         idempotency_keys: state.idempotency.len(),
         mailbox_depth_max,
-        ready: ready.load(Ordering::Acquire) && state.journal.failure().is_none(),
+        ready: ready.ready.load(Ordering::Acquire) && ready.journal.failure().is_none(),
         admission_queue_max: admission.queue_max,
         admission_in_flight_max: admission.in_flight_max,
     });

@@ -90,15 +90,22 @@ fn engine() -> Engine {
     let (journal, _writer) = Journal::start(settings, 1).expect("journal starts");
     let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
-    let directory = Arc::new(SkuDirectory::new(handles, journal.clone(), 10, 1_000, 64));
+    let directory = Arc::new(SkuDirectory::new(
+        handles,
+        Arc::new(journal.clone()),
+        10,
+        1_000,
+        64,
+    ));
     let answers = Arc::new(holdfast::hold::idempotency::IdempotencyStore::new(
         10_000, 60_000,
     ));
-    let book = Arc::new(HoldBook::new(journal.clone(), 10_000, 60_000, answers));
+    let log: Arc<dyn holdfast::hold::log::HoldLog> = Arc::new(journal);
+    let book = Arc::new(HoldBook::new(Arc::clone(&log), 10_000, 60_000, answers));
     let reservations = Arc::new(Reservations {
         directory,
         book,
-        journal,
+        journal: log,
         actor_send_timeout: Duration::from_secs(5),
         clock: holdfast::clock::Clock::system(),
     });

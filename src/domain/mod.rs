@@ -3,10 +3,12 @@
 
 mod ids;
 pub mod integer;
+mod journal_error;
 mod quantity;
 mod status;
 
 pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SaleId, SkuId};
+pub use journal_error::JournalError;
 pub use quantity::{units, Quantity, UNITS_MAX};
 pub use status::{AdjustReason, HoldStatus};
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::idempotency::{IdempotencyRecord, IdempotencyStore};
+use super::log::HoldLog;
 use super::record::HoldRecord;
 use crate::domain::{HoldId, HoldStatus, IdMap};
 use crate::sku::state::LineTarget;
-use crate::store::{Event, Journal};
 
 const SHARD_COUNT: usize = 64;
 
@@ -97,7 +97,7 @@ impl Shard {
 
 pub struct HoldBook {
     shards: Box<[Mutex<Shard>]>,
-    journal: Journal,
+    journal: Arc<dyn HoldLog>,
     /// Holds in the book, live and ended.
     count: AtomicUsize,
     /// Most holds kept; past it the oldest ended holds are forgotten early.
@@ -110,7 +110,7 @@ pub struct HoldBook {
 
 impl HoldBook {
     pub fn new(
-        journal: Journal,
+        journal: Arc<dyn HoldLog>,
         holds_max: usize,
         retention_ms: u64,
         answers: Arc<IdempotencyStore>,
@@ -147,7 +147,7 @@ impl HoldBook {
         self.reserve_slot()?;
         let mut shard = self.shard(&hold.id).lock();
         self.index(&mut shard, hold.clone());
-        self.journal.append(Event::HoldPlaced { hold, idempotency });
+        self.journal.hold_placed(hold, idempotency);
         Ok(())
     }
 
@@ -257,11 +257,7 @@ impl HoldBook {
         if status.is_final() {
             shard.ended.insert((now_ms + self.retention_ms, *id));
         }
-        self.journal.append(Event::HoldStatusChanged {
-            hold_id: *id,
-            status,
-            at_ms: now_ms,
-        });
+        self.journal.hold_status_changed(*id, status, now_ms);
         Ok(record)
     }
 
@@ -323,11 +319,15 @@ mod tests {
         }
     }
 
-    /// A book on a journal in a temporary dir, removed when the test ends.
-    fn book(holds_max: usize) -> (HoldBook, tempfile::TempDir) {
-        let (journal, dir) = crate::store::journal::tests::temporary();
+    /// A book whose journal writes nowhere: these tests are about what the book keeps.
+    fn book(holds_max: usize) -> HoldBook {
         let answers = Arc::new(IdempotencyStore::new(100, 60_000));
-        (HoldBook::new(journal, holds_max, 60_000, answers), dir)
+        HoldBook::new(
+            Arc::new(crate::hold::log::Discard),
+            holds_max,
+            60_000,
+            answers,
+        )
     }
 
     fn key() -> IdempotencyRecord {
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn restored_holds_count_against_the_bound() {
-        let (book, _dir) = book(2);
+        let book = book(2);
         let held = hold(S::Held);
         book.restore(held.clone());
         book.restore(held);
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_full_book_forgets_the_oldest_ended_hold_in_any_shard() {
-        let (book, _dir) = book(3);
+        let book = book(3);
         let ended: Vec<HoldRecord> = (0..2).map(|_| hold(S::Expired)).collect();
         for hold in &ended {
             book.restore(hold.clone());

@@ -11,6 +11,7 @@ use super::idempotency::{
     fingerprint, scope_key, Answer, Begin, IdempotencyRecord, IdempotencyStore, RunTicket,
     StoredResponse,
 };
+use super::log::HoldLog;
 use super::record::{HoldLine, HoldRecord};
 use super::Action;
 use crate::admission::{Admission, CartLine, Permit, Refusal};
@@ -19,7 +20,6 @@ use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::sale::{Sale, SaleBook};
 use crate::sku::{SkuDirectory, SkuError};
-use crate::store::{Event, Journal};
 
 /// How a refusal that ran to an outcome (sold out, a per-customer limit) reads to the
 /// client: rendered once, journaled, and sent again byte for byte to every retry.
@@ -94,7 +94,7 @@ pub struct Checkout {
     pub sales: Arc<SaleBook>,
     pub admission: Arc<Admission>,
     pub directory: Arc<SkuDirectory>,
-    pub journal: Journal,
+    pub journal: Arc<dyn HoldLog>,
     pub clock: Clock,
     pub render_refusal: RenderRefusal,
 }
@@ -282,11 +282,8 @@ impl Checkout {
             status: 409,
             body: Arc::from((self.render_refusal)(&refusal)),
         };
-        self.journal.append(Event::Refused {
-            idempotency: record.clone(),
-            status: answer.status,
-            body: answer.body.to_vec(),
-        });
+        self.journal
+            .refused(record.clone(), answer.status, answer.body.to_vec());
         self.journal
             .barrier()
             .await

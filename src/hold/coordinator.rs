@@ -11,14 +11,15 @@ use futures_util::future::join_all;
 
 use super::book::{Action, BookError, HoldBook};
 use super::idempotency::IdempotencyRecord;
+use super::log::HoldLog;
 use super::record::{HoldLine, HoldRecord, PlacedBy};
 use crate::clock::Clock;
+use crate::domain::JournalError;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, SkuId};
 use crate::metrics as m;
 use crate::sku::messages::{Reserve, SettleLine};
 use crate::sku::state::LineTarget;
 use crate::sku::{SkuDirectory, SkuEntry, SkuError};
-use crate::store::{Journal, JournalError};
 
 /// A validated cart.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ impl From<BookError> for HoldError {
 pub struct Reservations {
     pub directory: Arc<SkuDirectory>,
     pub book: Arc<HoldBook>,
-    pub journal: Journal,
+    pub journal: Arc<dyn HoldLog>,
     /// How long a request waits on one SKU actor's mailbox before giving up with 503.
     pub actor_send_timeout: Duration,
     pub clock: Clock,

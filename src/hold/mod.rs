@@ -8,6 +8,7 @@ pub mod checkout;
 pub mod coordinator;
 pub mod expiry;
 pub mod idempotency;
+pub mod log;
 pub mod record;
 
 pub use book::{Action, HoldBook};

@@ -10,11 +10,11 @@ use actix::{Actor, Context, Handler};
 
 use std::collections::BTreeMap;
 
+use super::log::SkuLog;
 use super::messages::{Adjust, GetView, Rebalance, Reserve, SetAllocation, SetStock, SettleLine};
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::domain::Channel;
 use crate::domain::SkuId;
-use crate::store::{Event, Journal};
 
 /// Figures other threads may read without a message hop (storefront availability, the
 /// admission queue's sold-out check, metrics). Counters are written only by the actor.
@@ -40,7 +40,7 @@ impl SkuGauge {
 pub struct SkuActor {
     sku: SkuId,
     state: SkuState,
-    journal: Journal,
+    journal: Arc<dyn SkuLog>,
     gauge: Arc<SkuGauge>,
     /// Most open hold lines this SKU carries; bounds its memory.
     lines_max: usize,
@@ -96,7 +96,7 @@ impl SkuActor {
     pub fn new(
         sku: SkuId,
         state: SkuState,
-        journal: Journal,
+        journal: Arc<dyn SkuLog>,
         gauge: Arc<SkuGauge>,
         lines_max: usize,
         mailbox_max: usize,
@@ -148,10 +148,7 @@ impl SkuActor {
             crate::metrics::allocation_conflict();
             tracing::warn!(sku = %self.sku, shortfall, "Stock fell below the channel quotas: the pool is empty and quotas promise more than there is; rebalance.");
         }
-        self.journal.append(Event::Sku {
-            sku: self.sku.clone(),
-            change,
-        });
+        self.journal.sku_changed(self.sku.clone(), change);
     }
 }
 

@@ -12,9 +12,9 @@ use actix::{Actor, Addr, ArbiterHandle, Handler, MailboxError, Message};
 use parking_lot::RwLock;
 
 use super::actor::{SkuActor, SkuGauge};
+use super::log::SkuLog;
 use super::state::SkuState;
 use crate::domain::{IdMap, SkuId};
-use crate::store::Journal;
 
 /// What the directory hands out for a SKU.
 #[derive(Clone)]
@@ -54,7 +54,7 @@ pub struct DirectoryFull(pub usize);
 pub struct SkuDirectory {
     arbiters: Vec<ArbiterHandle>,
     entries: RwLock<IdMap<SkuId, SkuEntry>>,
-    journal: Journal,
+    journal: Arc<dyn SkuLog>,
     sku_count_max: usize,
     lines_max: usize,
     mailbox_max: usize,
@@ -63,7 +63,7 @@ pub struct SkuDirectory {
 impl SkuDirectory {
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
-        journal: Journal,
+        journal: Arc<dyn SkuLog>,
         sku_count_max: usize,
         lines_max: usize,
         mailbox_max: usize,
@@ -119,7 +119,7 @@ impl SkuDirectory {
         let actor = SkuActor::new(
             sku.clone(),
             state,
-            self.journal.clone(),
+            Arc::clone(&self.journal),
             Arc::clone(&gauge),
             self.lines_max,
             self.mailbox_max,

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod directory;
+pub mod log;
 pub mod messages;
 pub mod state;
 

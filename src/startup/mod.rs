@@ -25,10 +25,12 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::SkuId;
 use crate::hold::idempotency::IdempotencyStore;
+use crate::hold::log::HoldLog;
 use crate::hold::{expiry, Checkout, HoldBook, Reservations};
 use crate::http::{self, AppState};
 use crate::sale::SaleBook;
 use crate::sku::directory::DirectoryFull;
+use crate::sku::log::SkuLog;
 use crate::sku::SkuDirectory;
 use crate::store::{Journal, JournalError};
 
@@ -97,9 +99,12 @@ fn start_core(
 ) -> Result<Core, StartupError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    // The core writes through the logs it defines; the journal is both.
+    let sku_log: Arc<dyn SkuLog> = Arc::new(journal.clone());
+    let hold_log: Arc<dyn HoldLog> = Arc::new(journal.clone());
     let directory = Arc::new(SkuDirectory::new(
         arbiters.iter().map(Arbiter::handle).collect(),
-        journal.clone(),
+        sku_log,
         settings.sku_count_max,
         settings.sku_hold_lines_max,
         settings.sku_mailbox_max,
@@ -109,7 +114,7 @@ fn start_core(
         settings.idempotency_ttl_s.saturating_mul(1_000),
     ));
     let book = Arc::new(HoldBook::new(
-        journal.clone(),
+        Arc::clone(&hold_log),
         settings.holds_max,
         settings.hold_retention_s.saturating_mul(1_000),
         Arc::clone(&idempotency),
@@ -117,7 +122,7 @@ fn start_core(
     let reservations = Arc::new(Reservations {
         directory: Arc::clone(&directory),
         book,
-        journal: journal.clone(),
+        journal: Arc::clone(&hold_log),
         actor_send_timeout: Duration::from_millis(settings.actor_send_timeout_ms),
         clock: clock.clone(),
     });
@@ -147,7 +152,7 @@ fn start_core(
         sales: sale_book,
         admission,
         directory: Arc::clone(&directory),
-        journal: journal.clone(),
+        journal: hold_log,
         clock: clock.clone(),
         render_refusal: http::holds::render_refusal,
     });
@@ -244,7 +249,10 @@ impl Application {
 
         actix_web::rt::spawn(crate::sampler::run(
             Arc::clone(&core.checkout),
-            Arc::clone(&ready),
+            crate::sampler::Readiness {
+                ready: Arc::clone(&ready),
+                journal: storage.journal.clone(),
+            },
             crate::sampler::Watch {
                 skus: settings.metrics_watch_skus.clone(),
                 channels: settings.channel_keys.keys().cloned().collect(),

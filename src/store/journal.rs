@@ -13,6 +13,7 @@
 //! dropped the dirty pages, so a second `fsync` alone can succeed without the data.
 
 use std::fs::File;
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +26,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+pub use crate::domain::JournalError;
+
 use super::events::Event;
 use super::segment;
 use crate::metrics as m;
@@ -33,7 +36,7 @@ use crate::metrics as m;
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How hard the writer works to make a batch survive a crash before acknowledging it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Written, then `fdatasync`: survives kill -9 and power loss.
@@ -43,6 +46,20 @@ pub enum Durability {
     /// As `flush`, and a small batch never waits for company (no linger): the fastest,
     /// for tests and benchmarks. Survives kill -9, not power loss.
     None,
+}
+
+/// The flag's and the variable's spelling (clap parses through it).
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "fsync" => Ok(Self::Fsync),
+            "flush" => Ok(Self::Flush),
+            "none" => Ok(Self::None),
+            other => Err(format!("`{other}` is not one of fsync, flush, none")),
+        }
+    }
 }
 
 /// Limits of one batch and of the backlog in front of the writer, and where it writes.
@@ -65,16 +82,6 @@ pub struct JournalSettings {
     /// Size a segment is created with; the writer moves to a new one when a batch would
     /// not fit in what is left.
     pub segment_bytes: u64,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum JournalError {
-    #[error("the journal cannot write ({0}); it retries on its own")]
-    Failed(String),
-    #[error("the journal writer has stopped")]
-    Stopped,
-    #[error("the journal is {backlog} events behind (limit {limit}); retry shortly")]
-    Behind { backlog: usize, limit: usize },
 }
 
 enum Message {
@@ -150,13 +157,18 @@ impl Journal {
         }
     }
 
-    /// Resolves once every event appended before this call is durable.
-    pub async fn barrier(&self) -> Result<(), JournalError> {
+    /// Resolves once every event appended before this call is durable. The barrier is
+    /// queued by the call itself, so the future may be awaited later or elsewhere.
+    pub fn barrier(&self) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
-        self.sender
+        let queued = self
+            .sender
             .send(Message::Barrier(done))
-            .map_err(|_| JournalError::Stopped)?;
-        wait.await.map_err(|_| JournalError::Stopped)?
+            .map_err(|_| JournalError::Stopped);
+        async move {
+            queued?;
+            wait.await.map_err(|_| JournalError::Stopped)?
+        }
     }
 
     /// Whether new work may start: the writer is healthy and not too far behind.
@@ -481,14 +493,6 @@ pub(crate) mod tests {
             dir: dir.to_path_buf(),
             segment_bytes: 64 * 1024,
         }
-    }
-
-    /// A journal in a fresh temporary directory (kept alive by the returned guard).
-    pub(crate) fn temporary() -> (Journal, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (journal, _writer) =
-            Journal::start(settings(dir.path(), Durability::None), 1).expect("starts");
-        (journal, dir)
     }
 
     fn expiries(count: u64) -> Vec<Event> {
