@@ -203,22 +203,22 @@ fn describe() {
     describe_gauge!(
         ADMISSION_QUEUE_LENGTH,
         Unit::Count,
-        "Hold requests waiting for admission."
+        "Hold requests waiting for admission, by queue (`global` or a sale id)."
     );
     describe_gauge!(
         ADMISSION_IN_FLIGHT,
         Unit::Count,
-        "Hold requests admitted and running."
+        "Hold requests admitted and running, by queue."
     );
     describe_gauge!(
         ADMISSION_QUEUE_MAX,
         Unit::Count,
-        "Configured maximum of waiting hold requests."
+        "Configured maximum of waiting hold requests, by queue."
     );
     describe_gauge!(
         ADMISSION_IN_FLIGHT_MAX,
         Unit::Count,
-        "Configured maximum of hold requests running at once."
+        "Configured maximum of hold requests running at once, by queue."
     );
     describe_counter!(
         SKU_STOCK_EVENTS_TOTAL,
@@ -337,9 +337,33 @@ pub fn admission_wait(elapsed: Duration) {
     histogram!(ADMISSION_WAIT_SECONDS).record(elapsed.as_secs_f64());
 }
 
-pub fn admission_gauges(queued: usize, in_flight: usize) {
-    gauge!(ADMISSION_QUEUE_LENGTH).set(count_f64(queued));
-    gauge!(ADMISSION_IN_FLIGHT).set(count_f64(in_flight));
+/// The gauges of one admission queue, labelled `queue`: `global`, or the id of a sale
+/// with its own queue (sales are capped, so the label set is bounded). Registered once
+/// per queue; the queue sets them as it ticks.
+pub struct QueueGauges {
+    pub length: metrics::Gauge,
+    pub in_flight: metrics::Gauge,
+    pub length_max: metrics::Gauge,
+    pub in_flight_max: metrics::Gauge,
+}
+
+impl QueueGauges {
+    pub fn new(queue: &str) -> Self {
+        let label = || ("queue", queue.to_owned());
+        Self {
+            length: gauge!(ADMISSION_QUEUE_LENGTH, &[label()]),
+            in_flight: gauge!(ADMISSION_IN_FLIGHT, &[label()]),
+            length_max: gauge!(ADMISSION_QUEUE_MAX, &[label()]),
+            in_flight_max: gauge!(ADMISSION_IN_FLIGHT_MAX, &[label()]),
+        }
+    }
+
+    pub fn set(&self, queued: usize, in_flight: usize, queue_max: usize, in_flight_max: usize) {
+        self.length.set(count_f64(queued));
+        self.in_flight.set(count_f64(in_flight));
+        self.length_max.set(count_f64(queue_max));
+        self.in_flight_max.set(count_f64(in_flight_max));
+    }
 }
 
 /// A SKU crossing zero availability, counted without a SKU label.
@@ -376,8 +400,6 @@ pub struct Sampled {
     pub idempotency_keys: usize,
     pub mailbox_depth_max: u64,
     pub ready: bool,
-    pub admission_queue_max: usize,
-    pub admission_in_flight_max: usize,
 }
 
 pub fn sampled(s: &Sampled) {
@@ -386,8 +408,6 @@ pub fn sampled(s: &Sampled) {
     gauge!(IDEMPOTENCY_KEYS).set(count_f64(s.idempotency_keys));
     gauge!(SKU_MAILBOX_DEPTH_MAX).set(s.mailbox_depth_max as f64);
     gauge!(READY).set(if s.ready { 1.0 } else { 0.0 });
-    gauge!(ADMISSION_QUEUE_MAX).set(count_f64(s.admission_queue_max));
-    gauge!(ADMISSION_IN_FLIGHT_MAX).set(count_f64(s.admission_in_flight_max));
 }
 
 /// Stock fell below the channel quotas (the pool is empty and quotas over-promise).

@@ -1,6 +1,6 @@
 //! Once a second, samples what has no natural event to count: the units of the watched
-//! SKUs (overall and per channel), the deepest SKU mailbox, table sizes, readiness and the
-//! admission limits. Only SKUs on the configured watch list get per-SKU series, and only
+//! SKUs (overall and per channel), the deepest SKU mailbox, table sizes and readiness.
+//! (Each admission queue publishes its own gauges as it ticks.) Only SKUs on the configured watch list get per-SKU series, and only
 //! configured channels get per-channel series (others add up under "other"), so label
 //! sets stay bounded whatever requests arrive.
 
@@ -48,15 +48,12 @@ async fn sample(state: &Checkout, ready: &Readiness, watch: &Watch) {
         .map(|entry| entry.gauge.pending.load(Ordering::Relaxed))
         .max()
         .unwrap_or(0);
-    let admission = state.admission.status();
     m::sampled(&m::Sampled {
         skus: entries.len(),
         holds: state.reservations.book.len(),
         idempotency_keys: state.idempotency.len(),
         mailbox_depth_max,
         ready: ready.ready.load(Ordering::Acquire) && ready.journal.failure().is_none(),
-        admission_queue_max: admission.queue_max,
-        admission_in_flight_max: admission.in_flight_max,
     });
     for sku in &watch.skus {
         let Some(entry) = state.directory.get(sku) else {

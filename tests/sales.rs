@@ -209,3 +209,49 @@ async fn a_sale_can_have_its_own_admission_queue() {
         "the server-wide limits are untouched"
     );
 }
+
+/// Every admission queue publishes its own gauges, labelled by queue, so the saturation
+/// alert compares a queue with its own limit (unlabelled, every queue overwrote one series
+/// and the alert compared a random queue with the server-wide limit).
+#[actix_web::test]
+async fn each_admission_queue_has_its_own_metric_series() {
+    // A server process of its own: the in-process servers of other tests share one
+    // metrics recorder.
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_process, server) = Process::start_server(data.path(), &["--admission-queue-max", "700"]);
+    server.put_sku("HYPE", 100, 0).await;
+    let sale = json!({"name": "hype", "starts_at": at(-60), "ends_at": at(3600), "skus": ["HYPE"],
+        "admission": {"in_flight_max": 3, "queue_max": 40, "wait_max_ms": 1000, "rate_per_s": 0}});
+    assert_eq!(put_sale(&server, "hype", sale).await.status, StatusCode::OK);
+    let expected = [
+        (r#"holdfast_admission_queue_max{queue="global"}"#, 700.0),
+        (r#"holdfast_admission_queue_max{queue="hype"}"#, 40.0),
+        (r#"holdfast_admission_in_flight_max{queue="hype"}"#, 3.0),
+        (r#"holdfast_admission_queue_length{queue="hype"}"#, 0.0),
+    ];
+    // Queues publish on their tick (milliseconds); the page is read until they have.
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = server.metrics().await;
+        if expected
+            .iter()
+            .all(|(series, value)| common::metric(&page, series) == Some(*value))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (series, value) in expected {
+        assert_eq!(
+            common::metric(&page, series),
+            Some(value),
+            "{series} in\n{page}"
+        );
+    }
+    assert!(
+        !page
+            .lines()
+            .any(|line| line.starts_with("holdfast_admission_queue_length ")),
+        "no unlabelled queue series"
+    );
+}

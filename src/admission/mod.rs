@@ -211,6 +211,18 @@ pub struct Admission {
     ticket_ttl_ms: u64,
     /// Tickets carry and are checked against wall-clock time.
     clock: Clock,
+    gauges: m::QueueGauges,
+}
+
+/// The queue in front of every hold not on a sale with its own limits.
+pub const GLOBAL_QUEUE: &str = "global";
+
+/// A queue that is gone waits for nobody: its series say so rather than keep the last
+/// length seen.
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.gauges.set(0, 0, 0, 0);
+    }
 }
 
 /// A running hold request's place; dropping it lets the next one in.
@@ -241,7 +253,9 @@ pub struct AdmissionStatus {
 }
 
 impl Admission {
+    /// A queue named `name` in its metrics (`global`, or a sale id).
     pub fn new(
+        name: &str,
         limits: AdmissionLimits,
         secret: [u8; 32],
         ticket_ttl_ms: u64,
@@ -266,6 +280,7 @@ impl Admission {
             signer: TicketSigner::new(secret),
             ticket_ttl_ms,
             clock,
+            gauges: m::QueueGauges::new(name),
         })
     }
 
@@ -407,7 +422,12 @@ impl Admission {
         let mut state = self.state.lock();
         state.refuse_sold_out();
         state.dispatch(Instant::now());
-        m::admission_gauges(state.waiters.len(), state.in_flight);
+        self.gauges.set(
+            state.waiters.len(),
+            state.in_flight,
+            state.limits.queue_max,
+            state.limits.in_flight_max,
+        );
     }
 
     /// Runs [`Admission::run_ticks`] at the admission tick on the current actix arbiter.

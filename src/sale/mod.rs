@@ -95,6 +95,7 @@ impl SaleBook {
             (Some(limits), Some(queue)) => queue.set_limits(limits),
             (Some(limits), None) => {
                 let queue = Admission::new(
+                    sale.id.as_str(),
                     limits,
                     self.queue_secret(&sale.id),
                     self.ticket_ttl_ms,

@@ -129,6 +129,7 @@ fn start_core(
     let secret = random_secret()?;
     let ticket_ttl_ms = settings.admission_ticket_ttl_s.saturating_mul(1_000);
     let admission = Admission::new(
+        crate::admission::GLOBAL_QUEUE,
         settings.admission_limits(),
         secret,
         ticket_ttl_ms,
