@@ -140,12 +140,6 @@ impl HoldId {
             .map(Self)
             .ok_or_else(|| ParseError(format!("hold id must be a 26-character ULID, got {raw:?}")))
     }
-
-    /// Spreads holds over shards; the random bits of a ULID are uniform.
-    pub fn shard_of(&self, shard_count: usize) -> usize {
-        let low = u64::try_from(self.0 .0 & u128::from(u64::MAX)).unwrap_or(0);
-        usize::try_from(low % u64::try_from(shard_count).unwrap_or(1)).unwrap_or(0)
-    }
 }
 
 impl Default for HoldId {

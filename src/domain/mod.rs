@@ -5,6 +5,7 @@ mod ids;
 pub mod integer;
 mod journal_error;
 mod quantity;
+pub mod shard;
 mod status;
 
 pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SaleId, SkuId};

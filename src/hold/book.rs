@@ -12,19 +12,17 @@ use parking_lot::Mutex;
 use super::idempotency::{IdempotencyRecord, IdempotencyStore};
 use super::log::HoldLog;
 use super::record::HoldRecord;
+use crate::domain::shard::Sharded;
 use crate::domain::{HoldId, HoldStatus, IdMap};
 use crate::sku::state::LineTarget;
 
-const SHARD_COUNT: usize = 64;
-
-/// What a client (or the expiry sweep) asks of a hold.
+/// What a client asks of a hold. (The expiry sweep does not ask: it takes the holds
+/// whose deadline passed, `expire_due`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Confirm,
     Release,
     Fulfil,
-    /// The sweep's request; only acts once the deadline has passed.
-    Expire,
 }
 
 /// The result of asking: the hold afterwards, what its lines must do, and whether the
@@ -48,10 +46,12 @@ pub enum BookError {
 fn decide(status: HoldStatus, action: Action, overdue: bool) -> (Option<HoldStatus>, bool) {
     use HoldStatus as S;
     match (status, action) {
-        (S::Held, _) if overdue => (Some(S::Expired), action == Action::Expire),
+        // Past its deadline a held hold is expired, whatever is asked: the units went
+        // back on sale, so a confirm must not take them.
+        (S::Held, _) if overdue => (Some(S::Expired), false),
         (S::Held, Action::Confirm) => (Some(S::Confirmed), true),
         (S::Held, Action::Release) => (Some(S::Released), true),
-        (S::Held, Action::Fulfil | Action::Expire) => (None, false),
+        (S::Held, Action::Fulfil) => (None, false),
         (S::Confirmed | S::Fulfilled, Action::Confirm) => (None, true),
         (S::Confirmed, Action::Fulfil) => (Some(S::Fulfilled), true),
         (S::Fulfilled, Action::Fulfil) => (None, true),
@@ -96,7 +96,7 @@ impl Shard {
 }
 
 pub struct HoldBook {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Sharded<Shard>,
     journal: Arc<dyn HoldLog>,
     /// Holds in the book, live and ended.
     count: AtomicUsize,
@@ -115,9 +115,8 @@ impl HoldBook {
         retention_ms: u64,
         answers: Arc<IdempotencyStore>,
     ) -> Self {
-        let shards = (0..SHARD_COUNT).map(|_| Mutex::default()).collect();
         Self {
-            shards,
+            shards: Sharded::default(),
             journal,
             count: AtomicUsize::new(0),
             holds_max,
@@ -127,7 +126,7 @@ impl HoldBook {
     }
 
     fn shard(&self, id: &HoldId) -> &Mutex<Shard> {
-        &self.shards[id.shard_of(SHARD_COUNT)]
+        self.shards.of(id)
     }
 
     pub fn len(&self) -> usize {
@@ -176,7 +175,10 @@ impl HoldBook {
         let Some((_, index)) = oldest else {
             return false;
         };
-        let forgotten = self.shards[index].lock().forget_oldest_ended(&self.answers);
+        let forgotten = self
+            .shards
+            .get(index)
+            .is_some_and(|shard| shard.lock().forget_oldest_ended(&self.answers));
         if forgotten {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
@@ -384,11 +386,6 @@ mod tests {
         for action in [Action::Confirm, Action::Release, Action::Fulfil] {
             assert_eq!(decide(S::Held, action, true), (Some(S::Expired), false));
         }
-        assert_eq!(
-            decide(S::Held, Action::Expire, true),
-            (Some(S::Expired), true)
-        );
-        assert_eq!(decide(S::Held, Action::Expire, false), (None, false));
     }
 
     #[test]

@@ -18,9 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::domain::shard::Sharded;
 use crate::domain::HoldId;
-
-const SHARD_COUNT: usize = 64;
 
 /// SHA-256 of the canonical request, so two bodies that mean the same thing match.
 pub type Fingerprint = [u8; 32];
@@ -76,7 +75,7 @@ struct Shard {
 }
 
 pub struct IdempotencyStore {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Sharded<Shard>,
     count: AtomicUsize,
     keys_max: usize,
     ttl_ms: u64,
@@ -110,7 +109,7 @@ pub fn scope_key(channel: &str, key: &str) -> Arc<str> {
 impl IdempotencyStore {
     pub fn new(keys_max: usize, ttl_ms: u64) -> Self {
         Self {
-            shards: (0..SHARD_COUNT).map(|_| Mutex::default()).collect(),
+            shards: Sharded::default(),
             count: AtomicUsize::new(0),
             keys_max,
             ttl_ms,
@@ -118,11 +117,7 @@ impl IdempotencyStore {
     }
 
     fn shard(&self, scope_key: &str) -> &Mutex<Shard> {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(scope_key);
-        let index = usize::try_from(hash % SHARD_COUNT as u64).unwrap_or(0);
-        &self.shards[index]
+        self.shards.of(scope_key)
     }
 
     pub fn len(&self) -> usize {

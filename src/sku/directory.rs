@@ -2,7 +2,6 @@
 //! (one per core) chosen by a hash of the SKU, so cold SKUs share threads and a hot SKU
 //! is one actor. The map is bounded by `sku_count_max`.
 
-use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
@@ -111,10 +110,7 @@ impl SkuDirectory {
         if entries.len() >= self.sku_count_max {
             return Err(DirectoryFull(entries.len()));
         }
-        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(sku);
-        let arbiter_count = u64::try_from(self.arbiters.len()).unwrap_or(1);
-        let index = usize::try_from(hash % arbiter_count).unwrap_or(0);
+        let index = crate::domain::shard::shard_of(sku, self.arbiters.len());
         let gauge = Arc::new(SkuGauge::default());
         let actor = SkuActor::new(
             sku.clone(),
