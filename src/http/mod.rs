@@ -58,61 +58,57 @@ impl AppState {
     }
 }
 
-/// Registers every route. A known path with a wrong method answers 405, an unknown path
-/// 404, both as problem+json. The router tries resources in order, running a regex for each
-/// with a `{...}` segment, so the checkout routes a sale hammers come first.
-pub fn routes(config: &mut web::ServiceConfig) {
-    // `allow` is what a 405 on the path names in its `Allow` header (RFC 9110).
-    let resource = |path: &str, allow: &'static str| {
-        web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+/// The route table, written once: it registers every route (a known path with a wrong
+/// method answers 405 naming the methods it allows in `Allow`, RFC 9110), and lists the
+/// patterns that label request metrics. The router tries resources in order, running a
+/// regex for each with a `{...}` segment, so the checkout routes a sale hammers come first.
+macro_rules! route_table {
+    ($( $path:literal => { $m1:ident: $h1:path $(, $m:ident: $h:path)* } ),+ $(,)?) => {
+        /// Every route pattern, in the order the router tries them.
+        const PATTERNS: &[&str] = &[$($path),+];
+
+        fn table_routes(config: &mut web::ServiceConfig) {
+            $(
+                config.service(
+                    web::resource($path)
+                        .default_service(web::to(|| {
+                            method_not_allowed(concat!(stringify!($m1) $(, ", ", stringify!($m))*))
+                        }))
+                        .route(web::method(Method::$m1).to($h1))
+                        $( .route(web::method(Method::$m).to($h)) )*
+                );
+            )+
+        }
     };
+}
+
+route_table! {
+    "/v1/holds" => { POST: holds::place_hold },
+    "/v1/holds/{hold_id}" => { GET: holds::get_hold },
+    "/v1/holds/{hold_id}/confirm" => { POST: holds::confirm },
+    "/v1/holds/{hold_id}/release" => { POST: holds::release },
+    "/v1/holds/{hold_id}/fulfil" => { POST: holds::fulfil },
+    "/health/live" => { GET: health::live },
+    "/health/ready" => { GET: health::ready },
+    "/metrics" => { GET: health::metrics },
+    "/v1/skus/{sku}" => { GET: skus::get_sku, PUT: skus::put_sku },
+    "/v1/skus/{sku}/adjustments" => { POST: skus::post_adjustment },
+    "/v1/skus/{sku}/allocation" => { PUT: allocation::put_allocation },
+    "/v1/skus/{sku}/allocation/rebalance" => { POST: allocation::post_rebalance },
+    "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale },
+    "/v1/feeds/stock" => { POST: feeds::post_stock_feed },
+    "/v1/availability" => { GET: skus::get_availability },
+    "/v1/admission" => { GET: admission::get_admission, PUT: admission::put_admission },
+    "/openapi.json" => { GET: openapi::openapi_json },
+    "/problems/{name}" => { GET: problem::describe },
+    "/docs" => { GET: openapi::docs_redirect },
+}
+
+/// Registers every route, Swagger UI's files under `/docs/`, and 404 for the rest, all
+/// answered as problem+json.
+pub fn routes(config: &mut web::ServiceConfig) {
+    table_routes(config);
     config
-        .service(resource("/v1/holds", "POST").route(web::post().to(holds::place_hold)))
-        .service(resource("/v1/holds/{hold_id}", "GET").route(web::get().to(holds::get_hold)))
-        .service(
-            resource("/v1/holds/{hold_id}/confirm", "POST").route(web::post().to(holds::confirm)),
-        )
-        .service(
-            resource("/v1/holds/{hold_id}/release", "POST").route(web::post().to(holds::release)),
-        )
-        .service(
-            resource("/v1/holds/{hold_id}/fulfil", "POST").route(web::post().to(holds::fulfil)),
-        )
-        .service(resource("/health/live", "GET").route(web::get().to(health::live)))
-        .service(resource("/health/ready", "GET").route(web::get().to(health::ready)))
-        .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
-        .service(
-            resource("/v1/skus/{sku}", "GET, PUT")
-                .route(web::put().to(skus::put_sku))
-                .route(web::get().to(skus::get_sku)),
-        )
-        .service(
-            resource("/v1/skus/{sku}/adjustments", "POST")
-                .route(web::post().to(skus::post_adjustment)),
-        )
-        .service(
-            resource("/v1/skus/{sku}/allocation", "PUT")
-                .route(web::put().to(allocation::put_allocation)),
-        )
-        .service(
-            resource("/v1/skus/{sku}/allocation/rebalance", "POST")
-                .route(web::post().to(allocation::post_rebalance)),
-        )
-        .service(
-            resource("/v1/sales/{sale_id}", "GET, PUT")
-                .route(web::put().to(sales::put_sale))
-                .route(web::get().to(sales::get_sale)),
-        )
-        .service(resource("/v1/feeds/stock", "POST").route(web::post().to(feeds::post_stock_feed)))
-        .service(resource("/v1/availability", "GET").route(web::get().to(skus::get_availability)))
-        .service(
-            resource("/v1/admission", "GET, PUT")
-                .route(web::get().to(admission::get_admission))
-                .route(web::put().to(admission::put_admission)),
-        )
-        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
-        .service(resource("/problems/{name}", "GET").route(web::get().to(problem::describe)))
-        .service(resource("/docs", "GET").route(web::get().to(openapi::docs_redirect)))
         .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }
@@ -125,32 +121,28 @@ async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiErro
     Err(ApiError::MethodNotAllowed { allow })
 }
 
-/// The route pattern a path falls under, by its shape. A closed set of labels, found
-/// without running the router's regexes a second time.
+/// The route pattern a path falls under, by its shape (a `{...}` segment matches any
+/// one segment): a closed set of labels, found without running the router's regexes a
+/// second time.
 fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["health", "live"] => "/health/live",
-        ["health", "ready"] => "/health/ready",
-        ["metrics"] => "/metrics",
-        ["v1", "availability"] => "/v1/availability",
-        ["v1", "feeds", "stock"] => "/v1/feeds/stock",
-        ["v1", "sales", _] => "/v1/sales/{sale_id}",
-        ["v1", "admission"] => "/v1/admission",
-        ["v1", "skus", _] => "/v1/skus/{sku}",
-        ["v1", "skus", _, "adjustments"] => "/v1/skus/{sku}/adjustments",
-        ["v1", "skus", _, "allocation"] => "/v1/skus/{sku}/allocation",
-        ["v1", "skus", _, "allocation", "rebalance"] => "/v1/skus/{sku}/allocation/rebalance",
-        ["v1", "holds"] => "/v1/holds",
-        ["v1", "holds", _] => "/v1/holds/{hold_id}",
-        ["v1", "holds", _, "confirm"] => "/v1/holds/{hold_id}/confirm",
-        ["v1", "holds", _, "release"] => "/v1/holds/{hold_id}/release",
-        ["v1", "holds", _, "fulfil"] => "/v1/holds/{hold_id}/fulfil",
-        ["openapi.json"] => "/openapi.json",
-        ["problems", _] => "/problems/{name}",
-        ["docs", ..] => "/docs",
-        _ => "unmatched",
+    if path.starts_with("/docs/") {
+        return "/docs";
     }
+    PATTERNS
+        .iter()
+        .copied()
+        .find(|pattern| {
+            let mut wanted = pattern.split('/');
+            let mut given = path.split('/');
+            loop {
+                match (wanted.next(), given.next()) {
+                    (None, None) => return true,
+                    (Some(want), Some(got)) if want.starts_with('{') || want == got => {}
+                    _ => return false,
+                }
+            }
+        })
+        .unwrap_or("unmatched")
 }
 
 /// Whether the API may be served: false while recovering and once shutdown has begun.
@@ -227,5 +219,26 @@ mod tests {
         assert_eq!(call("/health/live").await.status(), 200);
         flag.store(true, Ordering::Release);
         assert_eq!(call("/v1/skus/A").await.status(), 200);
+    }
+}
+
+#[cfg(test)]
+mod labels {
+    use super::{route_label, PATTERNS};
+
+    #[test]
+    fn every_route_labels_its_requests_and_nothing_else_does() {
+        for pattern in PATTERNS {
+            let path = pattern
+                .replace("{hold_id}", "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+                .replace("{sku}", "TSHIRT")
+                .replace("{sale_id}", "bf")
+                .replace("{name}", "sold-out");
+            assert_eq!(route_label(&path), *pattern);
+        }
+        assert_eq!(route_label("/docs/index.html"), "/docs");
+        for unknown in ["/", "/v1", "/v1/holds/a/b", "/v1/skus/A/nope", "/v2/holds"] {
+            assert_eq!(route_label(unknown), "unmatched", "{unknown}");
+        }
     }
 }
