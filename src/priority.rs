@@ -14,6 +14,7 @@ pub const JOURNAL_WRITER_NICE: libc::c_int = -10;
 pub const COMPACTOR_NICE: libc::c_int = 19;
 
 /// Sets the calling thread's niceness.
+#[allow(unsafe_code)] // two libc calls on integers, see SAFETY
 pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {
     // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
     // names one thread for PRIO_PROCESS, so this changes only the calling thread.
@@ -26,6 +27,7 @@ pub fn set_current_thread_nice(nice: libc::c_int) -> std::io::Result<()> {
 /// Moves the calling thread to SCHED_IDLE: it runs only in the time normal threads leave
 /// idle. For the compactor: background work that yields to request threads while the
 /// cores are busy (a sale) and catches up while they wait on the disk, or after.
+#[allow(unsafe_code)] // one libc call, see SAFETY
 pub fn set_current_thread_idle() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 names the calling thread; param is a valid sched_param.

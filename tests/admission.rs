@@ -2,6 +2,8 @@
 //! admissions are FIFO, tickets keep places, sold-out carts never queue, waiters for a
 //! SKU that sells out get 409, and confirm is never queued behind new holds.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::sync::Arc;
@@ -61,6 +63,7 @@ async fn a_burst_past_the_limits_gets_fast_429s_with_tickets() {
         .iter()
         .filter(|(a, _)| a.status == StatusCode::CREATED)
         .count();
+    #[expect(clippy::cast_possible_truncation, reason = "a few seconds' worth")]
     let bound = (20.0 * elapsed_s).ceil() as usize + 2;
     assert!(
         admitted <= bound,

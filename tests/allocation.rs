@@ -2,6 +2,8 @@
 //! contention, refused when they would oversell, rebalanced by a documented rule, and
 //! the same after a restart.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::{assert_conserved, created, spawn, Process, TestServer};

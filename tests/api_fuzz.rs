@@ -6,6 +6,8 @@
 //! Needs schemathesis (PyPI): `.ci/run` installs it in `target/schemathesis`; elsewhere set
 //! `HOLDFAST_SCHEMATHESIS` to an `st` executable or put `st` on the PATH.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! An import is any `crate::<module>` path outside `#[cfg(test)]` code (tests may reach
 //! across layers to build fixtures).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! Bearer keys: the admin key for stock, channel keys for holds, each channel confined
 //! to its own holds; health and metrics stay open.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::{spawn_with_keys, ADMIN_KEY, APP_KEY, WEB_KEY};

@@ -1,6 +1,8 @@
 //! Invariant 7: every kind of bad input gets a 4xx problem+json answer with a detail,
 //! and changes nothing.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::spawn;

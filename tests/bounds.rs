@@ -1,6 +1,8 @@
 //! Invariant 6: every table has a configured maximum; past it the client gets a clear
 //! answer, nothing changes, and the server keeps working.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::{assert_conserved, spawn_with};

@@ -1,6 +1,8 @@
 //! The real binary: configuration errors name the setting, precedence is flag > env >
 //! file > default, bad data dirs are refused untouched, and a graceful stop keeps state.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::{binary, Process};

@@ -2,6 +2,8 @@
 //! every hold still ends after a restart, snapshots keep the journal short, and a corrupt
 //! journal stops the server without touching it.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::collections::HashMap;
@@ -176,10 +178,13 @@ fn start(data: &std::path::Path) -> (Process, Arc<TestServer>) {
 /// have passed no unit is held — holds that expired during the downtime included.
 #[actix_web::test]
 async fn acknowledged_changes_survive_kill_9_at_random_moments() {
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    let seed = u64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap_or(1)
         | 1;
     println!("crash test seed {seed}");
     let mut rng = Rng(seed);
@@ -453,10 +458,13 @@ async fn a_status_change_cut_off_before_its_line_changes_is_completed_at_start()
         journal.append(Event::HoldStatusChanged {
             hold_id: holdfast::domain::HoldId::parse(&cut_id).unwrap(),
             status: holdfast::domain::HoldStatus::Released,
-            at_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64,
+            at_ms: u64::try_from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap(),
         });
         journal.barrier().await.unwrap();
         drop(journal);

@@ -1,6 +1,8 @@
 //! Stock feeds: NDJSON and CSV, good lines applied while bad ones are reported by line
 //! number, 10,000 lines in one request, and the limits.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::spawn_with;

@@ -1,6 +1,8 @@
 //! Holds over HTTP: races on the last units, all-or-nothing carts, the lifecycle, expiry
 //! and idempotent retries.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::time::{Duration, Instant};

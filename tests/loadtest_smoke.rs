@@ -3,6 +3,8 @@
 //! check, so does one with channel quotas and shoppers from several channels, and the
 //! audit does catch a server that holds or commits more than it was told.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 use std::path::PathBuf;
 
 use loadtest::scenario::ScenarioArgs;

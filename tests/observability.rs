@@ -4,6 +4,8 @@
 //! dashboard cannot drift from the metrics the server serves. Needs Debian's `prometheus`
 //! package (`.ci/run` installs it).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! path answers its documented methods and refuses the others with 405 naming them; every
 //! problem type resolves to a page; the interactive reference is served from the binary.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,8 @@
 //! (`.ci/run` installs what that needs: libfuse3-dev fuse3 cmake g++ make pkg-config), and
 //! mounting it needs /dev/fuse and root, as CI has.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -58,7 +60,7 @@ fn seed() -> u64 {
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
+                .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(1))
         })
 }
 

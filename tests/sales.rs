@@ -1,6 +1,8 @@
 //! Sales: holds outside the window are refused, the per-customer limit is exact under
 //! concurrent requests of one shopper, the sale's TTL applies, and GET shows sell-through.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use common::{spawn, Process, TestServer};

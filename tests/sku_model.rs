@@ -2,6 +2,8 @@
 //! set, driven through the real coordinator and SKU actor, checked after every step
 //! against a plain reference model and the stock invariants.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 use std::sync::Arc;
 use std::time::Duration;
 

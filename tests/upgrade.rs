@@ -3,6 +3,8 @@
 //! in the sled journal, and every idempotent answer byte for byte. `fixtures/format5.tar.gz`
 //! was written by the last such release (`fixtures/make-format5.sh` says how).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -224,6 +224,8 @@ impl Shop<'_> {
     fn pick_sku(&self, rng: &mut StdRng) -> usize {
         let n = self.skus.len();
         match &self.zipf {
+            // The Zipf sample is a whole number in 1..=n, drawn as a float.
+            #[expect(clippy::cast_possible_truncation, reason = "a whole number in 1..=n")]
             Some(zipf) => (zipf.sample(rng) as usize).clamp(1, n) - 1,
             None => rng.random_range(0..n),
         }
@@ -245,7 +247,8 @@ impl Shop<'_> {
     }
 
     fn cart(&self, rng: &mut StdRng) -> Vec<(usize, u64)> {
-        let lines = rng.random_range(1..=self.scenario.cart_lines_max) as usize;
+        let lines = usize::try_from(rng.random_range(1..=self.scenario.cart_lines_max))
+            .unwrap_or(usize::MAX);
         let mut cart: Vec<(usize, u64)> = Vec::with_capacity(lines);
         for _ in 0..lines * 8 {
             if cart.len() == lines {

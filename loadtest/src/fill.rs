@@ -361,7 +361,7 @@ pub async fn run(args: FillArgs) -> Result<FillReport, Error> {
     };
     server.stop("-KILL").await?;
     let snapshots = Snapshots {
-        written: written as u64,
+        written: count(written),
         mean_s: if written > 0.0 {
             snapshot_s / written
         } else {
@@ -406,7 +406,7 @@ async fn restart(
         ready_s,
         peak_mb,
         settled_mb,
-        items: items as u64,
+        items: count(items),
     })
 }
 
@@ -474,4 +474,13 @@ impl FillReport {
             println!("{name:<24} {now:>12.2} {before:>12.2} {ratio:>7.2}x");
         }
     }
+}
+
+/// A count read from the metrics page, where Prometheus writes every value as a float.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a whole, non-negative count; a NaN reads as 0"
+)]
+fn count(value: f64) -> u64 {
+    value.max(0.0) as u64
 }

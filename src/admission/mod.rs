@@ -201,7 +201,12 @@ impl State {
         } else {
             self.limits.wait_max_ms as f64 / 1_000.0
         };
-        (wait_s.ceil() as u64).clamp(1, 60)
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "clamped to 1..=60 s first; a NaN casts to 0 and is then clamped to 1"
+        )]
+        let retry_after_s = wait_s.ceil().clamp(1.0, 60.0) as u64;
+        retry_after_s.max(1)
     }
 }
 

@@ -253,6 +253,7 @@ fn the_rate_limit_bounds_admissions() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let elapsed_s = started.elapsed().as_secs_f64();
+        #[expect(clippy::cast_possible_truncation, reason = "a few seconds' worth")]
         let bound = (20.0 * elapsed_s).ceil() as usize + 1;
         assert!(
             admitted.len() <= bound,

@@ -65,7 +65,12 @@ impl<T: TryFrom<i128>> Visitor<'_> for IntegerVisitor<T> {
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<T, E> {
         // Beyond 2^63 no target type fits, and the cast below would saturate.
         if value.fract() == 0.0 && value.abs() < 2f64.powi(63) {
-            Self::fit(value as i128)
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "a whole number under 2^63 in magnitude: exact in i128"
+            )]
+            let whole = value as i128;
+            Self::fit(whole)
         } else {
             Err(E::invalid_value(Unexpected::Float(value), &self))
         }

@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
     let seed = cli.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(1))
     });
     let lazyfs = match cli.lazyfs {
         Some(path) if path.as_os_str() == "build" => {

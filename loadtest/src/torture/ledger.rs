@@ -17,7 +17,7 @@ const RETRIES_CHECKED_MAX: usize = 40;
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,7 +257,7 @@ fn check_status(hold: &Hold, status: &str, window: Window) -> Option<String> {
             hold.maybe
         ));
     }
-    let slack = EXPIRY_SLACK.as_millis() as u64;
+    let slack = u64::try_from(EXPIRY_SLACK.as_millis()).unwrap_or(u64::MAX);
     // Held when asked, though its deadline had passed by more than the slack.
     if status == "held" && window.asked > hold.expires_by_ms + slack {
         return Some(format!(
