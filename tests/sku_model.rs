@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::Arbiter;
 use holdfast::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity, SkuId};
 use holdfast::hold::idempotency::IdempotencyRecord;
-use holdfast::hold::{Action, HoldBook, HoldError, HoldLine, PlaceHold, Reservations};
+use holdfast::hold::{Action, HoldBook, HoldError, OrderLine, PlaceHold, Reservations};
 use holdfast::sku::messages::{Adjust, GetView, SetStock};
 use holdfast::sku::{SkuDirectory, SkuError};
 use holdfast::store::{Durability, Journal, JournalSettings};
@@ -129,14 +129,14 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Hold(quantity) => {
                 let request = PlaceHold {
-                    lines: vec![HoldLine {
+                    lines: vec![OrderLine {
                         sku: sku.clone(),
                         quantity: Quantity::parse(quantity as i64).unwrap(),
+                        customer_limit: None,
                     }],
                     channel: Channel::parse("web").unwrap(),
                     customer_id: CustomerId::parse("c").unwrap(),
                     ttl_s: 900,
-                    customer_limits: vec![None],
                 };
                 let record = IdempotencyRecord {
                     scope_key: "k".into(),

@@ -316,7 +316,6 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: 1_000,
             updated_at_ms: 0,
-            pooled: Vec::new(),
             placed_by: Default::default(),
         }
     }

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::coordinator::{HoldError, PlaceHold, Reservations, Unavailable};
+use super::coordinator::{HoldError, OrderLine, PlaceHold, Reservations, Unavailable};
 use super::idempotency::{
     fingerprint, scope_key, Answer, Begin, IdempotencyRecord, IdempotencyStore, RunTicket,
     StoredResponse,
 };
 use super::log::HoldLog;
-use super::record::{HoldLine, HoldRecord};
+use super::record::HoldRecord;
 use super::Action;
 use crate::admission::{Admission, CartLine, Permit, Refusal};
 use crate::clock::Clock;
@@ -82,7 +82,7 @@ impl From<Unavailable> for CheckoutError {
 /// may change across a restart) do not make a faithful retry look different.
 #[derive(serde::Serialize)]
 struct Canonical<'a> {
-    lines: &'a [HoldLine],
+    lines: &'a [OrderLine],
     customer_id: &'a CustomerId,
     channel: &'a Channel,
     ttl_seconds: Option<i64>,
@@ -224,14 +224,14 @@ impl Checkout {
     fn apply_sales(&self, hold: &mut PlaceHold, default_ttl: bool) -> Result<(), CheckoutError> {
         let now = self.clock.now_ms();
         let mut sale_ttl_s: Option<u64> = None;
-        for (index, line) in hold.lines.iter().enumerate() {
+        for line in &mut hold.lines {
             let Some(sale) = self.sales.sale_for(&line.sku) else {
                 continue;
             };
             if !sale.is_open(now) {
                 return Err(CheckoutError::SaleNotOpen(sale));
             }
-            hold.customer_limits[index] = sale.per_customer_limit;
+            line.customer_limit = sale.per_customer_limit;
             if let Some(ttl) = sale.hold_ttl_s {
                 sale_ttl_s = Some(sale_ttl_s.map_or(ttl, |shortest| shortest.min(ttl)));
             }

@@ -12,24 +12,34 @@ use futures_util::future::join_all;
 use super::book::{Action, BookError, HoldBook};
 use super::idempotency::IdempotencyRecord;
 use super::log::HoldLog;
-use super::record::{HoldLine, HoldRecord, PlacedBy};
+use super::record::{HoldRecord, PlacedBy, ReservedLine};
 use crate::clock::Clock;
 use crate::domain::JournalError;
-use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, SkuId};
+use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
 use crate::metrics as m;
 use crate::sku::messages::{Reserve, SettleLine};
 use crate::sku::state::LineTarget;
 use crate::sku::{SkuDirectory, SkuEntry, SkuError};
 
+/// One line of a validated cart.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrderLine {
+    pub sku: SkuId,
+    pub quantity: Quantity,
+    /// The per-customer limit of the sale the SKU is on, if any (the checkout sets it).
+    /// Not part of what the client sent, so not serialized: the fingerprint of a cart is
+    /// its `{"sku", "quantity"}` lines.
+    #[serde(skip)]
+    pub customer_limit: Option<u64>,
+}
+
 /// A validated cart.
 #[derive(Debug, Clone)]
 pub struct PlaceHold {
-    pub lines: Vec<HoldLine>,
+    pub lines: Vec<OrderLine>,
     pub channel: Channel,
     pub customer_id: CustomerId,
     pub ttl_s: u64,
-    /// Per line, the sale's per-customer limit if the SKU is on sale.
-    pub customer_limits: Vec<Option<u64>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -116,49 +126,48 @@ impl Reservations {
             .collect::<Result<Vec<_>, _>>()?;
         let hold_id = HoldId::new();
         let now = self.clock.now_ms();
-        let reserves =
-            entries
-                .iter()
-                .zip(&request.lines)
-                .enumerate()
-                .map(|(index, (entry, line))| {
-                    let reserve = Reserve {
-                        hold_id,
-                        quantity: line.quantity,
-                        channel: request.channel.clone(),
-                        customer: request.customer_id.clone(),
-                        customer_limit: request.customer_limits.get(index).copied().flatten(),
-                        at_ms: now,
-                    };
-                    entry.ask(reserve, Some(self.actor_send_timeout))
-                });
+        let reserves = entries.iter().zip(&request.lines).map(|(entry, line)| {
+            let reserve = Reserve {
+                hold_id,
+                quantity: line.quantity,
+                channel: request.channel.clone(),
+                customer: request.customer_id.clone(),
+                customer_limit: line.customer_limit,
+                at_ms: now,
+            };
+            entry.ask(reserve, Some(self.actor_send_timeout))
+        });
         let replies = join_all(reserves).await;
-        let pooled: Vec<u64> = replies
-            .iter()
-            .map(|reply| match reply {
-                Ok(Ok(pooled)) => *pooled,
-                _ => 0,
+        // Every line reserved, each with its pooled units; or the first refusal.
+        let reserved: Result<Vec<ReservedLine>, HoldError> = replies
+            .into_iter()
+            .zip(request.lines)
+            .map(|(reply, line)| match reply {
+                Ok(Ok(pooled)) => Ok(ReservedLine {
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    pooled,
+                }),
+                Ok(Err(err)) => Err(HoldError::from(err)),
+                Err(err) => Err(HoldError::Unavailable(err.into())),
             })
             .collect();
-        let refusal = replies.into_iter().find_map(|reply| match reply {
-            Ok(Ok(_)) => None,
-            Ok(Err(err)) => Some(HoldError::from(err)),
-            Err(err) => Some(HoldError::Unavailable(err.into())),
-        });
-        if let Some(err) = refusal {
-            settle(&entries, hold_id, LineTarget::Released).await;
-            return Err(err);
-        }
+        let lines = match reserved {
+            Ok(lines) => lines,
+            Err(err) => {
+                settle(&entries, hold_id, LineTarget::Released).await;
+                return Err(err);
+            }
+        };
         let hold = HoldRecord {
             id: hold_id,
-            lines: request.lines,
+            lines,
             channel: request.channel,
             customer_id: request.customer_id,
             status: HoldStatus::Held,
             created_at_ms: now,
             expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
             updated_at_ms: now,
-            pooled,
             placed_by: PlacedBy(Some(placed_by)),
         };
         if let Err(err) = self.book.insert(hold.clone(), idempotency) {

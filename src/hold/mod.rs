@@ -13,5 +13,5 @@ pub mod record;
 
 pub use book::{Action, HoldBook};
 pub use checkout::Checkout;
-pub use coordinator::{HoldError, PlaceHold, Reservations, Unavailable};
+pub use coordinator::{HoldError, OrderLine, PlaceHold, Reservations, Unavailable};
 pub use record::{HoldLine, HoldRecord};

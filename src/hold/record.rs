@@ -1,6 +1,7 @@
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
+
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::idempotency::StoredResponse;
 use crate::clock::rfc3339;
@@ -13,12 +14,38 @@ pub struct HoldLine {
     pub quantity: Quantity,
 }
 
+/// One line of a hold as the book keeps it: what the cart asked for, and how the SKU
+/// actor reserved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedLine {
+    pub sku: SkuId,
+    pub quantity: Quantity,
+    /// Units drawn from the SKU's shared pool rather than the channel's quota, as decided
+    /// when reserved, so replay reproduces the split exactly.
+    pub pooled: u64,
+}
+
+impl ReservedLine {
+    /// The line as the cart asked for it.
+    pub fn asked(&self) -> HoldLine {
+        HoldLine {
+            sku: self.sku.clone(),
+            quantity: self.quantity,
+        }
+    }
+}
+
 /// A hold as the book keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Journaled and snapshotted as it always was: the lines (`sku`, `quantity`) and, after
+/// the times, the pooled units of each line in a list of their own. In memory each line
+/// carries its own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "StoredRecord")]
 pub struct HoldRecord {
     pub id: HoldId,
     /// At least one line, no SKU twice.
-    pub lines: Vec<HoldLine>,
+    pub lines: Vec<ReservedLine>,
     /// The channel whose stock the hold draws on; fixed for the hold's life.
     pub channel: Channel,
     pub customer_id: CustomerId,
@@ -28,13 +55,106 @@ pub struct HoldRecord {
     pub expires_at_ms: u64,
     /// When the status last changed.
     pub updated_at_ms: u64,
-    /// Per line, the units drawn from the SKU's shared pool rather than the channel's
-    /// quota, as decided when reserved, so replay reproduces the split exactly.
-    pub pooled: Vec<u64>,
     /// The idempotency key that placed the hold. Not journaled (the `HoldPlaced` event
     /// carries the key beside the hold).
-    #[serde(skip)]
     pub placed_by: PlacedBy,
+}
+
+/// The stored shape of a hold, field for field, for reading it back.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StoredRecord {
+    id: HoldId,
+    lines: Vec<HoldLine>,
+    channel: Channel,
+    customer_id: CustomerId,
+    status: HoldStatus,
+    created_at_ms: u64,
+    expires_at_ms: u64,
+    updated_at_ms: u64,
+    pooled: Vec<u64>,
+}
+
+impl From<StoredRecord> for HoldRecord {
+    fn from(stored: StoredRecord) -> Self {
+        // Every build that wrote `pooled` wrote one per line; a shorter list cannot come
+        // from a hold this server placed. Read as "nothing pooled" rather than refusing
+        // the whole journal: the line's units then count against its channel's quota.
+        debug_assert_eq!(stored.pooled.len(), stored.lines.len());
+        let lines = stored
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(index, line)| ReservedLine {
+                sku: line.sku,
+                quantity: line.quantity,
+                pooled: stored.pooled.get(index).copied().unwrap_or(0),
+            })
+            .collect();
+        Self {
+            id: stored.id,
+            lines,
+            channel: stored.channel,
+            customer_id: stored.customer_id,
+            status: stored.status,
+            created_at_ms: stored.created_at_ms,
+            expires_at_ms: stored.expires_at_ms,
+            updated_at_ms: stored.updated_at_ms,
+            placed_by: PlacedBy::default(),
+        }
+    }
+}
+
+/// Written field for field as [`StoredRecord`] reads it, borrowing the hold (a snapshot
+/// writes up to a million of them).
+impl Serialize for HoldRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("HoldRecord", 9)?;
+        record.serialize_field("id", &self.id)?;
+        record.serialize_field("lines", &AskedLines(&self.lines))?;
+        record.serialize_field("channel", &self.channel)?;
+        record.serialize_field("customer_id", &self.customer_id)?;
+        record.serialize_field("status", &self.status)?;
+        record.serialize_field("created_at_ms", &self.created_at_ms)?;
+        record.serialize_field("expires_at_ms", &self.expires_at_ms)?;
+        record.serialize_field("updated_at_ms", &self.updated_at_ms)?;
+        record.serialize_field("pooled", &PooledUnits(&self.lines))?;
+        record.end()
+    }
+}
+
+/// A hold's lines as the cart asked for them: `[{"sku", "quantity"}]`, as the API shows
+/// them and the journal stores them.
+#[derive(Debug)]
+pub struct AskedLines<'a>(pub &'a [ReservedLine]);
+
+impl Serialize for AskedLines<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for line in self.0 {
+            seq.serialize_element(&AskedLine {
+                sku: &line.sku,
+                quantity: line.quantity,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// Serializes exactly as [`HoldLine`] does, without a copy of the SKU.
+#[derive(Serialize)]
+#[serde(rename = "HoldLine")]
+struct AskedLine<'a> {
+    sku: &'a SkuId,
+    quantity: Quantity,
+}
+
+struct PooledUnits<'a>(&'a [ReservedLine]);
+
+impl Serialize for PooledUnits<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|line| line.pooled))
+    }
 }
 
 /// The idempotency key (`channel/key`) that placed a hold, the same allocation the key's
@@ -68,7 +188,7 @@ pub struct HoldView<'a> {
     #[schema(format = DateTime)]
     pub updated_at: String,
     #[schema(value_type = Vec<HoldLine>)]
-    pub lines: &'a [HoldLine],
+    pub lines: AskedLines<'a>,
     #[schema(value_type = Channel)]
     pub channel: &'a Channel,
     #[schema(value_type = CustomerId)]
@@ -83,7 +203,7 @@ impl HoldRecord {
             expires_at: rfc3339(self.expires_at_ms),
             created_at: rfc3339(self.created_at_ms),
             updated_at: rfc3339(self.updated_at_ms),
-            lines: &self.lines,
+            lines: AskedLines(&self.lines),
             channel: &self.channel,
             customer_id: &self.customer_id,
         }
@@ -115,4 +235,52 @@ impl HoldRecord {
 fn json(view: &HoldView<'_>) -> Vec<u8> {
     // A view of plain strings and integers always serializes.
     serde_json::to_vec(view).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold() -> HoldRecord {
+        let line = |sku: &str, units: i64, pooled: u64| ReservedLine {
+            sku: SkuId::parse(sku).expect("sku"),
+            quantity: Quantity::parse(units).expect("quantity"),
+            pooled,
+        };
+        HoldRecord {
+            id: HoldId::new(),
+            lines: vec![line("A", 3, 1), line("B", 1, 0)],
+            channel: Channel::parse("web").expect("channel"),
+            customer_id: CustomerId::parse("c-1").expect("customer"),
+            status: HoldStatus::Confirmed,
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            updated_at_ms: 3,
+            placed_by: PlacedBy::default(),
+        }
+    }
+
+    /// The journal and the snapshots hold records in the stored shape: lines, then the
+    /// pooled units in a list of their own. Lines that carry their own pooled units must
+    /// write exactly those bytes, and read back to the same hold.
+    #[test]
+    fn a_record_is_stored_in_the_shape_earlier_builds_wrote_and_read() {
+        let hold = hold();
+        let stored = StoredRecord {
+            id: hold.id,
+            lines: hold.lines.iter().map(ReservedLine::asked).collect(),
+            channel: hold.channel.clone(),
+            customer_id: hold.customer_id.clone(),
+            status: hold.status,
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            updated_at_ms: 3,
+            pooled: vec![1, 0],
+        };
+        let bytes = postcard::to_stdvec(&hold).expect("encodes");
+        assert_eq!(bytes, postcard::to_stdvec(&stored).expect("encodes"));
+        let back: HoldRecord = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, hold);
+        assert_eq!(back.lines[0].pooled, 1);
+    }
 }

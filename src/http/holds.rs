@@ -18,7 +18,7 @@ use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId
 use crate::hold::checkout::{CheckoutError, Order, Placement};
 use crate::hold::idempotency::StoredResponse;
 use crate::hold::record::HoldView;
-use crate::hold::{Action, HoldLine, HoldRecord, PlaceHold};
+use crate::hold::{Action, HoldRecord, OrderLine, PlaceHold};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::sku::SkuError;
 
@@ -76,7 +76,7 @@ fn validate(
     // A SKU named on several lines (two add-to-cart clicks) is held as one line with
     // their total, in the place it was first named.
     let mut position: HashMap<SkuId, usize> = HashMap::new();
-    let mut lines: Vec<HoldLine> = Vec::with_capacity(body.lines.len());
+    let mut lines: Vec<OrderLine> = Vec::with_capacity(body.lines.len());
     for (index, line) in body.lines.iter().enumerate() {
         let sku =
             SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
@@ -85,7 +85,11 @@ fn validate(
         match position.get(&sku) {
             None => {
                 position.insert(sku.clone(), lines.len());
-                lines.push(HoldLine { sku, quantity });
+                lines.push(OrderLine {
+                    sku,
+                    quantity,
+                    customer_limit: None,
+                });
             }
             Some(&at) => {
                 let merged = &mut lines[at];
@@ -108,7 +112,6 @@ fn validate(
         Some(ttl) => hold_ttl_s("ttl_seconds", ttl, settings.hold_ttl_s_max)?,
     };
     Ok(PlaceHold {
-        customer_limits: vec![None; lines.len()],
         lines,
         channel,
         customer_id,

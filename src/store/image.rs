@@ -92,12 +92,12 @@ impl Image {
                 self.dirty.skus.insert(sku);
             }
             Event::HoldPlaced { hold, idempotency } => {
-                for (index, line) in hold.lines.iter().enumerate() {
+                for line in &hold.lines {
                     let reserved = SkuChange::LineReserved {
                         hold_id: hold.id,
                         quantity: line.quantity,
                         channel: hold.channel.clone(),
-                        pooled: hold.pooled.get(index).copied().unwrap_or(0),
+                        pooled: line.pooled,
                         customer: hold.customer_id.clone(),
                     };
                     self.skus

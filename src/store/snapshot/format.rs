@@ -85,7 +85,7 @@ impl<'a> StoredHold<'a> {
 
     pub(super) fn restore_lines(&self, image: &mut Image) {
         let hold = &self.hold;
-        for (index, (line, mark)) in hold.lines.iter().zip(&self.lines).enumerate() {
+        for (line, mark) in hold.lines.iter().zip(&self.lines) {
             let committed = match mark {
                 LineMark::Held => false,
                 LineMark::Committed => true,
@@ -95,7 +95,7 @@ impl<'a> StoredHold<'a> {
                 quantity: line.quantity,
                 channel: hold.channel.clone(),
                 committed,
-                pooled: hold.pooled.get(index).copied().unwrap_or(0),
+                pooled: line.pooled,
                 customer: hold.customer_id.clone(),
             };
             image

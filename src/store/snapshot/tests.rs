@@ -9,7 +9,7 @@ use crate::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity};
 use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::Answer;
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
-use crate::hold::HoldLine;
+use crate::hold::record::ReservedLine;
 use crate::hold::HoldRecord;
 use crate::sku::SkuChange;
 use crate::store::image::Image;
@@ -21,17 +21,17 @@ fn sku(name: &str) -> SkuId {
 }
 
 fn placed(id: HoldId, lines: &[(&str, i64)], channel: &str, customer: &str) -> Event {
-    let lines: Vec<HoldLine> = lines
+    let lines: Vec<ReservedLine> = lines
         .iter()
-        .map(|(name, units)| HoldLine {
+        .map(|(name, units)| ReservedLine {
             sku: sku(name),
             quantity: Quantity::parse(*units).expect("quantity"),
+            pooled: 1,
         })
         .collect();
     Event::HoldPlaced {
         hold: HoldRecord {
             id,
-            pooled: vec![1; lines.len()],
             lines,
             channel: Channel::parse(channel).expect("channel"),
             customer_id: CustomerId::parse(customer).expect("customer"),
