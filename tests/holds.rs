@@ -144,10 +144,12 @@ async fn confirm_release_and_fulfil_follow_the_hold_state_machine() {
     assert_conserved(&view);
 }
 
-/// Expiry: a 1 s hold frees its units within 2 s, reads `expired`, and cannot be confirmed.
+/// Expiry: a 1 s hold stays held until its deadline, then the sweep frees its units; it
+/// reads `expired` and cannot be confirmed. The server's clock is moved, not waited for.
 #[actix_web::test]
-async fn a_one_second_hold_expires_within_two_seconds() {
-    let server = spawn().await;
+async fn a_one_second_hold_expires_at_its_deadline() {
+    let clock = common::manual_clock();
+    let server = common::spawn_with_clock(|s| s.expiry_tick_ms = 10, clock.clone()).await;
     server.put_sku("E", 5, 0).await;
     let body =
         json!({"lines": [{"sku": "E", "quantity": 5}], "customer_id": "c", "ttl_seconds": 1});
@@ -158,6 +160,12 @@ async fn a_one_second_hold_expires_within_two_seconds() {
         server.hold("blocked", &[("E", 1)]).await.status,
         StatusCode::CONFLICT
     );
+    // A millisecond before the deadline, several sweeps (10 ms apart) leave it held.
+    clock.advance(999);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(server.sku("E").await["held"], 5, "held until the deadline");
+    assert_eq!(server.get_hold(&id).await.body["status"], "held");
+    clock.advance(1);
     let started = Instant::now();
     loop {
         let view = server.sku("E").await;
@@ -167,9 +175,9 @@ async fn a_one_second_hold_expires_within_two_seconds() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "still held after 2 s: {view}"
+            "still held 2 s after the deadline: {view}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.get_hold(&id).await.body["status"], "expired");
     let confirm = server.act(&id, "confirm").await;
@@ -181,7 +189,8 @@ async fn a_one_second_hold_expires_within_two_seconds() {
 /// deadline decides, not the sweep's timing.
 #[actix_web::test]
 async fn confirm_after_the_deadline_is_refused_even_before_the_sweep_runs() {
-    let server = spawn_with(|s| s.expiry_tick_ms = 1_000).await;
+    let clock = common::manual_clock();
+    let server = common::spawn_with_clock(|s| s.expiry_tick_ms = 1_000, clock.clone()).await;
     server.put_sku("D", 1, 0).await;
     let body =
         json!({"lines": [{"sku": "D", "quantity": 1}], "customer_id": "c", "ttl_seconds": 1});
@@ -189,7 +198,7 @@ async fn confirm_after_the_deadline_is_refused_even_before_the_sweep_runs() {
         .as_str()
         .unwrap()
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    clock.advance(1_000);
     let confirm = server.act(&id, "confirm").await;
     assert_eq!(confirm.status, StatusCode::CONFLICT);
     assert_eq!(server.sku("D").await["available"], 1);

@@ -257,3 +257,27 @@ async fn each_admission_queue_has_its_own_metric_series() {
         "no unlabelled queue series"
     );
 }
+
+/// A sale opens and closes on the server's clock: the window is checked against the time
+/// the server reads, which the test moves instead of waiting a minute for it.
+#[actix_web::test]
+async fn a_sale_opens_and_closes_as_its_window_comes_and_goes() {
+    let clock = common::manual_clock();
+    let server = common::spawn_with_clock(|_| {}, clock.clone()).await;
+    server.put_sku("DROP", 10, 0).await;
+    let now = clock.now_ms();
+    let sale = json!({"name": "drop", "skus": ["DROP"],
+        "starts_at": holdfast::clock::rfc3339(now + 60_000),
+        "ends_at": holdfast::clock::rfc3339(now + 120_000)});
+    assert_eq!(put_sale(&server, "drop", sale).await.status, StatusCode::OK);
+    let early = hold_as(&server, "early".into(), "a", "DROP", 1).await;
+    assert_eq!(early.problem_type(), "/problems/sale-not-open", "{}", early.body);
+    clock.advance(60_000);
+    let open = server.send(Method::GET, "/v1/sales/drop", None, &[]).await;
+    assert_eq!(open.body["open"], true, "{}", open.body);
+    let during = hold_as(&server, "during".into(), "a", "DROP", 1).await;
+    assert_eq!(during.status, StatusCode::CREATED, "{}", during.body);
+    clock.advance(60_000);
+    let late = hold_as(&server, "late".into(), "a", "DROP", 1).await;
+    assert_eq!(late.problem_type(), "/problems/sale-not-open", "{}", late.body);
+}

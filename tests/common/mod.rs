@@ -2,6 +2,7 @@
 //! speaks HTTP to it.
 #![allow(dead_code)]
 
+use holdfast::clock::Clock;
 use holdfast::{Application, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -21,12 +22,24 @@ pub struct TestServer {
 
 /// A server in open mode (no keys) with default settings changed by `configure`.
 pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestServer {
+    spawn_with_clock(configure, Clock::system()).await
+}
+
+/// A manual clock reading the wall-clock time now: tests move it instead of sleeping.
+pub fn manual_clock() -> Clock {
+    Clock::manual(Clock::system().now_ms())
+}
+
+/// As [`spawn_with`], the server reading the time from `clock`.
+pub async fn spawn_with_clock(configure: impl FnOnce(&mut Settings), clock: Clock) -> TestServer {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(data_dir.path());
     settings.http_workers = 2;
     configure(&mut settings);
     let key = settings.admin_key.clone();
-    let app = Application::build(settings).await.expect("server builds");
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped(std::future::pending()));
     TestServer {
