@@ -271,7 +271,12 @@ async fn a_sale_opens_and_closes_as_its_window_comes_and_goes() {
         "ends_at": holdfast::clock::rfc3339(now + 120_000)});
     assert_eq!(put_sale(&server, "drop", sale).await.status, StatusCode::OK);
     let early = hold_as(&server, "early".into(), "a", "DROP", 1).await;
-    assert_eq!(early.problem_type(), "/problems/sale-not-open", "{}", early.body);
+    assert_eq!(
+        early.problem_type(),
+        "/problems/sale-not-open",
+        "{}",
+        early.body
+    );
     clock.advance(60_000);
     let open = server.send(Method::GET, "/v1/sales/drop", None, &[]).await;
     assert_eq!(open.body["open"], true, "{}", open.body);
@@ -279,5 +284,10 @@ async fn a_sale_opens_and_closes_as_its_window_comes_and_goes() {
     assert_eq!(during.status, StatusCode::CREATED, "{}", during.body);
     clock.advance(60_000);
     let late = hold_as(&server, "late".into(), "a", "DROP", 1).await;
-    assert_eq!(late.problem_type(), "/problems/sale-not-open", "{}", late.body);
+    assert_eq!(
+        late.problem_type(),
+        "/problems/sale-not-open",
+        "{}",
+        late.body
+    );
 }

@@ -166,6 +166,54 @@ fn start_core(
     })
 }
 
+/// What every handler can reach.
+fn app_state(
+    settings: &Settings,
+    core: &Core,
+    journal: &Journal,
+    clock: &Clock,
+    ready: &Arc<AtomicBool>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        auth: http::auth::Auth::new(settings),
+        settings: settings.clone(),
+        directory: Arc::clone(&core.directory),
+        checkout: Arc::clone(&core.checkout),
+        admission: Arc::clone(&core.checkout.admission),
+        sales: Arc::clone(&core.checkout.sales),
+        journal: journal.clone(),
+        clock: clock.clone(),
+        ready: Arc::clone(ready),
+        metrics,
+        openapi: serde_json::to_vec(&http::openapi::document(settings))
+            .unwrap_or_default()
+            .into(),
+    })
+}
+
+/// The tasks that run for the server's life, once state is restored: the expiry sweep
+/// and the metrics sampler.
+fn start_background(settings: &Settings, core: &Core, journal: &Journal, ready: &Arc<AtomicBool>) {
+    actix_web::rt::spawn(crate::sampler::run(
+        Arc::clone(&core.checkout),
+        crate::sampler::Readiness {
+            ready: Arc::clone(ready),
+            journal: journal.clone(),
+        },
+        crate::sampler::Watch {
+            skus: settings.metrics_watch_skus.clone(),
+            channels: settings.channel_keys.keys().cloned().collect(),
+        },
+    ));
+    let tick = Duration::from_millis(settings.expiry_tick_ms);
+    actix_web::rt::spawn(expiry::run(
+        Arc::clone(&core.reservations),
+        Arc::clone(&core.idempotency),
+        tick,
+    ));
+}
+
 /// Binds the listener and starts the HTTP workers. Until `ready` is set, the API answers
 /// 503 while health and metrics answer.
 fn serve(
@@ -222,21 +270,7 @@ impl Application {
             image.sales.values().cloned(),
         )?;
         let ready = Arc::new(AtomicBool::new(false));
-        let state = web::Data::new(AppState {
-            auth: http::auth::Auth::new(&settings),
-            settings: settings.clone(),
-            directory: Arc::clone(&core.directory),
-            checkout: Arc::clone(&core.checkout),
-            admission: Arc::clone(&core.checkout.admission),
-            sales: Arc::clone(&core.checkout.sales),
-            journal: storage.journal.clone(),
-            clock: clock.clone(),
-            ready: Arc::clone(&ready),
-            metrics,
-            openapi: serde_json::to_vec(&http::openapi::document(&settings))
-                .unwrap_or_default()
-                .into(),
-        });
+        let state = app_state(&settings, &core, &storage.journal, &clock, &ready, metrics);
         let (server, port) = serve(&settings, &state, &ready)?;
         tracing::info!(listen = %settings.listen, port, "Listening; recovering before serving the API.");
         let seq = image.seq;
@@ -248,19 +282,7 @@ impl Application {
             "Recovery done."
         );
 
-        actix_web::rt::spawn(crate::sampler::run(
-            Arc::clone(&core.checkout),
-            crate::sampler::Readiness {
-                ready: Arc::clone(&ready),
-                journal: storage.journal.clone(),
-            },
-            crate::sampler::Watch {
-                skus: settings.metrics_watch_skus.clone(),
-                channels: settings.channel_keys.keys().cloned().collect(),
-            },
-        ));
-        let tick = Duration::from_millis(settings.expiry_tick_ms);
-        actix_web::rt::spawn(expiry::run(core.reservations, core.idempotency, tick));
+        start_background(&settings, &core, &storage.journal, &ready);
         if settings.is_open() {
             tracing::warn!(listen = %settings.listen, "No keys configured: holdfast runs open, on loopback only.");
         }
