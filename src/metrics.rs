@@ -1,6 +1,8 @@
 //! Metric names, their descriptions, and the Prometheus recorder. Names follow
-//! `holdfast_<noun>_<unit>[_total]`; label values come only from closed sets (route
-//! patterns, status classes, outcomes), never from request data such as SKU ids.
+//! `holdfast_<noun>_<unit>[_total]`; label values come from closed sets (route patterns,
+//! status classes, outcomes) or from bounded configuration (the watched SKUs, the
+//! configured channels, the admission queues: `global` and at most `--sales-max` sales),
+//! never from what a shopper's request names.
 
 use std::sync::OnceLock;
 use std::time::Duration;
