@@ -61,16 +61,15 @@ fn run(test: impl std::future::Future<Output = ()>) {
     tokio::task::LocalSet::new().block_on(&runtime, test);
 }
 
+/// A queue with these limits, its tickets signed with a fixed key.
+fn queue(limits: AdmissionLimits) -> Arc<Admission> {
+    Admission::new("test", limits, [1; 32], 60_000, Clock::system())
+}
+
 #[test]
 fn waiters_are_admitted_in_arrival_order() {
     run(async {
-        let admission = Admission::new(
-            "test",
-            limits(1, 10, 5_000, 0),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1, 10, 5_000, 0));
         let stock = gauge(100);
         let served = Arc::default();
         let first = arrive(&admission, &stock, "first", None, &served)
@@ -93,13 +92,7 @@ fn waiters_are_admitted_in_arrival_order() {
 #[test]
 fn a_ticket_keeps_its_place_ahead_of_newer_arrivals_and_a_forgery_does_not() {
     run(async {
-        let admission = Admission::new(
-            "test",
-            limits(1, 2, 5_000, 0),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1, 2, 5_000, 0));
         let stock = gauge(100);
         let served = Arc::default();
         let holder = arrive(&admission, &stock, "holder", None, &served)
@@ -157,13 +150,7 @@ fn a_ticket_keeps_its_place_ahead_of_newer_arrivals_and_a_forgery_does_not() {
 #[test]
 fn sold_out_carts_are_answered_409_at_once_and_waiters_when_their_sku_sells_out() {
     run(async {
-        let admission = Admission::new(
-            "test",
-            limits(1, 10, 5_000, 0),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1, 10, 5_000, 0));
         let stock = gauge(5);
         let gone = gauge(0);
         let served = Arc::default();
@@ -194,13 +181,7 @@ fn sold_out_carts_are_answered_409_at_once_and_waiters_when_their_sku_sells_out(
 #[test]
 fn a_wait_past_the_limit_ends_in_429_with_a_ticket() {
     run(async {
-        let admission = Admission::new(
-            "test",
-            limits(1, 10, 50, 0),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1, 10, 50, 0));
         let stock = gauge(5);
         let served = Arc::default();
         let _holder = arrive(&admission, &stock, "holder", None, &served)
@@ -236,13 +217,7 @@ fn a_wait_past_the_limit_ends_in_429_with_a_ticket() {
 #[test]
 fn the_rate_limit_bounds_admissions() {
     run(async {
-        let admission = Admission::new(
-            "test",
-            limits(1_000, 0, 0, 20),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1_000, 0, 0, 20));
         let stock = gauge(1_000);
         let started = Instant::now();
         let mut admitted = Vec::new();
@@ -276,13 +251,7 @@ fn a_ticker_stops_when_its_queue_is_gone() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let admission = Admission::new(
-            "test",
-            limits(1, 10, 5_000, 0),
-            [1; 32],
-            60_000,
-            Clock::system(),
-        );
+        let admission = queue(limits(1, 10, 5_000, 0));
         let ticker = tokio::spawn(Arc::clone(&admission).run_ticks(Duration::from_millis(1)));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!ticker.is_finished(), "ticks while the queue is held");
