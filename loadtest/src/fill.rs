@@ -325,6 +325,12 @@ pub async fn run(args: FillArgs) -> Result<FillReport, Error> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+    // The channels are configured, as a retailer's are (each with its key); the fill
+    // still places every hold with the admin key, naming the channel.
+    for channel in CHANNELS {
+        server_args.push("--channel-key".into());
+        server_args.push(format!("{channel}=fill-{channel}-key"));
+    }
     let items_max = match args.fill {
         Fill::Holds(n) | Fill::Skus(n) => n,
     };

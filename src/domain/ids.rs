@@ -103,8 +103,10 @@ string_id!(
 
 impl Channel {
     /// The channel of holds made without channel keys configured and without naming one.
+    /// `default`, one shared allocation for every hold that names no channel.
     pub fn default_channel() -> Self {
-        Self(Arc::from("default"))
+        static DEFAULT: std::sync::OnceLock<Channel> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| Self(Arc::from("default"))).clone()
     }
 }
 

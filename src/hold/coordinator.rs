@@ -141,10 +141,11 @@ impl Reservations {
         // Every line reserved, each with its pooled units; or the first refusal.
         let reserved: Result<Vec<ReservedLine>, HoldError> = replies
             .into_iter()
-            .zip(request.lines)
-            .map(|(reply, line)| match reply {
+            .zip(&request.lines)
+            .zip(&entries)
+            .map(|((reply, line), entry)| match reply {
                 Ok(Ok(pooled)) => Ok(ReservedLine {
-                    sku: line.sku,
+                    sku: entry.sku.clone(),
                     quantity: line.quantity,
                     pooled,
                 }),

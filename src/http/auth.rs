@@ -77,6 +77,15 @@ impl Auth {
         principal.ok_or(ApiError::Unauthorized)
     }
 
+    /// `channel` as the configured channel of that name, if there is one: holds on it then
+    /// share the configuration's allocation instead of each keeping its own copy.
+    pub fn canonical(&self, channel: Channel) -> Channel {
+        self.channel_keys
+            .iter()
+            .find(|(known, _)| *known == channel)
+            .map_or(channel, |(known, _)| known.clone())
+    }
+
     pub fn admin(&self, request: &HttpRequest) -> Result<(), ApiError> {
         match self.authenticate(request)? {
             Principal::Admin | Principal::Open => Ok(()),

@@ -106,7 +106,7 @@ fn validate(
         Some(raw) => Some(Channel::parse(raw).map_err(|e| invalid(e.to_string()))?),
         None => None,
     };
-    let channel = principal.hold_channel(named)?;
+    let channel = state.auth.canonical(principal.hold_channel(named)?);
     let ttl_s = match body.ttl_seconds {
         None => settings.hold_ttl_s,
         Some(ttl) => hold_ttl_s("ttl_seconds", ttl, settings.hold_ttl_s_max)?,

@@ -18,6 +18,9 @@ use crate::domain::{IdMap, SkuId};
 /// What the directory hands out for a SKU.
 #[derive(Clone)]
 pub struct SkuEntry {
+    /// The SKU's id as the directory keeps it: a hold's lines share this allocation
+    /// instead of each keeping the text of the request that named it.
+    pub sku: SkuId,
     pub addr: Addr<SkuActor>,
     pub gauge: Arc<SkuGauge>,
 }
@@ -121,7 +124,11 @@ impl SkuDirectory {
             self.mailbox_max,
         );
         let addr = SkuActor::start_in_arbiter(&self.arbiters[index], move |_| actor);
-        let entry = SkuEntry { addr, gauge };
+        let entry = SkuEntry {
+            sku: sku.clone(),
+            addr,
+            gauge,
+        };
         entries.insert(sku.clone(), entry.clone());
         Ok(entry)
     }

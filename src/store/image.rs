@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::domain::{HoldId, IdMap, IdSet, SkuId};
+use crate::domain::{Channel, HoldId, IdMap, IdSet, SkuId};
 use crate::hold::idempotency::{Answer, IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::sku::{SkuChange, SkuState};
@@ -36,7 +36,14 @@ pub struct Image {
     pub seq: u64,
     /// Keys changed since the last snapshot write.
     pub dirty: Dirty,
+    /// The channels holds name, one allocation each (see [`Image::intern`]).
+    channels: IdSet<Channel>,
 }
+
+/// Most channel names the image shares among holds; past it a hold keeps its own copy.
+/// Channels are few (a retailer's sales channels); the bound is for a journal that names
+/// many.
+const INTERNED_CHANNELS_MAX: usize = 1_024;
 
 #[derive(Clone, Default)]
 pub struct Dirty {
@@ -77,6 +84,25 @@ impl Dirty {
 }
 
 impl Image {
+    /// Points a decoded hold's SKU ids and channel at the image's own copies of them. A
+    /// decoded hold has its own allocation for each string; with a million holds on a
+    /// thousand SKUs and a few channels that is most of its size. The SKU actors' lines and
+    /// the hold book take these records at recovery, so the server shares them too.
+    pub fn intern(&mut self, hold: &mut HoldRecord) {
+        for line in &mut hold.lines {
+            if let Some((sku, _)) = self.skus.get_key_value(&line.sku) {
+                line.sku = sku.clone();
+            }
+        }
+        match self.channels.get(&hold.channel) {
+            Some(channel) => hold.channel = channel.clone(),
+            None if self.channels.len() < INTERNED_CHANNELS_MAX => {
+                self.channels.insert(hold.channel.clone());
+            }
+            None => {}
+        }
+    }
+
     /// Applies the event written at `seq`. Events at or below the image's sequence are
     /// already in it (a snapshot written just before a crash, the journal not yet trimmed)
     /// and are skipped, so applying is never doubled.
@@ -91,7 +117,11 @@ impl Image {
                 self.dirty.line(&change);
                 self.dirty.skus.insert(sku);
             }
-            Event::HoldPlaced { hold, idempotency } => {
+            Event::HoldPlaced {
+                mut hold,
+                idempotency,
+            } => {
+                self.intern(&mut hold);
                 for line in &hold.lines {
                     let reserved = SkuChange::LineReserved {
                         hold_id: hold.id,

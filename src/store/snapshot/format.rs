@@ -74,7 +74,8 @@ impl<'a> StoredHold<'a> {
     }
 
     /// Puts the hold, its answer and its open lines back.
-    pub(super) fn restore(self, image: &mut Image) {
+    pub(super) fn restore(mut self, image: &mut Image) {
+        image.intern(self.hold.to_mut());
         self.restore_lines(image);
         let hold = self.hold.into_owned();
         if let Some(record) = self.placed_by {

@@ -454,3 +454,39 @@ fn a_generation_missing_a_chunk_is_reported_corrupt() {
         "{err}"
     );
 }
+
+/// Holds decoded from the journal or from a snapshot share the image's SKU ids and
+/// channel names instead of each keeping its own copy of the text.
+#[test]
+fn decoded_holds_share_their_sku_ids_and_channels() {
+    let events = events();
+    let image = replayed(&events, events.len());
+    let (_db, tree, _snapshots, _) = written_once();
+    let loaded = load(&tree).expect("loads");
+    for image in [&image, &loaded] {
+        let (sku_a, _) = image.skus.get_key_value(&sku("A")).expect("A");
+        let on_a: Vec<&HoldRecord> = image
+            .holds
+            .values()
+            .filter(|hold| hold.lines.iter().any(|line| line.sku == *sku_a))
+            .collect();
+        assert!(on_a.len() >= 3);
+        for hold in &on_a {
+            let line = hold
+                .lines
+                .iter()
+                .find(|line| line.sku == *sku_a)
+                .expect("line");
+            assert_eq!(line.sku.as_str().as_ptr(), sku_a.as_str().as_ptr());
+        }
+        let web: Vec<&HoldRecord> = image
+            .holds
+            .values()
+            .filter(|hold| hold.channel.as_str() == "web")
+            .collect();
+        assert!(web.len() >= 2);
+        assert!(web
+            .iter()
+            .all(|hold| hold.channel.as_str().as_ptr() == web[0].channel.as_str().as_ptr()));
+    }
+}
