@@ -535,6 +535,15 @@ impl SkuState {
     /// Recomputes what the lines determine (units held and committed, per channel, from
     /// the pool, per customer) after a snapshot restored the lines and the other counters.
     /// Channels keep their entries, so the SKU view looks the same after a restart.
+    /// Rebuilds the open lines' B-tree with full nodes. Hold ids rise with time, so lines
+    /// arrive at the tree's right edge, where a full node splits in half and the left half
+    /// is never filled again: every node about half full. Rebuilt from the sorted lines
+    /// (`collect`), the nodes are full: at a million holds, a few hundred megabytes less
+    /// across the SKU actors and the compactor's image.
+    pub fn pack_lines(&mut self) {
+        self.lines = std::mem::take(&mut self.lines).into_iter().collect();
+    }
+
     pub fn rebuild_from_lines(&mut self) {
         self.held = 0;
         self.committed = 0;

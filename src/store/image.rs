@@ -38,6 +38,8 @@ pub struct Image {
     pub dirty: Dirty,
     /// The channels holds name, one allocation each (see [`Image::intern`]).
     channels: IdSet<Channel>,
+    /// Holds in the image when its B-trees were last packed (see [`Image::pack`]).
+    packed_holds: usize,
 }
 
 /// Most channel names the image shares among holds; past it a hold keeps its own copy.
@@ -84,6 +86,27 @@ impl Dirty {
 }
 
 impl Image {
+    /// Rebuilds the hold and line B-trees with full nodes, once the holds have grown by
+    /// half since the last time (so the work is proportional to the growth). Keyed by
+    /// rising hold ids, they fill at their right edge with half-full nodes (see
+    /// [`SkuState::pack_lines`]).
+    pub fn pack(&mut self) {
+        if self.holds.len()
+            < self
+                .packed_holds
+                .saturating_add(self.packed_holds / 2)
+                .max(1_024)
+        {
+            return;
+        }
+        self.holds = std::mem::take(&mut self.holds).into_iter().collect();
+        self.placed_by = std::mem::take(&mut self.placed_by).into_iter().collect();
+        for state in self.skus.values_mut() {
+            state.pack_lines();
+        }
+        self.packed_holds = self.holds.len();
+    }
+
     /// Points a decoded hold's SKU ids and channel at the image's own copies of them. A
     /// decoded hold has its own allocation for each string; with a million holds on a
     /// thousand SKUs and a few channels that is most of its size. The SKU actors' lines and

@@ -132,6 +132,7 @@ fn run(
             let written = snapshots
                 .write(&mut image, &mut || store.sync())
                 .and_then(|()| trim(journal.dir(), image.seq));
+            image.pack();
             match written {
                 Ok((trimmed, oldest)) => {
                     let kept = journal.last_seq().saturating_sub(oldest.saturating_sub(1));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::format::*;
-use crate::domain::{HoldId, IdMap};
+use crate::domain::HoldId;
 use crate::hold::idempotency::StoredResponse;
 use crate::store::image::Image;
 use crate::store::packing::decode_packed;
@@ -48,10 +48,15 @@ pub fn has_any(tree: &sled::Tree) -> Result<bool, RecoveryError> {
 }
 
 /// The image as of the last snapshot (empty if none was written).
+///
+/// Entries go into the image as they are read: a hold's lines onto its SKUs, a later
+/// entry for the same hold or SKU replacing the earlier one (a SKU keeps the lines its
+/// holds put there). Collecting the holds first and placing them at the end kept every
+/// decoded hold twice for a while: at a million holds, hundreds of megabytes of peak
+/// memory that the allocator then kept.
 pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     let manifest = read_manifest(tree)?;
     let mut image = Image::default();
-    let mut holds: IdMap<HoldId, StoredHold> = IdMap::default();
     for generation in &manifest.generations {
         let mut entries = 0u64;
         for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
@@ -60,14 +65,17 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
                 entries += 1;
                 match entry {
                     Entry::Sku(sku, state) => {
-                        image.skus.insert(sku.into_owned(), state.into_owned());
+                        let mut state = state.into_owned();
+                        if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
+                            state.lines = std::mem::take(&mut earlier.lines);
+                        }
+                        image.skus.insert(sku.into_owned(), state);
                     }
                     Entry::Hold(stored) => {
-                        holds.insert(stored.hold.id, stored);
+                        forget_hold(&mut image, stored.hold.id);
+                        stored.restore(&mut image);
                     }
-                    Entry::HoldGone(id) => {
-                        holds.remove(&id);
-                    }
+                    Entry::HoldGone(id) => forget_hold(&mut image, id),
                     Entry::Answer(record, status, body) => {
                         let record = record.into_owned();
                         let response = StoredResponse {
@@ -93,12 +101,25 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
             return Err(corrupt("chunks", found));
         }
     }
-    for stored in holds.into_values() {
-        stored.restore(&mut image);
-    }
+    // Read in id order, the B-trees filled by appending: their nodes half full.
+    image.pack();
     for state in image.skus.values_mut() {
         state.rebuild_from_lines();
     }
     image.seq = manifest.seq;
     Ok(image)
+}
+
+/// Takes a hold an earlier generation wrote out of the image: the hold, its lines on its
+/// SKUs, and the key that placed it.
+fn forget_hold(image: &mut Image, id: HoldId) {
+    let Some(hold) = image.holds.remove(&id) else {
+        return;
+    };
+    for line in &hold.lines {
+        if let Some(state) = image.skus.get_mut(&line.sku) {
+            state.lines.remove(&id);
+        }
+    }
+    image.placed_by.remove(&id);
 }
