@@ -263,6 +263,7 @@ impl Application {
         let metrics = crate::metrics::install().map_err(StartupError::Metrics)?;
         let recovery_started = Instant::now();
         let (storage, image) = storage::open(&settings, &clock)?;
+        let opened_ms = recovery_started.elapsed().as_millis();
         let core = start_core(
             &settings,
             &storage.journal,
@@ -274,11 +275,14 @@ impl Application {
         let (server, port) = serve(&settings, &state, &ready)?;
         tracing::info!(listen = %settings.listen, port, "Listening; recovering before serving the API.");
         let seq = image.seq;
+        let restore_started = Instant::now();
         restore::restore(image, &core.reservations, &core.idempotency).await?;
         crate::metrics::recovery(recovery_started.elapsed());
         tracing::info!(
             seq,
             elapsed_ms = recovery_started.elapsed().as_millis(),
+            storage_ms = opened_ms,
+            restore_ms = restore_started.elapsed().as_millis(),
             "Recovery done."
         );
 

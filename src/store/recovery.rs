@@ -40,8 +40,18 @@ pub enum RecoveryError {
 
 /// The image as of the last durable event: the snapshot, then the journal after it.
 pub fn recover(journal_dir: &Path, snapshots: &sled::Tree) -> Result<Image, RecoveryError> {
+    let started = std::time::Instant::now();
     let mut image = snapshot::load(snapshots)?;
+    let loaded = started.elapsed();
+    let snapshot_seq = image.seq;
     replay_journal(journal_dir, &mut image)?;
+    tracing::info!(
+        snapshot_seq,
+        snapshot_ms = loaded.as_millis(),
+        journal_events = image.seq - snapshot_seq,
+        journal_ms = (started.elapsed() - loaded).as_millis(),
+        "Read the snapshot and the journal after it."
+    );
     Ok(image)
 }
 
