@@ -57,50 +57,25 @@ pub fn has_any(tree: &sled::Tree) -> Result<bool, RecoveryError> {
 pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     let manifest = read_manifest(tree)?;
     let mut image = Image::default();
-    for generation in &manifest.generations {
-        let mut entries = 0u64;
-        for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
-            let (_, value) = chunk?;
-            for entry in decode_packed::<Entry>(&value).map_err(|e| corrupt("entry", e))? {
-                entries += 1;
-                match entry {
-                    Entry::Sku(sku, state) => {
-                        let mut state = state.into_owned();
-                        if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
-                            state.lines = std::mem::take(&mut earlier.lines);
-                        }
-                        image.skus.insert(sku.into_owned(), state);
-                    }
-                    Entry::Hold(stored) => {
-                        forget_hold(&mut image, stored.hold.id);
-                        stored.restore(&mut image);
-                    }
-                    Entry::HoldGone(id) => forget_hold(&mut image, id),
-                    Entry::Answer(record, status, body) => {
-                        let record = record.into_owned();
-                        let response = StoredResponse {
-                            status,
-                            body: Arc::from(body),
-                        };
-                        image
-                            .refusals
-                            .insert(record.scope_key.clone(), (record, response));
-                    }
-                    Entry::AnswerGone(scope_key) => {
-                        image.refusals.remove(scope_key.as_ref());
-                    }
-                    Entry::Sale(sale) => {
-                        let sale = sale.into_owned();
-                        image.sales.insert(sale.id.clone(), sale);
-                    }
-                }
+    // Chunks are read and decoded on a thread of their own while this one puts the
+    // entries in place: the two halves of loading took about the same time, one after
+    // the other. The channel holds a few chunks, so memory stays that of a few chunks.
+    std::thread::scope(|scope| {
+        let (decoded, entries) = crossbeam_channel::bounded(DECODED_CHUNKS_MAX);
+        let generations = &manifest.generations;
+        scope.spawn(move || {
+            if let Err(err) = decode_all(tree, generations, &decoded) {
+                // The receiver stops at the first error; if it is gone, so is the load.
+                let _ = decoded.send(Err(err));
+            }
+        });
+        for chunk in entries {
+            for entry in chunk? {
+                apply(&mut image, entry);
             }
         }
-        if entries != generation.entries {
-            let found = format!("generation {generation:?} has {entries} entries");
-            return Err(corrupt("chunks", found));
-        }
-    }
+        Ok::<(), RecoveryError>(())
+    })?;
     // Read in id order, the B-trees filled by appending: their nodes half full.
     image.pack();
     for state in image.skus.values_mut() {
@@ -108,6 +83,69 @@ pub fn load(tree: &sled::Tree) -> Result<Image, RecoveryError> {
     }
     image.seq = manifest.seq;
     Ok(image)
+}
+
+/// Decoded chunks waiting to be put in place.
+const DECODED_CHUNKS_MAX: usize = 8;
+
+/// Reads and decodes every chunk of every generation, in order, checking each
+/// generation's entry count, and sends each chunk's entries.
+fn decode_all(
+    tree: &sled::Tree,
+    generations: &[Generation],
+    decoded: &crossbeam_channel::Sender<Result<Vec<Entry<'static>>, RecoveryError>>,
+) -> Result<(), RecoveryError> {
+    for generation in generations {
+        let mut entries = 0u64;
+        for chunk in tree.scan_prefix(generation_prefix(generation.id)) {
+            let (_, value) = chunk?;
+            let chunk = decode_packed::<Entry>(&value).map_err(|e| corrupt("entry", e))?;
+            entries += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            if decoded.send(Ok(chunk)).is_err() {
+                return Ok(());
+            }
+        }
+        if entries != generation.entries {
+            let found = format!("generation {generation:?} has {entries} entries");
+            return Err(corrupt("chunks", found));
+        }
+    }
+    Ok(())
+}
+
+/// Puts one decoded entry into the image.
+fn apply(image: &mut Image, entry: Entry<'static>) {
+    match entry {
+        Entry::Sku(sku, state) => {
+            let mut state = state.into_owned();
+            if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
+                state.lines = std::mem::take(&mut earlier.lines);
+            }
+            image.skus.insert(sku.into_owned(), state);
+        }
+        Entry::Hold(stored) => {
+            forget_hold(image, stored.hold.id);
+            stored.restore(image);
+        }
+        Entry::HoldGone(id) => forget_hold(image, id),
+        Entry::Answer(record, status, body) => {
+            let record = record.into_owned();
+            let response = StoredResponse {
+                status,
+                body: Arc::from(body),
+            };
+            image
+                .refusals
+                .insert(record.scope_key.clone(), (record, response));
+        }
+        Entry::AnswerGone(scope_key) => {
+            image.refusals.remove(scope_key.as_ref());
+        }
+        Entry::Sale(sale) => {
+            let sale = sale.into_owned();
+            image.sales.insert(sale.id.clone(), sale);
+        }
+    }
 }
 
 /// Takes a hold an earlier generation wrote out of the image: the hold, its lines on its
