@@ -42,7 +42,7 @@ pub async fn run(checkout: Arc<Checkout>, ready: Readiness, watch: Watch) {
 }
 
 async fn sample(state: &Checkout, ready: &Readiness, watch: &Watch) {
-    let entries = state.directory.skus();
+    let entries = state.reservations.directory.skus();
     let mailbox_depth_max = entries
         .iter()
         .map(|entry| entry.gauge.pending.load(Ordering::Relaxed))
@@ -56,7 +56,7 @@ async fn sample(state: &Checkout, ready: &Readiness, watch: &Watch) {
         ready: ready.ready.load(Ordering::Acquire) && ready.journal.failure().is_none(),
     });
     for sku in &watch.skus {
-        let Some(entry) = state.directory.get(sku) else {
+        let Some(entry) = state.reservations.directory.get(sku) else {
             continue;
         };
         let gauge = &entry.gauge;

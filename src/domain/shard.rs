@@ -43,10 +43,6 @@ impl<T> Sharded<T> {
     pub fn iter(&self) -> impl Iterator<Item = &Mutex<T>> {
         self.shards.iter()
     }
-
-    pub fn get(&self, index: usize) -> Option<&Mutex<T>> {
-        self.shards.get(index)
-    }
 }
 
 #[cfg(test)]

@@ -167,18 +167,12 @@ impl HoldBook {
         let oldest = self
             .shards
             .iter()
-            .enumerate()
-            .filter_map(|(index, shard)| {
-                shard.lock().ended.first().map(|&(until, _)| (until, index))
-            })
-            .min();
-        let Some((_, index)) = oldest else {
+            .filter_map(|shard| shard.lock().ended.first().map(|&(until, _)| (until, shard)))
+            .min_by_key(|&(until, _)| until);
+        let Some((_, shard)) = oldest else {
             return false;
         };
-        let forgotten = self
-            .shards
-            .get(index)
-            .is_some_and(|shard| shard.lock().forget_oldest_ended(&self.answers));
+        let forgotten = shard.lock().forget_oldest_ended(&self.answers);
         if forgotten {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }

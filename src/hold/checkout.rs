@@ -11,15 +11,13 @@ use super::idempotency::{
     fingerprint, scope_key, Answer, Begin, IdempotencyRecord, IdempotencyStore, RunTicket,
     StoredResponse,
 };
-use super::log::HoldLog;
 use super::record::HoldRecord;
 use super::Action;
 use crate::admission::{Admission, CartLine, Permit, Refusal};
-use crate::clock::Clock;
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey};
 use crate::metrics::{self as m, HoldOutcome};
 use crate::sale::{Sale, SaleBook};
-use crate::sku::{SkuDirectory, SkuError};
+use crate::sku::SkuError;
 
 /// How a refusal that ran to an outcome (sold out, a per-customer limit) reads to the
 /// client: rendered once, journaled, and sent again byte for byte to every retry.
@@ -93,10 +91,16 @@ pub struct Checkout {
     pub idempotency: Arc<IdempotencyStore>,
     pub sales: Arc<SaleBook>,
     pub admission: Arc<Admission>,
-    pub directory: Arc<SkuDirectory>,
-    pub journal: Arc<dyn HoldLog>,
-    pub clock: Clock,
     pub render_refusal: RenderRefusal,
+}
+
+/// Runs `work` detached from the request, so a client hanging up cannot stop it half-way.
+async fn detached<T: 'static>(
+    work: impl std::future::Future<Output = T> + 'static,
+) -> Result<T, Unavailable> {
+    actix::spawn(work)
+        .await
+        .map_err(|err| Unavailable::Interrupted(err.to_string()))
 }
 
 impl Checkout {
@@ -124,7 +128,7 @@ impl Checkout {
                     let record = IdempotencyRecord {
                         scope_key: scope.to_string(),
                         fingerprint: print,
-                        at_ms: self.clock.now_ms(),
+                        at_ms: self.reservations.clock.now_ms(),
                     };
                     return self.run(order, record, ticket).await;
                 }
@@ -158,15 +162,13 @@ impl Checkout {
                 })
             }
         };
-        // Runs detached so a client hanging up cannot stop a cart half-way.
         let checkout = Arc::clone(self);
-        let run = actix::spawn(async move {
+        detached(async move {
             let placed = checkout.reserve(hold, record, ticket, order.received).await;
             drop(permit);
             placed
-        });
-        run.await
-            .map_err(|err| Unavailable::Interrupted(err.to_string()))?
+        })
+        .await?
     }
 
     async fn reserve(
@@ -222,7 +224,7 @@ impl Checkout {
     /// Applies the sales the cart's SKUs are on: a closed window refuses the cart, the
     /// per-customer limit goes to the SKU actors, and the sale's TTL is the default.
     fn apply_sales(&self, hold: &mut PlaceHold, default_ttl: bool) -> Result<(), CheckoutError> {
-        let now = self.clock.now_ms();
+        let now = self.reservations.clock.now_ms();
         let mut sale_ttl_s: Option<u64> = None;
         for line in &mut hold.lines {
             let Some(sale) = self.sales.sale_for(&line.sku) else {
@@ -249,7 +251,7 @@ impl Checkout {
             .lines
             .iter()
             .filter_map(|line| {
-                let entry = self.directory.get(&line.sku)?;
+                let entry = self.reservations.directory.get(&line.sku)?;
                 Some(CartLine {
                     sku: line.sku.clone(),
                     quantity: line.quantity.units(),
@@ -282,12 +284,9 @@ impl Checkout {
             status: 409,
             body: Arc::from((self.render_refusal)(&refusal)),
         };
-        self.journal
-            .refused(record.clone(), answer.status, answer.body.to_vec());
-        self.journal
-            .barrier()
-            .await
-            .map_err(|err| CheckoutError::from(Unavailable::Journal(err)))?;
+        let journal = &self.reservations.journal;
+        journal.refused(record.clone(), answer.status, answer.body.to_vec());
+        journal.barrier().await.map_err(Unavailable::from)?;
         ticket.complete(
             record.fingerprint,
             Answer::Stored(answer.clone()),
@@ -305,16 +304,9 @@ impl Checkout {
         self.reservations.book.get(id)
     }
 
-    /// Confirms, releases or fulfils a hold, detached so a client hanging up cannot stop
-    /// the change half-way.
-    pub async fn change(
-        self: &Arc<Self>,
-        hold_id: HoldId,
-        action: Action,
-    ) -> Result<HoldRecord, HoldError> {
+    /// Confirms, releases or fulfils a hold, detached.
+    pub async fn change(&self, hold_id: HoldId, action: Action) -> Result<HoldRecord, HoldError> {
         let reservations = Arc::clone(&self.reservations);
-        actix::spawn(async move { reservations.change(hold_id, action).await })
-            .await
-            .map_err(|err| HoldError::Unavailable(Unavailable::Interrupted(err.to_string())))?
+        detached(async move { reservations.change(hold_id, action).await }).await?
     }
 }

@@ -14,8 +14,7 @@ use super::idempotency::IdempotencyRecord;
 use super::log::HoldLog;
 use super::record::{HoldRecord, PlacedBy, ReservedLine};
 use crate::clock::Clock;
-use crate::domain::JournalError;
-use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
+use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, JournalError, Quantity, SkuId};
 use crate::metrics as m;
 use crate::sku::messages::{Reserve, SettleLine};
 use crate::sku::state::LineTarget;
@@ -65,8 +64,9 @@ pub enum Unavailable {
     Journal(#[from] JournalError),
     #[error("sku actor did not answer: {0}")]
     SkuActor(#[from] MailboxError),
-    #[error("the hold table is full ({0} holds, none old enough to forget)")]
-    BookFull(usize),
+    /// The hold book is at `--holds-max` with nothing old enough to forget.
+    #[error(transparent)]
+    BookFull(BookError),
     #[error("{0} idempotency keys are remembered, the configured maximum")]
     KeysFull(usize),
     /// The book hands a placed answer to its key before it forgets the hold, so this is a
@@ -90,7 +90,7 @@ impl From<BookError> for HoldError {
     fn from(err: BookError) -> Self {
         match err {
             BookError::NotFound(id) => Self::NotFound(id),
-            BookError::Full(count) => Self::Unavailable(Unavailable::BookFull(count)),
+            full @ BookError::Full(_) => Self::Unavailable(Unavailable::BookFull(full)),
         }
     }
 }

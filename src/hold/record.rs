@@ -25,16 +25,6 @@ pub struct ReservedLine {
     pub pooled: u64,
 }
 
-impl ReservedLine {
-    /// The line as the cart asked for it.
-    pub fn asked(&self) -> HoldLine {
-        HoldLine {
-            sku: self.sku.clone(),
-            quantity: self.quantity,
-        }
-    }
-}
-
 /// A hold as the book keeps it.
 ///
 /// Journaled and snapshotted as it always was: the lines (`sku`, `quantity`) and, after
@@ -268,7 +258,14 @@ mod tests {
         let hold = hold();
         let stored = StoredRecord {
             id: hold.id,
-            lines: hold.lines.iter().map(ReservedLine::asked).collect(),
+            lines: hold
+                .lines
+                .iter()
+                .map(|line| HoldLine {
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                })
+                .collect(),
             channel: hold.channel.clone(),
             customer_id: hold.customer_id.clone(),
             status: hold.status,

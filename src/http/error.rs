@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
 use crate::domain::{HoldId, HoldStatus, SkuId};
+use crate::hold::checkout::CheckoutError;
 use crate::hold::HoldError;
 use crate::sku::SkuError;
 use crate::store::JournalError;
@@ -195,6 +196,29 @@ impl From<SkuError> for ApiError {
 impl From<JournalError> for ApiError {
     fn from(err: JournalError) -> Self {
         Self::Unavailable(err.to_string())
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(err: CheckoutError) -> Self {
+        match err {
+            CheckoutError::Hold(err) => err.into(),
+            CheckoutError::SaleNotOpen(sale) => ApiError::SaleNotOpen {
+                sale_id: sale.id.clone(),
+                starts_at: crate::clock::rfc3339(sale.starts_at_ms),
+                ends_at: crate::clock::rfc3339(sale.ends_at_ms),
+            },
+            CheckoutError::QueueFull {
+                ticket,
+                position,
+                retry_after_s,
+            } => ApiError::QueueFull {
+                ticket,
+                position,
+                retry_after_s,
+            },
+            CheckoutError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::PROBLEM_JSON;
 use super::openapi::{HoldChangeErrors, HoldIdPath, PlaceHoldErrors, ReadErrors};
 use super::{ApiError, AppState};
 use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId, UNITS_MAX};
-use crate::hold::checkout::{CheckoutError, Order, Placement};
+use crate::hold::checkout::{Order, Placement};
 use crate::hold::idempotency::StoredResponse;
 use crate::hold::record::HoldView;
 use crate::hold::{Action, HoldRecord, OrderLine, PlaceHold};
@@ -169,29 +169,6 @@ pub(crate) fn render_refusal(refusal: &SkuError) -> Vec<u8> {
         .problem()
         .to_string()
         .into_bytes()
-}
-
-impl From<CheckoutError> for ApiError {
-    fn from(err: CheckoutError) -> Self {
-        match err {
-            CheckoutError::Hold(err) => err.into(),
-            CheckoutError::SaleNotOpen(sale) => ApiError::SaleNotOpen {
-                sale_id: sale.id.clone(),
-                starts_at: crate::clock::rfc3339(sale.starts_at_ms),
-                ends_at: crate::clock::rfc3339(sale.ends_at_ms),
-            },
-            CheckoutError::QueueFull {
-                ticket,
-                position,
-                retry_after_s,
-            } => ApiError::QueueFull {
-                ticket,
-                position,
-                retry_after_s,
-            },
-            CheckoutError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
-        }
-    }
 }
 
 /// `POST /v1/holds`.

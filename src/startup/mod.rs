@@ -122,7 +122,7 @@ fn start_core(
     let reservations = Arc::new(Reservations {
         directory: Arc::clone(&directory),
         book,
-        journal: Arc::clone(&hold_log),
+        journal: hold_log,
         actor_send_timeout: Duration::from_millis(settings.actor_send_timeout_ms),
         clock: clock.clone(),
     });
@@ -152,9 +152,6 @@ fn start_core(
         idempotency: Arc::clone(&idempotency),
         sales: sale_book,
         admission,
-        directory: Arc::clone(&directory),
-        journal: hold_log,
-        clock: clock.clone(),
         render_refusal: http::holds::render_refusal,
     });
     Ok(Core {
