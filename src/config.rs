@@ -192,6 +192,15 @@ settings! {
     http_workers: usize = 0, "HOLDFAST_HTTP_WORKERS";
     /// Most open HTTP connections per worker.
     http_connections_max: usize = 25_000, "HOLDFAST_HTTP_CONNECTIONS_MAX";
+    /// Availability events kept in memory for the stream and the change feed; a reader
+    /// further behind is told to reset (re-read availability).
+    stock_events_kept_max: usize = 100_000, "HOLDFAST_STOCK_EVENTS_KEPT_MAX";
+    /// Most availability stream (SSE) subscribers at once; past it 503.
+    stream_subscribers_max: usize = 1_000, "HOLDFAST_STREAM_SUBSCRIBERS_MAX";
+    /// Seconds between keep-alive comments on an idle availability stream.
+    stream_keepalive_s: u64 = 15, "HOLDFAST_STREAM_KEEPALIVE_S";
+    /// Most events one change feed page (or one stream write) carries.
+    changes_limit_max: usize = 1_000, "HOLDFAST_CHANGES_LIMIT_MAX";
 }
 
 fn parse_channel_keys(raw: &[String]) -> Result<BTreeMap<Channel, String>, ConfigError> {
@@ -290,6 +299,9 @@ impl Settings {
             ("journal_batch_events_min", self.journal_batch_events_min),
             ("journal_backlog_max", self.journal_backlog_max),
             ("http_connections_max", self.http_connections_max),
+            ("stock_events_kept_max", self.stock_events_kept_max),
+            ("stream_subscribers_max", self.stream_subscribers_max),
+            ("changes_limit_max", self.changes_limit_max),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(name, "must be at least 1"));
@@ -302,6 +314,17 @@ impl Settings {
                 "journal_segment_bytes",
                 format!("must be {JOURNAL_SEGMENT_BYTES_MIN}..={JOURNAL_SEGMENT_BYTES_MAX}"),
             ));
+        }
+        // Each line of a hold has its own availability cursor within the hold's event.
+        let lines_max = crate::broadcast::hub::MARKS_PER_EVENT_MAX;
+        if u64::try_from(self.hold_lines_max).map_or(true, |lines| lines > lines_max) {
+            return Err(invalid(
+                "hold_lines_max",
+                format!("must be 1..={lines_max}"),
+            ));
+        }
+        if !(1..=3_600).contains(&self.stream_keepalive_s) {
+            return Err(invalid("stream_keepalive_s", "must be 1..=3600"));
         }
         if !(1..=4_096).contains(&self.snapshot_cache_mb) {
             return Err(invalid("snapshot_cache_mb", "must be 1..=4096"));

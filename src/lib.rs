@@ -10,7 +10,10 @@
 //!   compactor (lowered).
 //! - [`sku`]: one actor per SKU owning its stock; the pure state machine it runs; the
 //!   directory that finds or starts a SKU's actor on one of the per-core Arbiters; the log
-//!   it writes its changes to (a trait the journal implements).
+//!   it writes its changes to (a trait the journal implements); the availability mark
+//!   each change leaves.
+//! - [`broadcast`]: the hub of durable availability events (a bounded ring the journal
+//!   publishes to once a batch is durable) and how an event reads for each key.
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
 //!   [`sale`]: flash-sale windows, their SKUs, per-customer limits and own queues.
 //! - [`hold`]: the checkout service that runs a hold request end to end (idempotency
@@ -23,12 +26,13 @@
 //!   thread (which also trims the journal), recovery at start, the data dir's layout.
 //! - [`config`]: settings from flags, environment and TOML, validated at start.
 //! - [`http`]: routes, bearer-key auth, bounded bodies, problem+json errors, the OpenAPI
-//!   document. Handlers parse, authenticate and render; the core does the rest.
+//!   document, the availability stream and change feed. Handlers parse, authenticate and render; the core does the rest.
 //!   [`sampler`]: gauges sampled once a second (watched SKUs, table sizes, readiness).
 //! - [`startup`]: opens storage and recovers, starts the core and restores state into it,
 //!   serves until told to stop, then drains and flushes.
 
 pub mod admission;
+pub mod broadcast;
 pub mod clock;
 pub mod config;
 pub mod domain;

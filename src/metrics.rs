@@ -43,6 +43,9 @@ pub const HOLDS: &str = "holdfast_holds";
 pub const IDEMPOTENCY_KEYS: &str = "holdfast_idempotency_keys";
 pub const READY: &str = "holdfast_ready";
 pub const ALLOCATION_CONFLICTS_TOTAL: &str = "holdfast_allocation_conflicts_total";
+pub const STOCK_EVENTS_PUBLISHED_TOTAL: &str = "holdfast_stock_events_published_total";
+pub const STOCK_SUBSCRIBERS: &str = "holdfast_stock_subscribers";
+pub const STOCK_SUBSCRIBERS_CUT_TOTAL: &str = "holdfast_stock_subscribers_cut_total";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
 /// milliseconds, a stalled request is seconds. Millisecond steps up to 5 ms, so a p99
@@ -249,6 +252,21 @@ fn describe() {
         "Stock changes that left channel quotas above sellable stock."
     );
     describe_gauge!(HOLDS, Unit::Count, "Holds in memory, live and ended.");
+    describe_counter!(
+        STOCK_EVENTS_PUBLISHED_TOTAL,
+        Unit::Count,
+        "Availability events published to the stream, the change feed and webhooks (durable changes)."
+    );
+    describe_gauge!(
+        STOCK_SUBSCRIBERS,
+        Unit::Count,
+        "Availability stream (SSE) subscribers connected."
+    );
+    describe_counter!(
+        STOCK_SUBSCRIBERS_CUT_TOTAL,
+        Unit::Count,
+        "Availability stream subscribers cut off with a reset because they fell behind what is kept."
+    );
     describe_gauge!(
         IDEMPOTENCY_KEYS,
         Unit::Count,
@@ -383,6 +401,18 @@ pub fn stock_event(event: StockEvent) {
         StockEvent::BackInStock => "back_in_stock",
     };
     counter!(SKU_STOCK_EVENTS_TOTAL, "event" => label).increment(1);
+}
+
+pub fn stock_event_published() {
+    counter!(STOCK_EVENTS_PUBLISHED_TOTAL).increment(1);
+}
+
+pub fn stock_subscribers(count: usize) {
+    gauge!(STOCK_SUBSCRIBERS).set(count as f64);
+}
+
+pub fn stock_subscriber_cut() {
+    counter!(STOCK_SUBSCRIBERS_CUT_TOTAL).increment(1);
 }
 
 /// Units of a watched SKU; `sku` comes from the configured watch list, never a request.

@@ -95,6 +95,7 @@ fn engine() -> Engine {
     let directory = Arc::new(SkuDirectory::new(
         handles,
         Arc::new(journal.clone()),
+        holdfast::clock::Clock::system(),
         10,
         1_000,
         64,

@@ -14,6 +14,7 @@ use super::log::HoldLog;
 use super::record::HoldRecord;
 use crate::domain::shard::Sharded;
 use crate::domain::{HoldId, HoldStatus, IdMap};
+use crate::sku::mark::StockMark;
 use crate::sku::state::LineTarget;
 
 /// What a client asks of a hold. (The expiry sweep does not ask: it takes the holds
@@ -137,16 +138,18 @@ impl HoldBook {
         self.len() == 0
     }
 
-    /// Adds a freshly reserved hold and journals it. Its lines are already reserved.
+    /// Adds a freshly reserved hold and journals it with its lines' marks. Its lines are
+    /// already reserved.
     pub fn insert(
         &self,
         hold: HoldRecord,
         idempotency: IdempotencyRecord,
+        marks: Vec<StockMark>,
     ) -> Result<(), BookError> {
         self.reserve_slot()?;
         let mut shard = self.shard(&hold.id).lock();
         self.index(&mut shard, hold.clone());
-        self.journal.hold_placed(hold, idempotency);
+        self.journal.hold_placed(hold, idempotency, marks);
         Ok(())
     }
 
@@ -341,7 +344,10 @@ mod tests {
         book.restore(held);
         book.restore(hold(S::Confirmed));
         assert_eq!(book.len(), 2, "a hold restored twice counts once");
-        assert_eq!(book.insert(hold(S::Held), key()), Err(BookError::Full(2)));
+        assert_eq!(
+            book.insert(hold(S::Held), key(), Vec::new()),
+            Err(BookError::Full(2))
+        );
         let released = hold(S::Released);
         book.restore(released.clone());
         assert_eq!(
@@ -350,7 +356,7 @@ mod tests {
             "recovery restores past the bound rather than lose holds"
         );
         assert_eq!(
-            book.insert(hold(S::Held), key()),
+            book.insert(hold(S::Held), key(), Vec::new()),
             Ok(()),
             "the ended hold makes room"
         );
@@ -367,11 +373,14 @@ mod tests {
         }
         book.restore(hold(S::Held));
         for _ in 0..2 {
-            assert_eq!(book.insert(hold(S::Held), key()), Ok(()));
+            assert_eq!(book.insert(hold(S::Held), key(), Vec::new()), Ok(()));
         }
         assert_eq!(book.len(), 3);
         assert!(ended.iter().all(|h| book.get(&h.id).is_none()));
-        assert_eq!(book.insert(hold(S::Held), key()), Err(BookError::Full(3)));
+        assert_eq!(
+            book.insert(hold(S::Held), key(), Vec::new()),
+            Err(BookError::Full(3))
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::record::{HoldRecord, PlacedBy, ReservedLine};
 use crate::clock::Clock;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, JournalError, Quantity, SkuId};
 use crate::metrics as m;
-use crate::sku::messages::{Reserve, SettleLine};
+use crate::sku::mark::StockMark;
+use crate::sku::messages::{Reserve, Reserved, SettleLine};
 use crate::sku::state::LineTarget;
 use crate::sku::{SkuDirectory, SkuEntry, SkuError};
 
@@ -138,23 +139,26 @@ impl Reservations {
             entry.ask(reserve, Some(self.actor_send_timeout))
         });
         let replies = join_all(reserves).await;
-        // Every line reserved, each with its pooled units; or the first refusal.
-        let reserved: Result<Vec<ReservedLine>, HoldError> = replies
+        // Every line reserved, each with its pooled units and mark; or the first refusal.
+        let reserved: Result<Vec<(ReservedLine, StockMark)>, HoldError> = replies
             .into_iter()
             .zip(&request.lines)
             .zip(&entries)
             .map(|((reply, line), entry)| match reply {
-                Ok(Ok(pooled)) => Ok(ReservedLine {
-                    sku: entry.sku.clone(),
-                    quantity: line.quantity,
-                    pooled,
-                }),
+                Ok(Ok(Reserved { pooled, mark })) => Ok((
+                    ReservedLine {
+                        sku: entry.sku.clone(),
+                        quantity: line.quantity,
+                        pooled,
+                    },
+                    mark,
+                )),
                 Ok(Err(err)) => Err(HoldError::from(err)),
                 Err(err) => Err(HoldError::Unavailable(err.into())),
             })
             .collect();
-        let lines = match reserved {
-            Ok(lines) => lines,
+        let (lines, marks): (Vec<ReservedLine>, Vec<StockMark>) = match reserved {
+            Ok(reserved) => reserved.into_iter().unzip(),
             Err(err) => {
                 settle(&entries, hold_id, LineTarget::Released).await;
                 return Err(err);
@@ -171,7 +175,7 @@ impl Reservations {
             updated_at_ms: now,
             placed_by: PlacedBy(Some(placed_by)),
         };
-        if let Err(err) = self.book.insert(hold.clone(), idempotency) {
+        if let Err(err) = self.book.insert(hold.clone(), idempotency, marks) {
             settle(&entries, hold_id, LineTarget::Released).await;
             return Err(err.into());
         }

@@ -6,10 +6,12 @@ use futures_util::future::BoxFuture;
 use super::idempotency::IdempotencyRecord;
 use super::record::HoldRecord;
 use crate::domain::{HoldId, HoldStatus, JournalError};
+use crate::sku::mark::StockMark;
 
 pub trait HoldLog: Send + Sync {
-    /// A hold whose lines are all reserved, with the key that placed it.
-    fn hold_placed(&self, hold: HoldRecord, idempotency: IdempotencyRecord);
+    /// A hold whose lines are all reserved, with the key that placed it and what each
+    /// line's reservation left its SKU at (in line order).
+    fn hold_placed(&self, hold: HoldRecord, idempotency: IdempotencyRecord, marks: Vec<StockMark>);
     fn hold_status_changed(&self, hold_id: HoldId, status: HoldStatus, at_ms: u64);
     /// A refusal that ran to an outcome, as answered, kept under its key.
     fn refused(&self, idempotency: IdempotencyRecord, status: u16, body: Vec<u8>);
@@ -25,7 +27,7 @@ pub struct Discard;
 
 #[cfg(test)]
 impl HoldLog for Discard {
-    fn hold_placed(&self, _: HoldRecord, _: IdempotencyRecord) {}
+    fn hold_placed(&self, _: HoldRecord, _: IdempotencyRecord, _: Vec<StockMark>) {}
     fn hold_status_changed(&self, _: HoldId, _: HoldStatus, _: u64) {}
     fn refused(&self, _: IdempotencyRecord, _: u16, _: Vec<u8>) {}
     fn accepting(&self) -> Result<(), JournalError> {

@@ -11,8 +11,12 @@ use actix::{Actor, Context, Handler};
 use std::collections::BTreeMap;
 
 use super::log::SkuLog;
-use super::messages::{Adjust, GetView, Rebalance, Reserve, SetAllocation, SetStock, SettleLine};
+use super::mark::{StockMark, StockSignal};
+use super::messages::{
+    Adjust, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation, SetStock, SettleLine,
+};
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
+use crate::clock::Clock;
 use crate::domain::Channel;
 use crate::domain::SkuId;
 
@@ -42,6 +46,8 @@ pub struct SkuActor {
     state: SkuState,
     journal: Arc<dyn SkuLog>,
     gauge: Arc<SkuGauge>,
+    /// Stamps each change's mark.
+    clock: Clock,
     /// Most open hold lines this SKU carries; bounds its memory.
     lines_max: usize,
     /// Mailbox capacity; senders past it wait (bounded by their own timeout).
@@ -108,6 +114,7 @@ impl SkuActor {
         state: SkuState,
         journal: Arc<dyn SkuLog>,
         gauge: Arc<SkuGauge>,
+        clock: Clock,
         lines_max: usize,
         mailbox_max: usize,
     ) -> Self {
@@ -121,13 +128,16 @@ impl SkuActor {
             state,
             journal,
             gauge,
+            clock,
             lines_max,
             mailbox_max,
             velocity: Velocity::default(),
         }
     }
 
-    fn apply(&mut self, change: &SkuChange) {
+    /// Applies a checked change and makes its mark: the next version, the availability it
+    /// left, and the crossing it made, if any.
+    fn apply(&mut self, change: &SkuChange, at_ms: u64) -> StockMark {
         let was_available = self.state.available();
         self.state.apply(change);
         let lines = self.state.lines.len();
@@ -140,34 +150,42 @@ impl SkuActor {
         }
         self.gauge.publish(&self.state);
         let (threshold, now_available) = (self.state.low_stock_threshold, self.state.available());
+        let mut signal = None;
         if was_available > threshold && (1..=threshold).contains(&now_available) {
+            signal = Some(StockSignal::LowStock);
             crate::metrics::stock_event(crate::metrics::StockEvent::LowStock);
             tracing::info!(sku = %self.sku, available = now_available, threshold, "Low on stock.");
         }
         match (was_available, now_available) {
             (1.., 0) => {
                 self.sold_out = true;
+                signal = Some(StockSignal::SoldOut);
                 crate::metrics::stock_event(crate::metrics::StockEvent::SoldOut);
                 tracing::info!(sku = %self.sku, "Sold out.");
             }
             (0, 1..) if self.sold_out => {
                 self.sold_out = false;
+                signal = Some(StockSignal::BackInStock);
                 crate::metrics::stock_event(crate::metrics::StockEvent::BackInStock);
                 tracing::info!(sku = %self.sku, "Back in stock.");
             }
             _ => {}
         }
+        let version = self.state.published.version + 1;
+        let mark = StockMark::reading(&self.state).mark(version, at_ms, signal);
+        self.state.published.note(&mark);
+        mark
     }
 
     fn record(&mut self, change: SkuChange) {
         let shortfall_before = self.state.allocation_shortfall();
-        self.apply(&change);
+        let mark = self.apply(&change, self.clock.now_ms());
         let shortfall = self.state.allocation_shortfall();
         if shortfall > shortfall_before {
             crate::metrics::allocation_conflict();
             tracing::warn!(sku = %self.sku, shortfall, "Stock fell below the channel quotas: the pool is empty and quotas promise more than there is; rebalance.");
         }
-        self.journal.sku_changed(self.sku.clone(), change);
+        self.journal.sku_changed(self.sku.clone(), change, mark);
     }
 }
 
@@ -180,7 +198,7 @@ impl Actor for SkuActor {
 }
 
 impl Handler<Reserve> for SkuActor {
-    type Result = Result<u64, SkuError>;
+    type Result = Result<Reserved, SkuError>;
 
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
         let change = self.state.check_reserve(
@@ -196,12 +214,23 @@ impl Handler<Reserve> for SkuActor {
             SkuChange::LineReserved { pooled, .. } => *pooled,
             _ => 0,
         };
-        // Not journaled here: the hold's `HoldPlaced` event carries its lines (see
-        // `SkuChange::LineReserved`), and a cart refused later leaves no trace to undo.
-        self.apply(&change);
+        // Not journaled here: the hold's `HoldPlaced` event carries its lines and their
+        // marks (see `SkuChange::LineReserved`); a cart refused later journals the release.
+        let mark = self.apply(&change, msg.at_ms);
         self.velocity
             .record(&msg.channel, msg.quantity.units(), msg.at_ms);
-        Ok(pooled)
+        Ok(Reserved { pooled, mark })
+    }
+}
+
+impl Handler<Restate> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restate, _: &mut Self::Context) {
+        let reading = StockMark::reading(&self.state);
+        if self.state.published.version > 0 && reading.digest() != self.state.published.digest {
+            self.record(SkuChange::Restated);
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use parking_lot::RwLock;
 use super::actor::{SkuActor, SkuGauge};
 use super::log::SkuLog;
 use super::state::SkuState;
+use crate::clock::Clock;
 use crate::domain::{IdMap, SkuId};
 
 /// What the directory hands out for a SKU.
@@ -57,6 +58,7 @@ pub struct SkuDirectory {
     arbiters: Vec<ArbiterHandle>,
     entries: RwLock<IdMap<SkuId, SkuEntry>>,
     journal: Arc<dyn SkuLog>,
+    clock: Clock,
     sku_count_max: usize,
     lines_max: usize,
     mailbox_max: usize,
@@ -66,6 +68,7 @@ impl SkuDirectory {
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
         journal: Arc<dyn SkuLog>,
+        clock: Clock,
         sku_count_max: usize,
         lines_max: usize,
         mailbox_max: usize,
@@ -78,6 +81,7 @@ impl SkuDirectory {
             arbiters,
             entries: RwLock::default(),
             journal,
+            clock,
             sku_count_max,
             lines_max,
             mailbox_max,
@@ -120,6 +124,7 @@ impl SkuDirectory {
             state,
             Arc::clone(&self.journal),
             Arc::clone(&gauge),
+            self.clock.clone(),
             self.lines_max,
             self.mailbox_max,
         );

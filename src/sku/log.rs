@@ -2,10 +2,11 @@
 //! journal. A trait, so the SKU code does not depend on storage; `store::Journal`
 //! implements it.
 
+use super::mark::StockMark;
 use super::SkuChange;
 use crate::domain::SkuId;
 
 pub trait SkuLog: Send + Sync {
-    /// Queues the change for the disk; never blocks.
-    fn sku_changed(&self, sku: SkuId, change: SkuChange);
+    /// Queues the change, with what it left the SKU at, for the disk; never blocks.
+    fn sku_changed(&self, sku: SkuId, change: SkuChange, mark: StockMark);
 }

@@ -2,13 +2,13 @@
 
 use actix::Message;
 
+use super::mark::StockMark;
 use super::state::{LineTarget, QuotaSpec, SkuError, SkuView};
 use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity};
 
 /// Take `quantity` units into a new hold line, or refuse (sold out, too many lines).
-/// Answers the units drawn from the shared pool.
 #[derive(Message)]
-#[rtype(result = "Result<u64, SkuError>")]
+#[rtype(result = "Result<Reserved, SkuError>")]
 pub struct Reserve {
     pub hold_id: HoldId,
     pub quantity: Quantity,
@@ -18,6 +18,14 @@ pub struct Reserve {
     pub customer_limit: Option<u64>,
     /// When the hold is placed, for the channel's sales velocity.
     pub at_ms: u64,
+}
+
+/// A line reserved: the units it drew from the shared pool, and what it left the SKU at
+/// (journaled with the hold).
+#[derive(Debug)]
+pub struct Reserved {
+    pub pooled: u64,
+    pub mark: StockMark,
 }
 
 /// Bring a hold's line to where the hold book moved the hold. Never refused.
@@ -60,6 +68,12 @@ pub struct Rebalance {
     pub policy: super::state::RebalancePolicy,
     pub now_ms: u64,
 }
+
+/// At start: if the availability last published for the SKU is not what it has now (a
+/// crash took a reservation that mark counted), journal a mark that is.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restate;
 
 /// Read the SKU's counters.
 #[derive(Message)]

@@ -1,9 +1,11 @@
 //! Stock per SKU: the pure state machine (`state`), the actor that owns one SKU's state
-//! (`actor`), its messages, and the directory that finds or creates the actor for a SKU.
+//! (`actor`), its messages, the directory that finds or creates the actor for a SKU, and
+//! the availability mark each change leaves (`mark`).
 
 pub mod actor;
 pub mod directory;
 pub mod log;
+pub mod mark;
 pub mod messages;
 pub mod state;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::mark::Published;
 use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity, SkuId, UNITS_MAX};
 
 /// A fact about one SKU, as written to the journal.
@@ -43,6 +44,9 @@ pub enum SkuChange {
     LineFulfilled { hold_id: HoldId },
     /// Channel quotas replaced (pre-sale allocation or a rebalance), in units.
     AllocationSet { quotas: BTreeMap<Channel, u64> },
+    /// Nothing changed, but the availability last published for the SKU no longer
+    /// describes it (a crash took a reservation it counted): a new mark says what does.
+    Restated,
 }
 
 /// Why a command on a SKU was refused. Operating errors, not bugs.
@@ -169,6 +173,10 @@ pub struct SkuState {
     /// Open lines by hold. A line leaves when released, expired or fulfilled.
     #[serde(skip)]
     pub lines: BTreeMap<HoldId, Line>,
+    /// The last availability mark made (see [`super::mark`]); kept in snapshots beside
+    /// the state, not in it, so the state's encoding is that of earlier builds.
+    #[serde(skip)]
+    pub published: Published,
 }
 
 /// What `GET /v1/skus/{sku}` shows.
@@ -220,6 +228,11 @@ impl SkuState {
 
     fn pool_free(&self) -> u64 {
         self.pool_size().saturating_sub(self.pool_used())
+    }
+
+    /// Units the pool can still give a channel: its free units, within what is available.
+    pub fn pool_available(&self) -> u64 {
+        self.pool_free().min(self.available())
     }
 
     fn quota_free(&self, channel: &Channel) -> u64 {
@@ -276,7 +289,7 @@ impl SkuState {
                 .values()
                 .map(|usage| usage.pooled_committed)
                 .sum(),
-            available: self.pool_free().min(self.available()),
+            available: self.pool_available(),
         };
         channels.insert(POOL.to_owned(), pool);
         SkuView {
@@ -656,6 +669,7 @@ impl SkuState {
             SkuChange::AllocationSet { quotas } => {
                 self.quotas = quotas.clone();
             }
+            SkuChange::Restated => {}
         }
     }
 }

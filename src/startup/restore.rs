@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use super::StartupError;
+use crate::domain::SkuId;
 use crate::domain::{HoldId, IdMap};
 use crate::hold::idempotency::{Answer, IdempotencyStore};
 use crate::hold::record::PlacedBy;
 use crate::hold::{expiry, Reservations};
-use crate::sku::messages::SettleLine;
+use crate::sku::mark::StockMark;
+use crate::sku::messages::{Restate, SettleLine};
 use crate::store::image::Image;
 
 /// Installs the replayed state, settles what the crash left open, and expires holds whose
@@ -50,6 +52,19 @@ pub async fn restore(
             }
         }
     }
+    // A mark counts every reservation its actor had made, and a reservation is written
+    // with its hold, after it: a crash between the two leaves the last mark counting a
+    // hold that never was. Such SKUs publish a mark of what they have (SKUs that never
+    // published one have nothing to correct).
+    let restated: Vec<(SkuId, Restate)> = replayed
+        .skus
+        .iter()
+        .filter(|(_, state)| {
+            state.published.version > 0
+                && StockMark::reading(state).digest() != state.published.digest
+        })
+        .map(|(sku, _)| (sku.clone(), Restate))
+        .collect();
     for (sku, state) in replayed.skus {
         reservations
             .directory
@@ -72,6 +87,14 @@ pub async fn restore(
         }
     }
     while reservations.expire_due(expiry::EXPIRIES_PER_TICK_MAX).await > 0 {}
+    for (sku, restate) in restated {
+        if let Some(entry) = reservations.directory.get(&sku) {
+            entry
+                .ask(restate, None)
+                .await
+                .map_err(|err| StartupError::Settle { sku, err })?;
+        }
+    }
     reservations.journal.barrier().await?;
     Ok(())
 }

@@ -3,10 +3,12 @@
 //! start the journal writer and the compactor from where recovery ended.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::StartupError;
+use crate::broadcast::Hub;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::store::data_dir::{self, Found, JOURNAL_DIR, SNAPSHOT_DB_DIR, SNAPSHOT_TREE};
@@ -22,6 +24,8 @@ pub struct Storage {
     pub journal_thread: JoinHandle<()>,
     pub compactor: Compactor,
     pub snapshot_db: sled::Db,
+    /// Where the journal publishes the availability events of durable changes.
+    pub hub: Arc<Hub>,
 }
 
 /// Opens storage; also returns what the snapshot and the journal after it say the state
@@ -38,7 +42,12 @@ pub fn open(settings: &Settings, clock: &Clock) -> Result<(Storage, Image), Star
         data_dir::upgrade(&settings.data_dir, from, &snapshot_db, &snapshot_tree)?;
     }
     let journal_dir = settings.data_dir.join(JOURNAL_DIR);
-    let image = recovery::recover(&journal_dir, &snapshot_tree)?;
+    let hub = Hub::new(settings.stock_events_kept_max);
+    let image = recovery::recover_publishing(
+        &journal_dir,
+        &snapshot_tree,
+        Some((&hub, settings.stock_events_kept_max)),
+    )?;
     let journal_settings = JournalSettings {
         durability: settings.durability,
         batch_events_max: settings.journal_batch_events_max,
@@ -49,7 +58,8 @@ pub fn open(settings: &Settings, clock: &Clock) -> Result<(Storage, Image), Star
         dir: journal_dir,
         segment_bytes: settings.journal_segment_bytes,
     };
-    let (journal, journal_thread) = Journal::start(journal_settings, image.seq + 1)?;
+    let (journal, journal_thread) =
+        Journal::start_publishing(journal_settings, image.seq + 1, Some(Arc::clone(&hub)))?;
     let snapshot_settings = SnapshotSettings {
         // Synced in every durability mode: the journal under a snapshot is deleted once
         // it is written, and a snapshot lost to a power cut would then leave a gap no
@@ -73,6 +83,7 @@ pub fn open(settings: &Settings, clock: &Clock) -> Result<(Storage, Image), Star
         journal_thread,
         compactor,
         snapshot_db,
+        hub,
     };
     Ok((storage, image))
 }

@@ -3,7 +3,7 @@
 //! made durable before anything relies on it: the stamp is written to a temporary file,
 //! synced, renamed into place, and the directory synced.
 //!
-//! Layout (format 6): `holdfast.format` (one byte, the format), `journal/` (segment files,
+//! Layout (formats 6 and 7): `holdfast.format` (one byte, the format), `journal/` (segment files,
 //! see `segment`), `snapshots/` (sled).
 
 use std::path::{Path, PathBuf};
@@ -15,8 +15,13 @@ use super::{legacy, snapshot};
 /// The on-disk format this build reads and writes. Bump it when `Event`, the journal or
 /// the snapshot layout changes shape (4: snapshots as generations of packed chunks; 5: in
 /// their own store; 6: the journal in segment files of its own, the manifest with a
-/// generation counter).
-pub const DATA_FORMAT_VERSION: u8 = 6;
+/// generation counter; 7: changes carry availability marks, snapshots each SKU's last).
+pub const DATA_FORMAT_VERSION: u8 = 7;
+/// Formats this build reads as they are: format 7 only added event and entry variants
+/// at the end of their enums, so a format 6 dir is format 7 with no marks yet. It is
+/// restamped before anything is written (a format 6 build would not read the new
+/// variants, and is then refused cleanly by the stamp).
+const RESTAMPED_FORMATS: [u8; 1] = [6];
 /// Formats this build upgrades in place: their journal is in sled.
 const SLED_JOURNAL_FORMATS: [u8; 2] = [4, 5];
 const FORMAT_FILE: &str = "holdfast.format";
@@ -44,7 +49,7 @@ fn error(path: &Path, reason: impl Into<String>) -> DataDirError {
 /// What `check` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
-    /// Format 6, possibly stamped just now on an empty dir.
+    /// The current format, possibly stamped just now (an empty dir, or format 6).
     Current,
     /// A format whose journal is in sled: to be upgraded before it is opened.
     SledJournal(u8),
@@ -57,6 +62,16 @@ pub fn check(data_dir: &Path) -> Result<Found, DataDirError> {
     std::fs::create_dir_all(data_dir).map_err(io)?;
     match std::fs::read(data_dir.join(FORMAT_FILE)) {
         Ok(bytes) if bytes == [DATA_FORMAT_VERSION] => {
+            ensure_dir(&data_dir.join(JOURNAL_DIR)).map_err(io)?;
+            Ok(Found::Current)
+        }
+        Ok(bytes) if bytes.len() == 1 && RESTAMPED_FORMATS.contains(&bytes[0]) => {
+            stamp(data_dir).map_err(io)?;
+            tracing::info!(
+                from = bytes[0],
+                to = DATA_FORMAT_VERSION,
+                "Data dir restamped; its files are read as they are."
+            );
             ensure_dir(&data_dir.join(JOURNAL_DIR)).map_err(io)?;
             Ok(Found::Current)
         }
@@ -160,14 +175,27 @@ mod tests {
         assert!(dir.path().join(JOURNAL_DIR).is_dir());
     }
 
+    /// Format 6 is read as it is (format 7 only added variants) once restamped.
+    #[test]
+    fn format_6_is_restamped() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join(FORMAT_FILE), [6]).expect("format 6");
+        assert_eq!(check(dir.path()).expect("accepted"), Found::Current);
+        assert_eq!(
+            std::fs::read(dir.path().join(FORMAT_FILE)).expect("stamp"),
+            [DATA_FORMAT_VERSION]
+        );
+    }
+
     #[test]
     fn unknown_formats_and_foreign_dirs_are_refused_untouched() {
         let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join(FORMAT_FILE), [7]).expect("future");
+        let future = DATA_FORMAT_VERSION + 1;
+        std::fs::write(dir.path().join(FORMAT_FILE), [future]).expect("future");
         assert!(check(dir.path()).is_err());
         assert_eq!(
             std::fs::read(dir.path().join(FORMAT_FILE)).expect("kept"),
-            [7]
+            [future]
         );
         assert!(!dir.path().join(JOURNAL_DIR).exists());
         let foreign = tempfile::tempdir().expect("dir");

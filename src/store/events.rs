@@ -8,19 +8,22 @@ use serde::{Deserialize, Serialize};
 use futures_util::future::BoxFuture;
 
 use super::Journal;
+use crate::broadcast::hub::{cursor, StockEvent};
 use crate::domain::{HoldId, HoldStatus, JournalError, SkuId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::log::HoldLog;
 use crate::hold::record::HoldRecord;
 use crate::sku::log::SkuLog;
+use crate::sku::mark::StockMark;
 use crate::sku::SkuChange;
 
+/// Variants are encoded by their position: new ones go at the end, and the ones earlier
+/// builds wrote stay readable (replay applies them; they carry no marks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    /// A change to one SKU, in the order its actor applied it.
+    /// A change to one SKU, in the order its actor applied it (builds before format 7).
     Sku { sku: SkuId, change: SkuChange },
-    /// A hold was placed: every line was reserved before this was written, and replay
-    /// reserves the lines here (the SKU actors do not journal reservations).
+    /// A hold was placed (builds before format 7): as `HoldPlacedMarked`, without marks.
     HoldPlaced {
         hold: HoldRecord,
         idempotency: IdempotencyRecord,
@@ -40,17 +43,36 @@ pub enum Event {
         status: u16,
         body: Vec<u8>,
     },
+    /// A change to one SKU, in the order its actor applied it, and the availability it
+    /// left (the event channels are told of).
+    SkuMarked {
+        sku: SkuId,
+        change: SkuChange,
+        mark: StockMark,
+    },
+    /// A hold was placed: every line was reserved before this was written, and replay
+    /// reserves the lines here (the SKU actors do not journal reservations). `marks` has
+    /// what each line's reservation left its SKU at, in line order.
+    HoldPlacedMarked {
+        hold: HoldRecord,
+        idempotency: IdempotencyRecord,
+        marks: Vec<StockMark>,
+    },
 }
 
 impl SkuLog for Journal {
-    fn sku_changed(&self, sku: SkuId, change: SkuChange) {
-        self.append(Event::Sku { sku, change });
+    fn sku_changed(&self, sku: SkuId, change: SkuChange, mark: StockMark) {
+        self.append(Event::SkuMarked { sku, change, mark });
     }
 }
 
 impl HoldLog for Journal {
-    fn hold_placed(&self, hold: HoldRecord, idempotency: IdempotencyRecord) {
-        self.append(Event::HoldPlaced { hold, idempotency });
+    fn hold_placed(&self, hold: HoldRecord, idempotency: IdempotencyRecord, marks: Vec<StockMark>) {
+        self.append(Event::HoldPlacedMarked {
+            hold,
+            idempotency,
+            marks,
+        });
     }
 
     fn hold_status_changed(&self, hold_id: HoldId, status: HoldStatus, at_ms: u64) {
@@ -75,5 +97,33 @@ impl HoldLog for Journal {
 
     fn barrier(&self) -> BoxFuture<'static, Result<(), JournalError>> {
         Box::pin(Journal::barrier(self))
+    }
+}
+
+impl Event {
+    /// The availability events this journal event carries, one per mark, with their
+    /// cursors (see [`crate::broadcast::hub::cursor`]).
+    pub fn stock_events(&self, seq: u64, out: &mut Vec<StockEvent>) {
+        match self {
+            Event::SkuMarked { sku, mark, .. } => out.push(StockEvent {
+                seq: cursor(seq, 0),
+                sku: sku.clone(),
+                mark: mark.clone(),
+            }),
+            Event::HoldPlacedMarked { hold, marks, .. } => {
+                for (index, (line, mark)) in hold.lines.iter().zip(marks).enumerate() {
+                    out.push(StockEvent {
+                        seq: cursor(seq, index),
+                        sku: line.sku.clone(),
+                        mark: mark.clone(),
+                    });
+                }
+            }
+            Event::Sku { .. }
+            | Event::HoldPlaced { .. }
+            | Event::HoldStatusChanged { .. }
+            | Event::SaleSet { .. }
+            | Event::Refused { .. } => {}
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::domain::{Channel, HoldId, IdMap, IdSet, SkuId};
 use crate::hold::idempotency::{Answer, IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
+use crate::sku::mark::StockMark;
 use crate::sku::{SkuChange, SkuState};
 use crate::store::Event;
 
@@ -80,7 +81,8 @@ impl Dirty {
             }
             SkuChange::StockSet { .. }
             | SkuChange::StockAdjusted { .. }
-            | SkuChange::AllocationSet { .. } => {}
+            | SkuChange::AllocationSet { .. }
+            | SkuChange::Restated => {}
         }
     }
 }
@@ -135,34 +137,14 @@ impl Image {
         }
         self.seq = seq;
         match event {
-            Event::Sku { sku, change } => {
-                self.skus.entry(sku.clone()).or_default().apply(&change);
-                self.dirty.line(&change);
-                self.dirty.skus.insert(sku);
-            }
-            Event::HoldPlaced {
-                mut hold,
+            Event::Sku { sku, change } => self.sku_changed(sku, &change, None),
+            Event::SkuMarked { sku, change, mark } => self.sku_changed(sku, &change, Some(&mark)),
+            Event::HoldPlaced { hold, idempotency } => self.hold_placed(hold, idempotency, &[]),
+            Event::HoldPlacedMarked {
+                hold,
                 idempotency,
-            } => {
-                self.intern(&mut hold);
-                for line in &hold.lines {
-                    let reserved = SkuChange::LineReserved {
-                        hold_id: hold.id,
-                        quantity: line.quantity,
-                        channel: hold.channel.clone(),
-                        pooled: line.pooled,
-                        customer: hold.customer_id.clone(),
-                    };
-                    self.skus
-                        .entry(line.sku.clone())
-                        .or_default()
-                        .apply(&reserved);
-                    self.dirty.skus.insert(line.sku.clone());
-                }
-                self.placed_by.insert(hold.id, idempotency);
-                self.dirty.holds.insert(hold.id);
-                self.holds.insert(hold.id, hold);
-            }
+                marks,
+            } => self.hold_placed(hold, idempotency, &marks),
             Event::HoldStatusChanged {
                 hold_id,
                 status,
@@ -192,6 +174,45 @@ impl Image {
                     .insert(idempotency.scope_key.clone(), (idempotency, response));
             }
         }
+    }
+
+    fn sku_changed(&mut self, sku: SkuId, change: &SkuChange, mark: Option<&StockMark>) {
+        let state = self.skus.entry(sku.clone()).or_default();
+        state.apply(change);
+        if let Some(mark) = mark {
+            state.published.note(mark);
+        }
+        self.dirty.line(change);
+        self.dirty.skus.insert(sku);
+    }
+
+    /// Reserves the hold's lines on their SKUs (noting each line's mark, when it has one)
+    /// and keeps the hold and the key that placed it.
+    fn hold_placed(
+        &mut self,
+        mut hold: HoldRecord,
+        idempotency: IdempotencyRecord,
+        marks: &[StockMark],
+    ) {
+        self.intern(&mut hold);
+        for (index, line) in hold.lines.iter().enumerate() {
+            let reserved = SkuChange::LineReserved {
+                hold_id: hold.id,
+                quantity: line.quantity,
+                channel: hold.channel.clone(),
+                pooled: line.pooled,
+                customer: hold.customer_id.clone(),
+            };
+            let state = self.skus.entry(line.sku.clone()).or_default();
+            state.apply(&reserved);
+            if let Some(mark) = marks.get(index) {
+                state.published.note(mark);
+            }
+            self.dirty.skus.insert(line.sku.clone());
+        }
+        self.placed_by.insert(hold.id, idempotency);
+        self.dirty.holds.insert(hold.id);
+        self.holds.insert(hold.id, hold);
     }
 
     /// Drops ended holds and idempotency answers past their retention, as the live server

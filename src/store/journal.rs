@@ -30,6 +30,7 @@ pub use crate::domain::JournalError;
 
 use super::events::Event;
 use super::segment;
+use crate::broadcast::hub::{last_cursor_of, Hub, StockEvent};
 use crate::metrics as m;
 
 /// Pause between attempts to write a batch that failed.
@@ -119,6 +120,17 @@ impl Journal {
         settings: JournalSettings,
         next_seq: u64,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        Self::start_publishing(settings, next_seq, None)
+    }
+
+    /// As [`Journal::start`]; the availability marks of every durable batch also go to
+    /// `hub`, once the batch is durable (never before: a reader must not see a change a
+    /// crash can take back).
+    pub fn start_publishing(
+        settings: JournalSettings,
+        next_seq: u64,
+        hub: Option<Arc<Hub>>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let shared = Arc::new(Shared {
             backlog: AtomicUsize::new(0),
             backlog_max: settings.backlog_max,
@@ -138,6 +150,7 @@ impl Journal {
             next_seq,
             settings,
             shared: Arc::clone(&shared),
+            hub,
         };
         writer.roll(next_seq)?;
         m::journal_failing(false);
@@ -238,6 +251,8 @@ struct Batch {
     /// Sequence number of the batch's first event.
     first_seq: u64,
     events: usize,
+    /// The availability events of the batch's events, published once it is durable.
+    marks: Vec<StockEvent>,
 }
 
 impl Batch {
@@ -288,6 +303,8 @@ struct Writer {
     next_seq: u64,
     settings: JournalSettings,
     shared: Arc<Shared>,
+    /// Where durable availability marks go, if anywhere.
+    hub: Option<Arc<Hub>>,
 }
 
 impl Writer {
@@ -368,7 +385,12 @@ impl Writer {
 
     fn encode(&mut self, event: &Event) {
         match self.batch.push(self.next_seq, event) {
-            Ok(()) => self.next_seq += 1,
+            Ok(()) => {
+                if self.hub.is_some() {
+                    event.stock_events(self.next_seq, &mut self.batch.marks);
+                }
+                self.next_seq += 1;
+            }
             Err(err) => {
                 // Every Event is plain data; failing to encode one is a bug, not an I/O
                 // error. The change stays unacknowledged (its barrier fails).
@@ -404,6 +426,12 @@ impl Writer {
             return Err(JournalError::Failed(reason));
         }
         let (events, bytes) = (self.batch.events, self.batch.framed.len());
+        if let Some(hub) = &self.hub {
+            hub.publish(
+                self.batch.marks.drain(..),
+                last_cursor_of(self.next_seq - 1),
+            );
+        }
         self.batch.clear();
         self.shared
             .last_seq

@@ -10,6 +10,7 @@
 //! corruption, and recovery refuses to start, naming the segment and offset, and changes
 //! nothing.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use super::image::Image;
@@ -17,6 +18,7 @@ use super::packing::decode_packed;
 use super::segment::{self, Frame};
 use super::snapshot;
 use super::Event;
+use crate::broadcast::hub::{last_cursor_of, Hub, StockEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -40,11 +42,35 @@ pub enum RecoveryError {
 
 /// The image as of the last durable event: the snapshot, then the journal after it.
 pub fn recover(journal_dir: &Path, snapshots: &sled::Tree) -> Result<Image, RecoveryError> {
+    recover_publishing(journal_dir, snapshots, None)
+}
+
+/// As [`recover`]; `hub` also gets the availability events of the journal after the
+/// snapshot (the newest `kept_max` of them), so a reader can resume across a restart
+/// from any cursor the snapshot does not cover.
+pub fn recover_publishing(
+    journal_dir: &Path,
+    snapshots: &sled::Tree,
+    hub: Option<(&Hub, usize)>,
+) -> Result<Image, RecoveryError> {
     let started = std::time::Instant::now();
     let mut image = snapshot::load(snapshots)?;
     let loaded = started.elapsed();
     let snapshot_seq = image.seq;
-    replay_journal(journal_dir, &mut image)?;
+    let mut kept = hub.map(|(_, kept_max)| Kept {
+        events: VecDeque::new(),
+        kept_max,
+        horizon: if snapshot_seq > 0 {
+            last_cursor_of(snapshot_seq)
+        } else {
+            0
+        },
+        scratch: Vec::new(),
+    });
+    replay_journal(journal_dir, &mut image, kept.as_mut())?;
+    if let (Some((hub, _)), Some(kept)) = (hub, kept) {
+        hub.recovered(kept.horizon, kept.events.into(), last_cursor_of(image.seq));
+    }
     tracing::info!(
         snapshot_seq,
         snapshot_ms = loaded.as_millis(),
@@ -53,6 +79,36 @@ pub fn recover(journal_dir: &Path, snapshots: &sled::Tree) -> Result<Image, Reco
         "Read the snapshot and the journal after it."
     );
     Ok(image)
+}
+
+/// The availability events replay found, newest `kept_max`, each newer than what its SKU
+/// had published before it (the hub's rule, see [`Hub::publish`]).
+struct Kept {
+    events: VecDeque<StockEvent>,
+    kept_max: usize,
+    horizon: u64,
+    scratch: Vec<StockEvent>,
+}
+
+impl Kept {
+    fn note(&mut self, image: &Image, seq: u64, event: &Event) {
+        event.stock_events(seq, &mut self.scratch);
+        for event in self.scratch.drain(..) {
+            let published = image
+                .skus
+                .get(&event.sku)
+                .map_or(0, |state| state.published.version);
+            if event.mark.version <= published {
+                continue;
+            }
+            self.events.push_back(event);
+            if self.events.len() > self.kept_max {
+                if let Some(dropped) = self.events.pop_front() {
+                    self.horizon = self.horizon.max(dropped.seq);
+                }
+            }
+        }
+    }
 }
 
 /// A bad record found in the journal, cut off once the whole journal was checked.
@@ -64,7 +120,11 @@ struct Torn {
 
 /// Applies every journal event after the image's sequence, then cuts a torn tail off and
 /// removes segments with nothing in them, so the writer starts on a clean journal.
-fn replay_journal(dir: &Path, image: &mut Image) -> Result<(), RecoveryError> {
+fn replay_journal(
+    dir: &Path,
+    image: &mut Image,
+    mut kept: Option<&mut Kept>,
+) -> Result<(), RecoveryError> {
     let segments = segment::list(dir)?;
     let mut expected = image.seq + 1;
     // Highest sequence number seen in the journal, covered by the snapshot or not.
@@ -151,6 +211,9 @@ fn replay_journal(dir: &Path, image: &mut Image) -> Result<(), RecoveryError> {
                         }
                         for (seq, event) in (first_seq..).zip(events) {
                             if seq >= expected {
+                                if let Some(kept) = kept.as_deref_mut() {
+                                    kept.note(image, seq, &event);
+                                }
                                 image.apply(seq, event);
                             }
                         }
@@ -229,7 +292,7 @@ mod tests {
 
     fn replayed(dir: &Path) -> Result<u64, RecoveryError> {
         let mut image = Image::default();
-        replay_journal(dir, &mut image)?;
+        replay_journal(dir, &mut image, None)?;
         Ok(image.seq)
     }
 

@@ -10,6 +10,7 @@ use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::HoldRecord;
 use crate::sale::Sale;
+use crate::sku::mark::Published;
 use crate::sku::state::Line;
 use crate::sku::SkuState;
 use crate::store::image::Image;
@@ -125,6 +126,14 @@ pub(super) enum Entry<'a> {
     /// The key no longer answers with a stored refusal.
     AnswerGone(Cow<'a, str>),
     Sale(Cow<'a, Sale>),
+    /// A SKU's counters and its last availability mark (format 7 on; `Sku` before).
+    SkuMarked(Cow<'a, SkuId>, Cow<'a, SkuState>, Published),
+}
+
+impl<'a> Entry<'a> {
+    pub(super) fn sku(sku: &'a SkuId, state: &'a SkuState) -> Self {
+        Self::SkuMarked(Cow::Borrowed(sku), Cow::Borrowed(state), state.published)
+    }
 }
 
 /// What the snapshot consists of, written as one key: the sequence it covers, the id the

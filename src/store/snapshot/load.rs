@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::format::*;
-use crate::domain::HoldId;
+use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::StoredResponse;
+use crate::sku::mark::Published;
 use crate::store::image::Image;
 use crate::store::packing::decode_packed;
 use crate::store::recovery::RecoveryError;
@@ -113,16 +114,27 @@ fn decode_all(
     Ok(())
 }
 
+/// A SKU's counters replace an earlier generation's; its lines stay (they come with the
+/// holds).
+fn put_sku(
+    image: &mut Image,
+    sku: std::borrow::Cow<'static, SkuId>,
+    state: std::borrow::Cow<'static, crate::sku::SkuState>,
+    published: Published,
+) {
+    let mut state = state.into_owned();
+    state.published = published;
+    if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
+        state.lines = std::mem::take(&mut earlier.lines);
+    }
+    image.skus.insert(sku.into_owned(), state);
+}
+
 /// Puts one decoded entry into the image.
 fn apply(image: &mut Image, entry: Entry<'static>) {
     match entry {
-        Entry::Sku(sku, state) => {
-            let mut state = state.into_owned();
-            if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
-                state.lines = std::mem::take(&mut earlier.lines);
-            }
-            image.skus.insert(sku.into_owned(), state);
-        }
+        Entry::Sku(sku, state) => put_sku(image, sku, state, Published::default()),
+        Entry::SkuMarked(sku, state, published) => put_sku(image, sku, state, published),
         Entry::Hold(stored) => {
             forget_hold(image, stored.hold.id);
             stored.restore(image);

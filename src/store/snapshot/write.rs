@@ -198,7 +198,7 @@ impl Snapshots {
 /// Every live entry: a merge.
 pub(super) fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), SnapshotError> {
     for (sku, state) in &image.skus {
-        chunks.push(&Entry::Sku(Cow::Borrowed(sku), Cow::Borrowed(state)))?;
+        chunks.push(&Entry::sku(sku, state))?;
     }
     for hold in image.holds.values() {
         chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?;
@@ -220,7 +220,7 @@ pub(super) fn write_dirty(
 ) -> Result<(), SnapshotError> {
     for sku in &dirty.skus {
         if let Some(state) = image.skus.get(sku) {
-            chunks.push(&Entry::Sku(Cow::Borrowed(sku), Cow::Borrowed(state)))?;
+            chunks.push(&Entry::sku(sku, state))?;
         }
     }
     // In key order: each lookup below then walks its B-tree (the holds, and a hot SKU's
