@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 pub mod sales;
 pub mod skus;
+pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The OpenAPI document with this server's limits, serialized once.
     pub openapi: web::Bytes,
+    /// Durable availability events, for the stream and the change feed.
+    pub hub: Arc<crate::broadcast::Hub>,
+    pub subscribers: stream::Subscribers,
 }
 
 impl AppState {
@@ -98,6 +102,8 @@ route_table! {
     "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale },
     "/v1/feeds/stock" => { POST: feeds::post_stock_feed },
     "/v1/availability" => { GET: skus::get_availability },
+    "/v1/availability/stream" => { GET: stream::get_stream },
+    "/v1/changes" => { GET: stream::get_changes },
     "/v1/admission" => { GET: admission::get_admission, PUT: admission::put_admission },
     "/openapi.json" => { GET: openapi::openapi_json },
     "/problems/{name}" => { GET: problem::describe },

@@ -344,6 +344,8 @@ impl Modify for Links {
         super::skus::get_sku,
         super::skus::post_adjustment,
         super::skus::get_availability,
+        super::stream::get_stream,
+        super::stream::get_changes,
         super::allocation::put_allocation,
         super::allocation::post_rebalance,
         super::sales::put_sale,

@@ -105,6 +105,7 @@ fn start_core(
     let directory = Arc::new(SkuDirectory::new(
         arbiters.iter().map(Arbiter::handle).collect(),
         sku_log,
+        clock.clone(),
         settings.sku_count_max,
         settings.sku_hold_lines_max,
         settings.sku_mailbox_max,
@@ -167,7 +168,7 @@ fn start_core(
 fn app_state(
     settings: &Settings,
     core: &Core,
-    journal: &Journal,
+    storage: &Storage,
     clock: &Clock,
     ready: &Arc<AtomicBool>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -179,9 +180,11 @@ fn app_state(
         checkout: Arc::clone(&core.checkout),
         admission: Arc::clone(&core.checkout.admission),
         sales: Arc::clone(&core.checkout.sales),
-        journal: journal.clone(),
+        journal: storage.journal.clone(),
         clock: clock.clone(),
         ready: Arc::clone(ready),
+        hub: Arc::clone(&storage.hub),
+        subscribers: http::stream::Subscribers::default(),
         metrics,
         openapi: serde_json::to_vec(&http::openapi::document(settings))
             .unwrap_or_default()
@@ -268,7 +271,7 @@ impl Application {
             image.sales.values().cloned(),
         )?;
         let ready = Arc::new(AtomicBool::new(false));
-        let state = app_state(&settings, &core, &storage.journal, &clock, &ready, metrics);
+        let state = app_state(&settings, &core, &storage, &clock, &ready, metrics);
         let (server, port) = serve(&settings, &state, &ready)?;
         tracing::info!(listen = %settings.listen, port, "Listening; recovering before serving the API.");
         let seq = image.seq;

@@ -122,8 +122,17 @@ impl TestServer {
         let response = request.send().await.expect("request is answered");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body is read");
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // An event stream never ends: its body is read by the stream helpers, not here.
+        let streaming = headers
+            .get("content-type")
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        let body = match streaming {
+            true => Value::Null,
+            false => {
+                let bytes = response.bytes().await.expect("body is read");
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            }
+        };
         Answer {
             status,
             body,
