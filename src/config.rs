@@ -59,6 +59,12 @@ macro_rules! settings {
             #[arg(long = "metrics-watch-sku", env = "HOLDFAST_METRICS_WATCH_SKUS", value_delimiter = ',')]
             #[serde(default)]
             pub metrics_watch_skus: Vec<String>,
+            /// Address ranges webhooks may be delivered to besides public addresses, as
+            /// CIDR (e.g. 10.0.0.0/8); repeat the flag, or HOLDFAST_WEBHOOK_ALLOW_CIDRS.
+            /// Private, loopback and link-local addresses are refused without one.
+            #[arg(long = "webhook-allow-cidr", env = "HOLDFAST_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',')]
+            #[serde(default)]
+            pub webhook_allow_cidrs: Vec<String>,
             /// Written once the server is ready: JSON `{"listen", "port", "pid"}` with the
             /// bound address (a temp file renamed into place), so a supervisor or a test
             /// learns the port without reading the log.
@@ -75,6 +81,8 @@ macro_rules! settings {
             pub channel_keys: BTreeMap<Channel, String>,
             /// SKUs with their own metric series.
             pub metrics_watch_skus: Vec<SkuId>,
+            /// Ranges webhooks may reach besides public addresses.
+            pub webhook_allow_cidrs: Vec<ipnet::IpNet>,
             /// Where to say that the server is ready, and on which port.
             pub ready_file: Option<PathBuf>,
             $( $(#[$doc])* pub $field: $ty, )*
@@ -87,6 +95,7 @@ macro_rules! settings {
                     admin_key: self.admin_key.or(lower.admin_key),
                     channel_keys: if self.channel_keys.is_empty() { lower.channel_keys } else { self.channel_keys },
                     metrics_watch_skus: if self.metrics_watch_skus.is_empty() { lower.metrics_watch_skus } else { self.metrics_watch_skus },
+                    webhook_allow_cidrs: if self.webhook_allow_cidrs.is_empty() { lower.webhook_allow_cidrs } else { self.webhook_allow_cidrs },
                     ready_file: self.ready_file.or(lower.ready_file),
                     $( $field: self.$field.or(lower.$field), )*
                 }
@@ -95,6 +104,11 @@ macro_rules! settings {
             fn resolve(self) -> Result<Settings, ConfigError> {
                 Ok(Settings {
                     channel_keys: parse_channel_keys(&self.channel_keys)?,
+                    webhook_allow_cidrs: self
+                        .webhook_allow_cidrs
+                        .iter()
+                        .map(|raw| raw.trim().parse().map_err(|e| invalid("webhook_allow_cidrs", format!("{raw:?} is not a CIDR range: {e}"))))
+                        .collect::<Result<_, _>>()?,
                     metrics_watch_skus: self
                         .metrics_watch_skus
                         .iter()
@@ -201,6 +215,17 @@ settings! {
     stream_keepalive_s: u64 = 15, "HOLDFAST_STREAM_KEEPALIVE_S";
     /// Most events one change feed page (or one stream write) carries.
     changes_limit_max: usize = 1_000, "HOLDFAST_CHANGES_LIMIT_MAX";
+    /// Most webhook endpoints.
+    webhooks_max: usize = 100, "HOLDFAST_WEBHOOKS_MAX";
+    /// How long a webhook delivery may take before it counts as failed, in milliseconds.
+    webhook_timeout_ms: u64 = 5_000, "HOLDFAST_WEBHOOK_TIMEOUT_MS";
+    /// Deliveries to one endpoint at once (at most one per SKU and event type).
+    webhook_in_flight_max: usize = 4, "HOLDFAST_WEBHOOK_IN_FLIGHT_MAX";
+    /// Longest wait between attempts of a failing delivery, in seconds (backoff doubles
+    /// from 1 s, with jitter; an endpoint's Retry-After is honoured up to this).
+    webhook_retry_max_s: u64 = 300, "HOLDFAST_WEBHOOK_RETRY_MAX_S";
+    /// Failed attempts in a row after which an endpoint is disabled (with the reason).
+    webhook_failures_max: u32 = 100, "HOLDFAST_WEBHOOK_FAILURES_MAX";
 }
 
 fn parse_channel_keys(raw: &[String]) -> Result<BTreeMap<Channel, String>, ConfigError> {
@@ -302,6 +327,8 @@ impl Settings {
             ("stock_events_kept_max", self.stock_events_kept_max),
             ("stream_subscribers_max", self.stream_subscribers_max),
             ("changes_limit_max", self.changes_limit_max),
+            ("webhooks_max", self.webhooks_max),
+            ("webhook_in_flight_max", self.webhook_in_flight_max),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(name, "must be at least 1"));
@@ -322,6 +349,15 @@ impl Settings {
                 "hold_lines_max",
                 format!("must be 1..={lines_max}"),
             ));
+        }
+        if !(1..=60_000).contains(&self.webhook_timeout_ms) {
+            return Err(invalid("webhook_timeout_ms", "must be 1..=60000"));
+        }
+        if !(1..=86_400).contains(&self.webhook_retry_max_s) {
+            return Err(invalid("webhook_retry_max_s", "must be 1..=86400"));
+        }
+        if self.webhook_failures_max == 0 {
+            return Err(invalid("webhook_failures_max", "must be at least 1"));
         }
         if !(1..=3_600).contains(&self.stream_keepalive_s) {
             return Err(invalid("stream_keepalive_s", "must be 1..=3600"));

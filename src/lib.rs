@@ -14,6 +14,8 @@
 //!   each change leaves.
 //! - [`broadcast`]: the hub of durable availability events (a bounded ring the journal
 //!   publishes to once a batch is durable) and how an event reads for each key.
+//!   [`webhook`]: Standard Webhooks endpoints, one delivery worker each (coalesced,
+//!   retried, signed, to allowed addresses only), and the log they are recorded in.
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
 //!   [`sale`]: flash-sale windows, their SKUs, per-customer limits and own queues.
 //! - [`hold`]: the checkout service that runs a hold request end to end (idempotency
@@ -45,6 +47,7 @@ pub mod sampler;
 pub mod sku;
 pub mod startup;
 pub mod store;
+pub mod webhook;
 
 pub use config::{Settings, SettingsLayer};
 pub use startup::Application;

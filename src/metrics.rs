@@ -46,6 +46,10 @@ pub const ALLOCATION_CONFLICTS_TOTAL: &str = "holdfast_allocation_conflicts_tota
 pub const STOCK_EVENTS_PUBLISHED_TOTAL: &str = "holdfast_stock_events_published_total";
 pub const STOCK_SUBSCRIBERS: &str = "holdfast_stock_subscribers";
 pub const STOCK_SUBSCRIBERS_CUT_TOTAL: &str = "holdfast_stock_subscribers_cut_total";
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "holdfast_webhook_deliveries_total";
+pub const WEBHOOK_DELIVERY_LAG_SECONDS: &str = "holdfast_webhook_delivery_lag_seconds";
+pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "holdfast_webhook_endpoints_disabled";
+pub const WEBHOOK_DISABLED_TOTAL: &str = "holdfast_webhook_disabled_total";
 
 /// Latency buckets from 100 µs to 10 s: a hold is sub-millisecond when idle, a flush is
 /// milliseconds, a stalled request is seconds. Millisecond steps up to 5 ms, so a p99
@@ -263,6 +267,26 @@ fn describe() {
         "Availability stream (SSE) subscribers connected."
     );
     describe_counter!(
+        WEBHOOK_DELIVERIES_TOTAL,
+        Unit::Count,
+        "Webhook delivery attempts by outcome (delivered, failed, gone)."
+    );
+    describe_histogram!(
+        WEBHOOK_DELIVERY_LAG_SECONDS,
+        Unit::Seconds,
+        "From an availability change to its webhook delivery succeeding."
+    );
+    describe_gauge!(
+        WEBHOOK_ENDPOINTS_DISABLED,
+        Unit::Count,
+        "Webhook endpoints disabled (410 Gone, or too many failures in a row)."
+    );
+    describe_counter!(
+        WEBHOOK_DISABLED_TOTAL,
+        Unit::Count,
+        "Webhook endpoints the server disabled."
+    );
+    describe_counter!(
         STOCK_SUBSCRIBERS_CUT_TOTAL,
         Unit::Count,
         "Availability stream subscribers cut off with a reset because they fell behind what is kept."
@@ -409,6 +433,25 @@ pub fn stock_event_published() {
 
 pub fn stock_subscribers(count: usize) {
     gauge!(STOCK_SUBSCRIBERS).set(count as f64);
+}
+
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES_TOTAL, "outcome" => outcome).increment(1);
+}
+
+pub fn webhook_lag(lag: Duration) {
+    histogram!(WEBHOOK_DELIVERY_LAG_SECONDS).record(lag.as_secs_f64());
+}
+
+/// An endpoint the server just disabled (the registry sets the gauge's exact value on
+/// every registration).
+pub fn webhook_disabled() {
+    counter!(WEBHOOK_DISABLED_TOTAL).increment(1);
+    gauge!(WEBHOOK_ENDPOINTS_DISABLED).increment(1.0);
+}
+
+pub fn webhooks_disabled(count: usize) {
+    gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(count as f64);
 }
 
 pub fn stock_subscriber_cut() {

@@ -180,6 +180,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         s.admission_in_flight_max = 2;
         s.admission_queue_max = 200;
         s.admission_wait_max_ms = 5_000;
+        s.webhook_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
@@ -187,6 +188,25 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
     let client = reqwest::Client::new();
     server.put_sku("OBS-HOT", 60, 0).await;
     server.put_sku("OBS-COLD", 1_000, 0).await;
+    // The broadcast panels: a webhook receiver that takes everything, and a subscriber.
+    let receiver = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(actix_web::HttpResponse::Ok))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let hook = format!("http://127.0.0.1:{}/hook", receiver.addrs()[0].port());
+    actix_web::rt::spawn(receiver.run());
+    let body = json!({"url": hook, "events": ["availability.changed"]}).to_string();
+    let registered = server
+        .send(reqwest::Method::PUT, "/v1/webhooks/obs", Some(&body), &[])
+        .await;
+    assert_eq!(registered.status, reqwest::StatusCode::CREATED);
+    let _subscriber = client
+        .get(server.url("/v1/availability/stream"))
+        .send()
+        .await
+        .unwrap();
     let server = &server;
     for round in 0..6 {
         let holds = join_all((0..30).map(|i| {
@@ -254,7 +274,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         .unwrap()
         .iter()
         .collect();
-    assert_eq!(rules.len(), 9);
+    assert_eq!(rules.len(), 11);
     for rule in rules {
         assert_ne!(
             rule["health"], "err",

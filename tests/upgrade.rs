@@ -1,7 +1,8 @@
-//! Data dirs written by earlier releases (the journal in sled) start under this build with
-//! everything in them: SKUs, quotas, a sale, holds in every status, changes that lived only
-//! in the sled journal, and every idempotent answer byte for byte. `fixtures/format5.tar.gz`
-//! was written by the last such release (`fixtures/make-format5.sh` says how).
+//! Data dirs written by earlier releases start under this build with everything in them:
+//! SKUs, quotas, a sale, holds in every status, changes that lived only in the journal, and
+//! every idempotent answer byte for byte. `fixtures/format5.tar.gz` was written by the last
+//! release with the journal in sled, `fixtures/format6.tar.gz` by the last one without
+//! availability marks (`fixtures/make-fixture.sh` says how).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_conserved, Process, TestServer};
 use serde_json::Value;
 
-/// Keys and bodies exactly as `make-format5.sh` sent them.
+/// Keys and bodies exactly as `make-fixture.sh` sent them.
 const REQUESTS: [(&str, &str); 6] = [
     (
         "k-held",
@@ -48,8 +49,9 @@ const REMEMBER: [&str; 4] = [
     "3153600000",
 ];
 
-fn fixture_dir(dir: &Path) -> PathBuf {
-    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format5.tar.gz");
+fn fixture_dir(dir: &Path, format: u8) -> PathBuf {
+    let archive =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format{format}.tar.gz"));
     let status = std::process::Command::new("tar")
         .arg("-xzf")
         .arg(&archive)
@@ -61,14 +63,15 @@ fn fixture_dir(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
-fn expected() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format5.expected.json");
+fn expected(format: u8) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/format{format}.expected.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Everything the earlier release answered, answered the same way.
-async fn everything_is_there(server: &TestServer) {
-    let expected = expected();
+async fn everything_is_there(server: &TestServer, format: u8) {
+    let expected = expected(format);
     for (key, body) in REQUESTS {
         let retry = server.hold_raw(key, body).await;
         assert_eq!(
@@ -117,32 +120,79 @@ async fn everything_is_there(server: &TestServer) {
     }
 }
 
-async fn upgrades_and_keeps_everything(data: &Path) {
+async fn upgrades_and_keeps_everything(data: &Path, format: u8) {
     let (process, server) = Process::start_server(data, &REMEMBER);
-    assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [6u8]);
+    assert_eq!(
+        std::fs::read(data.join("holdfast.format")).unwrap(),
+        [holdfast::startup::DATA_FORMAT_VERSION]
+    );
     assert!(!data.join("sled").exists(), "the sled journal is gone");
     assert!(data.join("journal").is_dir());
-    everything_is_there(&server).await;
+    everything_is_there(&server, format).await;
     assert_eq!(process.terminate().code(), Some(0));
 
     // And again, now from the new format alone.
     let (_process, server) = Process::start_server(data, &REMEMBER);
-    everything_is_there(&server).await;
+    everything_is_there(&server, format).await;
 }
 
 #[actix_web::test]
 async fn a_format_5_data_dir_upgrades_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let data = fixture_dir(dir.path());
+    let data = fixture_dir(dir.path(), 5);
     assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [5u8]);
-    upgrades_and_keeps_everything(&data).await;
+    upgrades_and_keeps_everything(&data, 5).await;
+}
+
+/// Format 6 had no availability marks: it is read as it is, restamped, and its SKUs'
+/// versions start from the first change under this build.
+#[actix_web::test]
+async fn a_format_6_data_dir_is_restamped_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture_dir(dir.path(), 6);
+    assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [6u8]);
+    upgrades_and_keeps_everything(&data, 6).await;
+    let (_process, server) = Process::start_server(&data, &REMEMBER);
+    // Whatever the journal held before is older than this build's first mark.
+    let head = server
+        .send(reqwest::Method::GET, "/v1/changes", None, &[])
+        .await
+        .body["next"]
+        .as_u64()
+        .unwrap();
+    let adjusted = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/skus/ALPHA/adjustments",
+            Some(r#"{"delta": 1, "reason": "found"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(adjusted.status, reqwest::StatusCode::OK);
+    let changes = server
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/changes?since={head}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        changes.body["events"].as_array().unwrap().len(),
+        1,
+        "{}",
+        changes.body
+    );
+    let event = &changes.body["events"][0];
+    assert_eq!(event["version"], 1);
+    assert_eq!(event["available"], adjusted.body["available"]);
 }
 
 /// Format 4 kept the snapshots inside the journal's sled Db.
 #[actix_web::test]
 async fn a_format_4_data_dir_upgrades_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let data = fixture_dir(dir.path());
+    let data = fixture_dir(dir.path(), 5);
     {
         let own = sled::open(data.join("snapshots")).unwrap();
         let shared = sled::open(data.join("sled")).unwrap();
@@ -157,5 +207,5 @@ async fn a_format_4_data_dir_upgrades_and_keeps_everything() {
     }
     std::fs::remove_dir_all(data.join("snapshots")).unwrap();
     std::fs::write(data.join("holdfast.format"), [4u8]).unwrap();
-    upgrades_and_keeps_everything(&data).await;
+    upgrades_and_keeps_everything(&data, 5).await;
 }

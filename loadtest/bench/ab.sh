@@ -8,6 +8,8 @@
 # server CPU per hold: over the pairs in which neither run had a journal flush over 50 ms
 # (a disk stall: such pairs measure the disk, and on this kind of VM they come in phases of
 # minutes), and over all pairs.
+# A_LISTENERS / B_LISTENERS="3:2" attach 3 availability-stream subscribers and 2 webhook
+# endpoints (a local receiver) to that variant's server before its run (the broadcast's cost).
 # Usage: A_BIN=/tmp/holdfast-main B_ARGS="--durability none" loadtest/bench/ab.sh
 source "$(dirname "$0")/lib.sh"
 runs=${RUNS:-8}; secs=${SECS:-10}
@@ -15,10 +17,15 @@ default_bin=$bin
 
 # run VARIANT -> "holds/s p99_ms recorded_p99_ms cpu_us_per_hold slow_flushes"
 run() {
-  local bin_var="${1}_BIN" args_var="${1}_ARGS" ticks placed measured args
+  local bin_var="${1}_BIN" args_var="${1}_ARGS" listeners_var="${1}_LISTENERS" ticks placed measured args
   bin=${!bin_var:-$default_bin}
   read -r -a args <<<"${!args_var:---durability fsync}"
-  start_holdfast "${args[@]}"
+  if [ -n "${!listeners_var:-}" ]; then
+    start_holdfast "${args[@]}" --webhook-allow-cidr 127.0.0.1/32
+    attach_listeners "${!listeners_var%%:*}" "${!listeners_var##*:}"
+  else
+    start_holdfast "${args[@]}"
+  fi
   ticks=$(server_ticks); placed=$(holds_placed)
   measured=$(wrk_holds "$secs" 50)
   ticks=$(( $(server_ticks) - ticks )); placed=$(( $(holds_placed) - placed ))

@@ -25,7 +25,42 @@ start_holdfast() {
   echo "holdfast did not become ready: $(tail -3 "$hf_dir/log")" >&2; return 1
 }
 
+# attach_listeners SUBSCRIBERS WEBHOOKS: SSE subscribers reading the whole availability
+# stream, and webhook endpoints (every event type) on a local receiver that answers 204;
+# the server must allow loopback (--webhook-allow-cidr 127.0.0.1/32). Sets $listener_pids.
+attach_listeners() {
+  local port i; listener_pids=""
+  for i in $(seq "$1"); do
+    curl -sN "$hf_url/v1/availability/stream" >/dev/null 2>&1 &
+    listener_pids+=" $!"
+  done
+  [ "$2" -gt 0 ] || return 0
+  port=$(free_port)
+  python3 -c '
+import http.server, sys
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(204); self.end_headers()
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()' "$port" &
+  listener_pids+=" $!"
+  sleep 0.3
+  for i in $(seq "$2"); do
+    curl -sf -X PUT "$hf_url/v1/webhooks/bench-$i" -H 'content-type: application/json' \
+      -d "{\"url\": \"http://127.0.0.1:$port/hook\", \"events\": [\"availability.changed\", \"sku.sold_out\", \"sku.back_in_stock\", \"sku.low_stock\"]}" >/dev/null
+  done
+}
+
+detach_listeners() {
+  [ -n "${listener_pids:-}" ] || return 0
+  # shellcheck disable=SC2086
+  kill $listener_pids 2>/dev/null || true; wait $listener_pids 2>/dev/null || true
+  listener_pids=""
+}
+
 stop_holdfast() {
+  detach_listeners
   [ -n "${hf_pid:-}" ] || return 0
   kill -TERM "$hf_pid" 2>/dev/null || true; wait "$hf_pid" 2>/dev/null || true; rm -rf "$hf_dir"
   hf_pid=

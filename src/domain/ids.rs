@@ -96,6 +96,11 @@ string_id!(
     "sale_id"
 );
 string_id!(
+    /// A webhook endpoint, named by the admin who registers it.
+    WebhookId,
+    "webhook_id"
+);
+string_id!(
     /// The client's name for one logical attempt, so a retry is recognised as the same one.
     IdempotencyKey,
     "Idempotency-Key"

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod sales;
 pub mod skus;
 pub mod stream;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct AppState {
     /// Durable availability events, for the stream and the change feed.
     pub hub: Arc<crate::broadcast::Hub>,
     pub subscribers: stream::Subscribers,
+    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 impl AppState {
@@ -104,6 +106,10 @@ route_table! {
     "/v1/availability" => { GET: skus::get_availability },
     "/v1/availability/stream" => { GET: stream::get_stream },
     "/v1/changes" => { GET: stream::get_changes },
+    "/v1/webhooks" => { GET: webhooks::list_webhooks },
+    "/v1/webhooks/{webhook_id}" => { GET: webhooks::get_webhook, PUT: webhooks::put_webhook, DELETE: webhooks::delete_webhook },
+    "/v1/webhooks/{webhook_id}/deliveries" => { GET: webhooks::get_deliveries },
+    "/v1/webhooks/{webhook_id}/replay" => { POST: webhooks::post_replay },
     "/v1/admission" => { GET: admission::get_admission, PUT: admission::put_admission },
     "/openapi.json" => { GET: openapi::openapi_json },
     "/problems/{name}" => { GET: problem::describe },

@@ -89,6 +89,13 @@ pub struct SalePath {
     sale_id: SaleId,
 }
 
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct WebhookPath {
+    webhook_id: crate::domain::WebhookId,
+}
+
 /// The error answers of a set of problem types, one response per status, each with an
 /// example per type and the headers that status carries.
 fn problem_responses(kinds: &[ProblemType]) -> BTreeMap<String, RefOr<Response>> {
@@ -254,7 +261,7 @@ impl Modify for SharedComponents {
 /// client (and the fuzzer's stateful phase) follow a hold from its creation to its end.
 /// (operation, status, the id's path parameter and where the answer has it, the
 /// operations that take it).
-const LINKS: [(&str, &str, &str, &str, &[&str]); 3] = [
+const LINKS: [(&str, &str, &str, &str, &[&str]); 4] = [
     (
         "place_hold",
         "201",
@@ -280,6 +287,18 @@ const LINKS: [(&str, &str, &str, &str, &[&str]); 3] = [
         "sale_id",
         "$response.body#/sale_id",
         &["get_sale"],
+    ),
+    (
+        "put_webhook",
+        "201",
+        "webhook_id",
+        "$response.body#/id",
+        &[
+            "get_webhook",
+            "get_deliveries",
+            "post_replay",
+            "delete_webhook",
+        ],
     ),
 ];
 
@@ -346,6 +365,12 @@ impl Modify for Links {
         super::skus::get_availability,
         super::stream::get_stream,
         super::stream::get_changes,
+        super::webhooks::put_webhook,
+        super::webhooks::get_webhook,
+        super::webhooks::delete_webhook,
+        super::webhooks::list_webhooks,
+        super::webhooks::get_deliveries,
+        super::webhooks::post_replay,
         super::allocation::put_allocation,
         super::allocation::post_rebalance,
         super::sales::put_sale,
@@ -365,6 +390,7 @@ impl Modify for Links {
     tags(
         (name = "holds", description = "Checkout: place, read, confirm, release and fulfil holds"),
         (name = "stock", description = "Back office: stock levels, adjustments, availability"),
+        (name = "webhooks", description = "Availability pushed to your endpoints: Standard Webhooks v1, signed, coalesced, retried"),
         (name = "allocation", description = "Channel quotas before and during a sale"),
         (name = "sales", description = "Flash sales: window, SKUs, per-customer limit"),
         (name = "feeds", description = "Start-of-day stock feeds"),

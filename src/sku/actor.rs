@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use super::log::SkuLog;
 use super::mark::{StockMark, StockSignal};
 use super::messages::{
-    Adjust, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation, SetStock, SettleLine,
+    Adjust, CurrentMark, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation, SetStock,
+    SettleLine,
 };
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::clock::Clock;
@@ -220,6 +221,19 @@ impl Handler<Reserve> for SkuActor {
         self.velocity
             .record(&msg.channel, msg.quantity.units(), msg.at_ms);
         Ok(Reserved { pooled, mark })
+    }
+}
+
+impl Handler<CurrentMark> for SkuActor {
+    type Result = actix::MessageResult<CurrentMark>;
+
+    fn handle(&mut self, _: CurrentMark, _: &mut Self::Context) -> Self::Result {
+        let version = self.state.published.version;
+        actix::MessageResult(StockMark::reading(&self.state).mark(
+            version,
+            self.clock.now_ms(),
+            None,
+        ))
     }
 }
 

@@ -75,6 +75,12 @@ pub struct Rebalance {
 #[rtype(result = "()")]
 pub struct Restate;
 
+/// The SKU's availability now, as a mark of its current version (a webhook endpoint that
+/// fell behind the events kept starts again from every SKU's current state).
+#[derive(Message)]
+#[rtype(result = "StockMark")]
+pub struct CurrentMark;
+
 /// Read the SKU's counters.
 #[derive(Message)]
 #[rtype(result = "SkuView")]

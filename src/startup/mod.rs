@@ -21,6 +21,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::admission::Admission;
+use crate::broadcast::Hub;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::SkuId;
@@ -33,6 +34,12 @@ use crate::sku::directory::DirectoryFull;
 use crate::sku::log::SkuLog;
 use crate::sku::SkuDirectory;
 use crate::store::{Journal, JournalError};
+use crate::webhook::log::WebhookLog;
+use crate::webhook::target::AddressPolicy;
+use crate::webhook::{WebhookSettings, Webhooks};
+
+/// Delivery attempts `GET /v1/webhooks/{id}/deliveries` lists per endpoint.
+const WEBHOOK_DELIVERIES_KEPT: usize = 100;
 
 pub use crate::store::data_dir::DATA_FORMAT_VERSION;
 use storage::Storage;
@@ -83,6 +90,7 @@ fn random_secret() -> std::io::Result<[u8; 32]> {
 /// The server's core: what the handlers call and what recovery fills.
 struct Core {
     arbiters: Vec<Arbiter>,
+    webhooks: Arc<Webhooks>,
     directory: Arc<SkuDirectory>,
     idempotency: Arc<IdempotencyStore>,
     reservations: Arc<Reservations>,
@@ -94,6 +102,7 @@ struct Core {
 fn start_core(
     settings: &Settings,
     journal: &Journal,
+    hub: &Arc<Hub>,
     clock: &Clock,
     sales: impl Iterator<Item = crate::sale::Sale>,
 ) -> Result<Core, StartupError> {
@@ -155,8 +164,29 @@ fn start_core(
         admission,
         render_refusal: http::holds::render_refusal,
     });
+    let webhook_log: Arc<dyn WebhookLog> = Arc::new(journal.clone());
+    let webhooks = Arc::new(Webhooks::new(
+        crate::webhook::Shared {
+            hub: Arc::clone(hub),
+            directory: Arc::clone(&directory),
+            log: webhook_log,
+            clock: clock.clone(),
+            settings: WebhookSettings {
+                timeout: Duration::from_millis(settings.webhook_timeout_ms),
+                in_flight_max: settings.webhook_in_flight_max,
+                retry_max: Duration::from_secs(settings.webhook_retry_max_s),
+                failures_max: settings.webhook_failures_max,
+                policy: AddressPolicy {
+                    allowed: settings.webhook_allow_cidrs.clone(),
+                },
+                deliveries_kept: WEBHOOK_DELIVERIES_KEPT,
+            },
+        },
+        settings.webhooks_max,
+    ));
     Ok(Core {
         arbiters,
+        webhooks,
         directory,
         idempotency,
         reservations,
@@ -184,6 +214,7 @@ fn app_state(
         clock: clock.clone(),
         ready: Arc::clone(ready),
         hub: Arc::clone(&storage.hub),
+        webhooks: Arc::clone(&core.webhooks),
         subscribers: http::stream::Subscribers::default(),
         metrics,
         openapi: serde_json::to_vec(&http::openapi::document(settings))
@@ -267,6 +298,7 @@ impl Application {
         let core = start_core(
             &settings,
             &storage.journal,
+            &storage.hub,
             &clock,
             image.sales.values().cloned(),
         )?;
@@ -276,7 +308,10 @@ impl Application {
         tracing::info!(listen = %settings.listen, port, "Listening; recovering before serving the API.");
         let seq = image.seq;
         let restore_started = Instant::now();
+        let mut image = image;
+        let webhooks = std::mem::take(&mut image.webhooks);
         restore::restore(image, &core.reservations, &core.idempotency).await?;
+        core.webhooks.restore(webhooks.into_values());
         crate::metrics::recovery(recovery_started.elapsed());
         tracing::info!(
             seq,

@@ -9,20 +9,25 @@ use futures_util::future::BoxFuture;
 
 use super::Journal;
 use crate::broadcast::hub::{cursor, StockEvent};
-use crate::domain::{HoldId, HoldStatus, JournalError, SkuId};
+use crate::domain::{HoldId, HoldStatus, JournalError, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::log::HoldLog;
 use crate::hold::record::HoldRecord;
 use crate::sku::log::SkuLog;
 use crate::sku::mark::StockMark;
 use crate::sku::SkuChange;
+use crate::webhook::log::WebhookLog;
+use crate::webhook::Endpoint;
 
 /// Variants are encoded by their position: new ones go at the end, and the ones earlier
 /// builds wrote stay readable (replay applies them; they carry no marks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// A change to one SKU, in the order its actor applied it (builds before format 7).
-    Sku { sku: SkuId, change: SkuChange },
+    Sku {
+        sku: SkuId,
+        change: SkuChange,
+    },
     /// A hold was placed (builds before format 7): as `HoldPlacedMarked`, without marks.
     HoldPlaced {
         hold: HoldRecord,
@@ -35,7 +40,9 @@ pub enum Event {
         at_ms: u64,
     },
     /// A sale was created or replaced.
-    SaleSet { sale: crate::sale::Sale },
+    SaleSet {
+        sale: crate::sale::Sale,
+    },
     /// A hold request that was refused after running (sold out), remembered under its
     /// idempotency key so a retry gets the same answer.
     Refused {
@@ -58,11 +65,45 @@ pub enum Event {
         idempotency: IdempotencyRecord,
         marks: Vec<StockMark>,
     },
+    /// A webhook endpoint registered, replaced or disabled.
+    WebhookSet {
+        endpoint: Endpoint,
+    },
+    WebhookDeleted {
+        id: WebhookId,
+    },
+    /// Every availability event up to `cursor` was delivered to the endpoint.
+    WebhookProgress {
+        id: WebhookId,
+        cursor: u64,
+    },
 }
 
 impl SkuLog for Journal {
     fn sku_changed(&self, sku: SkuId, change: SkuChange, mark: StockMark) {
         self.append(Event::SkuMarked { sku, change, mark });
+    }
+}
+
+impl WebhookLog for Journal {
+    fn webhook_set(&self, endpoint: Endpoint) {
+        self.append(Event::WebhookSet { endpoint });
+    }
+
+    fn webhook_deleted(&self, id: WebhookId) {
+        self.append(Event::WebhookDeleted { id });
+    }
+
+    fn webhook_progress(&self, id: WebhookId, cursor: u64) {
+        self.append(Event::WebhookProgress { id, cursor });
+    }
+
+    fn accepting(&self) -> Result<(), JournalError> {
+        Journal::accepting(self)
+    }
+
+    fn barrier(&self) -> BoxFuture<'static, Result<(), JournalError>> {
+        Box::pin(Journal::barrier(self))
     }
 }
 
@@ -123,7 +164,10 @@ impl Event {
             | Event::HoldPlaced { .. }
             | Event::HoldStatusChanged { .. }
             | Event::SaleSet { .. }
-            | Event::Refused { .. } => {}
+            | Event::Refused { .. }
+            | Event::WebhookSet { .. }
+            | Event::WebhookDeleted { .. }
+            | Event::WebhookProgress { .. } => {}
         }
     }
 }

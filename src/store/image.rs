@@ -3,15 +3,16 @@
 //! plus the journal tail; the compactor keeps one up to date to write snapshots from.
 //! Both use [`Image::apply`], the same code, so a snapshot is exactly a replayed prefix.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::domain::{Channel, HoldId, IdMap, IdSet, SkuId};
+use crate::domain::{Channel, HoldId, IdMap, IdSet, SkuId, WebhookId};
 use crate::hold::idempotency::{Answer, IdempotencyRecord, StoredResponse};
 use crate::hold::HoldRecord;
 use crate::sku::mark::StockMark;
 use crate::sku::{SkuChange, SkuState};
 use crate::store::Event;
+use crate::webhook::Endpoint;
 
 /// Holds are kept in B-trees, not hash maps: at a million holds a hash map that doubled
 /// moved every record into a new table twice the size, with both alive at once (map
@@ -33,6 +34,8 @@ pub struct Image {
     pub refusals: HashMap<String, (IdempotencyRecord, StoredResponse)>,
     /// Sales by id.
     pub sales: IdMap<crate::domain::SaleId, crate::sale::Sale>,
+    /// Webhook endpoints, each with the cursor up to which it was delivered to.
+    pub webhooks: BTreeMap<WebhookId, (Endpoint, u64)>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
     pub seq: u64,
     /// Keys changed since the last snapshot write.
@@ -54,6 +57,7 @@ pub struct Dirty {
     pub holds: IdSet<HoldId>,
     pub answers: HashSet<String>,
     pub sales: IdSet<crate::domain::SaleId>,
+    pub webhooks: BTreeSet<WebhookId>,
 }
 
 impl Dirty {
@@ -63,11 +67,16 @@ impl Dirty {
         self.holds.clear();
         self.answers.clear();
         self.sales.clear();
+        self.webhooks.clear();
     }
 
     /// Entries a snapshot of only these changes writes.
     pub fn entries(&self) -> usize {
-        self.skus.len() + self.holds.len() + self.answers.len() + self.sales.len()
+        self.skus.len()
+            + self.holds.len()
+            + self.answers.len()
+            + self.sales.len()
+            + self.webhooks.len()
     }
 
     /// A hold's snapshot entry carries its lines, so a line change makes the hold dirty.
@@ -154,6 +163,23 @@ impl Image {
                     hold.status = status;
                     hold.updated_at_ms = at_ms;
                     self.dirty.holds.insert(hold_id);
+                }
+            }
+            Event::WebhookSet { endpoint } => {
+                // A new registration delivers from where the journal is now.
+                let cursor = crate::broadcast::hub::last_cursor_of(seq);
+                self.dirty.webhooks.insert(endpoint.id.clone());
+                self.webhooks
+                    .insert(endpoint.id.clone(), (endpoint, cursor));
+            }
+            Event::WebhookDeleted { id } => {
+                self.webhooks.remove(&id);
+                self.dirty.webhooks.insert(id);
+            }
+            Event::WebhookProgress { id, cursor } => {
+                if let Some((_, delivered)) = self.webhooks.get_mut(&id) {
+                    *delivered = (*delivered).max(cursor);
+                    self.dirty.webhooks.insert(id);
                 }
             }
             Event::SaleSet { sale } => {
@@ -263,7 +289,11 @@ impl Image {
     /// Entries a full snapshot writes: SKUs, holds (a placed answer rides with its hold),
     /// refusals and sales.
     pub fn entries(&self) -> usize {
-        self.skus.len() + self.holds.len() + self.refusals.len() + self.sales.len()
+        self.skus.len()
+            + self.holds.len()
+            + self.refusals.len()
+            + self.sales.len()
+            + self.webhooks.len()
     }
 
     /// Whether a SKU still carries one of the hold's lines: the snapshot stores lines with

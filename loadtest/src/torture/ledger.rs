@@ -191,6 +191,13 @@ pub async fn verify(http: &reqwest::Client, base: &str, ledger: &mut Ledger) -> 
             Err(err) => problems.push(format!("retry of key {}: {err}", hold.key)),
         }
     }
+    let before = match latest_events(http, base).await {
+        Ok(latest) => latest,
+        Err(problem) => {
+            problems.push(problem);
+            BTreeMap::new()
+        }
+    };
     let mut views = Vec::new();
     for sku in ledger.set_skus.keys().chain(ledger.shop_skus.keys()) {
         match get_json(http, &format!("{base}/v1/skus/{sku}")).await {
@@ -206,8 +213,79 @@ pub async fn verify(http: &reqwest::Client, base: &str, ledger: &mut Ledger) -> 
             problems.extend(check_shop_sku(sku, stock, ledger, view));
         }
     }
+    match latest_events(http, base).await {
+        Ok(after) => problems.extend(check_events(&before, &after, &views)),
+        Err(problem) => problems.push(problem),
+    }
     if problems.is_empty() {
         settle(ledger, &observed, &views);
+    }
+    problems
+}
+
+/// Pages of the change feed read at most: the server keeps 100,000 events by default.
+const CHANGE_PAGES_MAX: usize = 200;
+
+/// The change feed from the oldest event kept: each SKU's highest-version event, and
+/// whether versions rose strictly per SKU in feed order.
+async fn latest_events(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<BTreeMap<String, Value>, String> {
+    let mut latest: BTreeMap<String, Value> = BTreeMap::new();
+    let mut since = 0u64;
+    for _ in 0..CHANGE_PAGES_MAX {
+        let (code, page) =
+            get_json(http, &format!("{base}/v1/changes?since={since}&limit=1000")).await?;
+        if code != 200 {
+            return Err(format!("GET /v1/changes answered {code} {page}"));
+        }
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            let sku = event["sku"].as_str().unwrap_or_default().to_owned();
+            let version = event["version"].as_u64().unwrap_or(0);
+            if let Some(seen) = latest.get(&sku) {
+                let before = seen["version"].as_u64().unwrap_or(0);
+                if version <= before {
+                    return Err(format!(
+                        "sku {sku}: the feed has version {version} after {before}"
+                    ));
+                }
+            }
+            latest.insert(sku, event.clone());
+        }
+        let next = page["next"].as_u64().unwrap_or(since);
+        if events.is_empty() && page["reset"] != true {
+            return Ok(latest);
+        }
+        since = next;
+    }
+    Err(format!(
+        "the change feed did not end within {CHANGE_PAGES_MAX} pages"
+    ))
+}
+
+/// No event invented or lost by the crash: for each SKU that did not change while it was
+/// read (the expiry sweep runs), its latest event says what the SKU has.
+fn check_events(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+    views: &[(String, Value)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (sku, view) in views {
+        let (Some(first), Some(last)) = (before.get(sku), after.get(sku)) else {
+            continue;
+        };
+        if first["version"] != last["version"] {
+            continue;
+        }
+        if last["available"] != view["available"] {
+            problems.push(format!(
+                "sku {sku}: its latest event (version {}) says {} available, the sku {}",
+                last["version"], last["available"], view["available"]
+            ));
+        }
     }
     problems
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HoldId, SkuId};
+use crate::domain::{HoldId, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::HoldRecord;
 use crate::sale::Sale;
@@ -14,6 +14,7 @@ use crate::sku::mark::Published;
 use crate::sku::state::Line;
 use crate::sku::SkuState;
 use crate::store::image::Image;
+use crate::webhook::Endpoint;
 
 pub(super) const MANIFEST: &[u8] = b"m:manifest.v6";
 /// The manifest of earlier builds, without a counter: read once, replaced at the next commit.
@@ -128,6 +129,9 @@ pub(super) enum Entry<'a> {
     Sale(Cow<'a, Sale>),
     /// A SKU's counters and its last availability mark (format 7 on; `Sku` before).
     SkuMarked(Cow<'a, SkuId>, Cow<'a, SkuState>, Published),
+    /// A webhook endpoint and the cursor it was delivered up to.
+    Webhook(Cow<'a, Endpoint>, u64),
+    WebhookGone(Cow<'a, WebhookId>),
 }
 
 impl<'a> Entry<'a> {

@@ -157,6 +157,15 @@ fn apply(image: &mut Image, entry: Entry<'static>) {
             let sale = sale.into_owned();
             image.sales.insert(sale.id.clone(), sale);
         }
+        Entry::Webhook(endpoint, cursor) => {
+            let endpoint = endpoint.into_owned();
+            image
+                .webhooks
+                .insert(endpoint.id.clone(), (endpoint, cursor));
+        }
+        Entry::WebhookGone(id) => {
+            image.webhooks.remove(id.as_ref());
+        }
     }
 }
 

@@ -209,6 +209,9 @@ pub(super) fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(
     for sale in image.sales.values() {
         chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
     }
+    for (endpoint, cursor) in image.webhooks.values() {
+        chunks.push(&Entry::Webhook(Cow::Borrowed(endpoint), *cursor))?;
+    }
     Ok(())
 }
 
@@ -243,6 +246,14 @@ pub(super) fn write_dirty(
     for id in &dirty.sales {
         if let Some(sale) = image.sales.get(id) {
             chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
+        }
+    }
+    for id in &dirty.webhooks {
+        match image.webhooks.get(id) {
+            Some((endpoint, cursor)) => {
+                chunks.push(&Entry::Webhook(Cow::Borrowed(endpoint), *cursor))?
+            }
+            None => chunks.push(&Entry::WebhookGone(Cow::Borrowed(id)))?,
         }
     }
     Ok(())
