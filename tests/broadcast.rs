@@ -565,6 +565,7 @@ async fn a_mark_counting_a_hold_the_crash_took_is_restated_at_start() {
                 channels: Vec::new(),
                 low_stock_threshold: 0,
                 signal: None,
+                sale: None,
             },
         });
         journal.barrier().await.unwrap();
@@ -584,4 +585,69 @@ async fn a_mark_counting_a_hold_the_crash_took_is_restated_at_start() {
     let again = changes(&server, None, "?since=0").await;
     assert_eq!(again["events"].as_array().unwrap().len(), events.len());
     process.kill9();
+}
+
+/// A sale's window opening and closing reaches channels as events of its SKUs, and so
+/// does a SKU leaving the sale.
+#[actix_web::test]
+async fn sale_windows_opening_and_closing_are_events() {
+    let clock = common::manual_clock();
+    let server = spawn_with_clock(|_| {}, clock.clone()).await;
+    set_stock(&server, "A", 10, 0).await;
+    set_stock(&server, "B", 10, 0).await;
+    let head = changes(&server, None, "").await["next"].as_u64().unwrap();
+    let now_ms = clock.now_ms();
+    let at = |ms: u64| holdfast::clock::rfc3339(ms);
+    let sale = |skus: Value| {
+        json!({"name": "Drop", "starts_at": at(now_ms + 60_000), "ends_at": at(now_ms + 120_000), "skus": skus})
+            .to_string()
+    };
+    let put = server
+        .send(
+            Method::PUT,
+            "/v1/sales/drop",
+            Some(&sale(json!(["A", "B"]))),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    // Waits for the events after `since` that show SKU `sku` with `window`.
+    let wait_for = |since: u64, sku: &'static str, window: Value| {
+        let server = &server;
+        async move {
+            for _ in 0..100 {
+                let page = changes(server, None, &format!("?since={since}&sku={sku}")).await;
+                if let Some(last) = page["events"].as_array().unwrap().last() {
+                    if last["sale"] == window {
+                        return page["next"].as_u64().unwrap();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no event for {sku} with sale {window}");
+        }
+    };
+    let closed = json!({"sale_id": "drop", "open": false});
+    let open = json!({"sale_id": "drop", "open": true});
+    let cursor = wait_for(head, "A", closed.clone()).await;
+    wait_for(head, "B", closed.clone()).await;
+    clock.advance(61_000);
+    let cursor = wait_for(cursor, "A", open.clone()).await;
+    // B leaves the sale while it is open: its next event has no sale.
+    let put = server
+        .send(
+            Method::PUT,
+            "/v1/sales/drop",
+            Some(&sale(json!(["A"]))),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    wait_for(cursor, "B", Value::Null).await;
+    clock.advance(60_000);
+    let cursor = wait_for(cursor, "A", closed).await;
+    // Nothing changes while nothing flips: no event is invented.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let quiet = changes(&server, None, &format!("?since={cursor}")).await;
+    assert_eq!(quiet["events"], json!([]), "{quiet}");
 }

@@ -40,6 +40,17 @@ pub struct AvailabilityEvent<'a> {
     pub state: StockLevel,
     /// When the change was made (RFC 3339, UTC).
     pub at: String,
+    /// The flash sale the SKU is on: outside its window it cannot be held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sale: Option<SaleWindowView<'a>>,
+}
+
+/// A SKU's sale and whether its window is open now.
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SaleWindowView<'a> {
+    #[schema(value_type = String)]
+    pub sale_id: &'a str,
+    pub open: bool,
 }
 
 impl<'a> AvailabilityEvent<'a> {
@@ -68,6 +79,10 @@ impl<'a> AvailabilityEvent<'a> {
             channels,
             state: StockLevel::of(available, mark.low_stock_threshold),
             at: crate::clock::rfc3339(mark.at_ms),
+            sale: mark.sale.as_ref().map(|window| SaleWindowView {
+                sale_id: window.sale.as_str(),
+                open: window.open,
+            }),
         }
     }
 }

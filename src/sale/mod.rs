@@ -2,6 +2,8 @@
 //! on at most one sale whose window has not ended. Holds on a sale SKU outside its window
 //! are refused (409 `sale-not-open`); the per-customer limit is enforced by the SKU actor.
 
+pub mod windows;
+
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -151,6 +153,11 @@ impl SaleBook {
 
     pub fn get(&self, id: &SaleId) -> Option<Arc<Sale>> {
         self.inner.read().sales.get(id).cloned()
+    }
+
+    /// Every sale kept (at most `--sales-max`).
+    pub fn all(&self) -> Vec<Arc<Sale>> {
+        self.inner.read().sales.values().cloned().collect()
     }
 
     pub fn sale_for(&self, sku: &SkuId) -> Option<Arc<Sale>> {

@@ -7,7 +7,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::SkuState;
-use crate::domain::Channel;
+use crate::domain::{Channel, SaleId};
+
+/// The flash sale a SKU is on and whether its window is open: outside it the SKU cannot
+/// be held, so channels are told when it opens and closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleWindow {
+    pub sale: SaleId,
+    pub open: bool,
+}
 
 /// How a SKU's availability reads at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -52,6 +60,8 @@ pub struct StockMark {
     pub channels: Vec<(Channel, u64)>,
     pub low_stock_threshold: u64,
     pub signal: Option<StockSignal>,
+    /// The sale the SKU is on, if any, and whether its window is open.
+    pub sale: Option<SaleWindow>,
 }
 
 impl StockMark {
@@ -74,6 +84,7 @@ impl StockMark {
             pool: state.pool_available(),
             channels,
             low_stock_threshold: state.low_stock_threshold,
+            sale: state.sale_window.clone(),
         }
     }
 
@@ -96,6 +107,7 @@ impl StockMark {
             self.pool,
             &self.channels,
             self.low_stock_threshold,
+            self.sale.as_ref(),
         )
     }
 }
@@ -107,6 +119,7 @@ pub struct Reading {
     pub pool: u64,
     pub channels: Vec<(Channel, u64)>,
     pub low_stock_threshold: u64,
+    pub sale: Option<SaleWindow>,
 }
 
 impl Reading {
@@ -119,6 +132,7 @@ impl Reading {
             channels: self.channels,
             low_stock_threshold: self.low_stock_threshold,
             signal,
+            sale: self.sale,
         }
     }
 
@@ -130,11 +144,18 @@ impl Reading {
             self.pool,
             &self.channels,
             self.low_stock_threshold,
+            self.sale.as_ref(),
         )
     }
 }
 
-fn digest(available: u64, pool: u64, channels: &[(Channel, u64)], threshold: u64) -> u32 {
+fn digest(
+    available: u64,
+    pool: u64,
+    channels: &[(Channel, u64)],
+    threshold: u64,
+    sale: Option<&SaleWindow>,
+) -> u32 {
     let mut crc = crc32c::crc32c(&available.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &pool.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &threshold.to_le_bytes());
@@ -142,6 +163,10 @@ fn digest(available: u64, pool: u64, channels: &[(Channel, u64)], threshold: u64
         crc = crc32c::crc32c_append(crc, channel.as_str().as_bytes());
         crc = crc32c::crc32c_append(crc, &[0]);
         crc = crc32c::crc32c_append(crc, &units.to_le_bytes());
+    }
+    if let Some(window) = sale {
+        crc = crc32c::crc32c_append(crc, window.sale.as_str().as_bytes());
+        crc = crc32c::crc32c_append(crc, &[u8::from(window.open) + 1]);
     }
     crc
 }

@@ -81,6 +81,15 @@ pub struct Restate;
 #[rtype(result = "StockMark")]
 pub struct CurrentMark;
 
+/// The SKU's sale window, as the sale ticker sees it: `open` for the sale the SKU is on,
+/// or `None` when the SKU left `sale`. Journaled only if it changes what the SKU says.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSaleWindow {
+    pub sale: crate::domain::SaleId,
+    pub open: Option<bool>,
+}
+
 /// Read the SKU's counters.
 #[derive(Message)]
 #[rtype(result = "SkuView")]

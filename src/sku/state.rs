@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::mark::Published;
+use super::mark::{Published, SaleWindow};
 use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity, SkuId, UNITS_MAX};
 
 /// A fact about one SKU, as written to the journal.
@@ -47,6 +47,8 @@ pub enum SkuChange {
     /// Nothing changed, but the availability last published for the SKU no longer
     /// describes it (a crash took a reservation it counted): a new mark says what does.
     Restated,
+    /// The SKU's sale window opened or closed, or the SKU left its sale (`None`).
+    SaleWindowSet { window: Option<SaleWindow> },
 }
 
 /// Why a command on a SKU was refused. Operating errors, not bugs.
@@ -177,6 +179,10 @@ pub struct SkuState {
     /// the state, not in it, so the state's encoding is that of earlier builds.
     #[serde(skip)]
     pub published: Published,
+    /// The sale the SKU is on and whether its window is open, as last journaled; kept in
+    /// snapshots beside the state, like `published`.
+    #[serde(skip)]
+    pub sale_window: Option<SaleWindow>,
 }
 
 /// What `GET /v1/skus/{sku}` shows.
@@ -670,6 +676,7 @@ impl SkuState {
                 self.quotas = quotas.clone();
             }
             SkuChange::Restated => {}
+            SkuChange::SaleWindowSet { window } => self.sale_window = window.clone(),
         }
     }
 }

@@ -238,6 +238,12 @@ fn start_background(settings: &Settings, core: &Core, journal: &Journal, ready: 
         },
     ));
     let tick = Duration::from_millis(settings.expiry_tick_ms);
+    actix_web::rt::spawn(crate::sale::windows::run(
+        Arc::clone(&core.checkout.sales),
+        Arc::clone(&core.directory),
+        core.reservations.clock.clone(),
+        tick,
+    ));
     actix_web::rt::spawn(expiry::run(
         Arc::clone(&core.reservations),
         Arc::clone(&core.idempotency),

@@ -91,7 +91,8 @@ impl Dirty {
             SkuChange::StockSet { .. }
             | SkuChange::StockAdjusted { .. }
             | SkuChange::AllocationSet { .. }
-            | SkuChange::Restated => {}
+            | SkuChange::Restated
+            | SkuChange::SaleWindowSet { .. } => {}
         }
     }
 }

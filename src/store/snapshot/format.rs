@@ -10,7 +10,7 @@ use crate::domain::{HoldId, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::HoldRecord;
 use crate::sale::Sale;
-use crate::sku::mark::Published;
+use crate::sku::mark::{Published, SaleWindow};
 use crate::sku::state::Line;
 use crate::sku::SkuState;
 use crate::store::image::Image;
@@ -128,7 +128,12 @@ pub(super) enum Entry<'a> {
     AnswerGone(Cow<'a, str>),
     Sale(Cow<'a, Sale>),
     /// A SKU's counters and its last availability mark (format 7 on; `Sku` before).
-    SkuMarked(Cow<'a, SkuId>, Cow<'a, SkuState>, Published),
+    SkuMarked(
+        Cow<'a, SkuId>,
+        Cow<'a, SkuState>,
+        Published,
+        Option<Cow<'a, SaleWindow>>,
+    ),
     /// A webhook endpoint and the cursor it was delivered up to.
     Webhook(Cow<'a, Endpoint>, u64),
     WebhookGone(Cow<'a, WebhookId>),
@@ -136,7 +141,12 @@ pub(super) enum Entry<'a> {
 
 impl<'a> Entry<'a> {
     pub(super) fn sku(sku: &'a SkuId, state: &'a SkuState) -> Self {
-        Self::SkuMarked(Cow::Borrowed(sku), Cow::Borrowed(state), state.published)
+        Self::SkuMarked(
+            Cow::Borrowed(sku),
+            Cow::Borrowed(state),
+            state.published,
+            state.sale_window.as_ref().map(Cow::Borrowed),
+        )
     }
 }
 

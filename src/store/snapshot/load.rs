@@ -6,10 +6,11 @@ use std::sync::Arc;
 use super::format::*;
 use crate::domain::{HoldId, SkuId};
 use crate::hold::idempotency::StoredResponse;
-use crate::sku::mark::Published;
+use crate::sku::mark::{Published, SaleWindow};
 use crate::store::image::Image;
 use crate::store::packing::decode_packed;
 use crate::store::recovery::RecoveryError;
+use std::borrow::Cow;
 
 /// Not a journal record: the snapshot store's own corruption, named as such (it was
 /// reported as "journal record 0 cannot be decoded").
@@ -121,9 +122,11 @@ fn put_sku(
     sku: std::borrow::Cow<'static, SkuId>,
     state: std::borrow::Cow<'static, crate::sku::SkuState>,
     published: Published,
+    sale_window: Option<SaleWindow>,
 ) {
     let mut state = state.into_owned();
     state.published = published;
+    state.sale_window = sale_window;
     if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
         state.lines = std::mem::take(&mut earlier.lines);
     }
@@ -133,8 +136,10 @@ fn put_sku(
 /// Puts one decoded entry into the image.
 fn apply(image: &mut Image, entry: Entry<'static>) {
     match entry {
-        Entry::Sku(sku, state) => put_sku(image, sku, state, Published::default()),
-        Entry::SkuMarked(sku, state, published) => put_sku(image, sku, state, published),
+        Entry::Sku(sku, state) => put_sku(image, sku, state, Published::default(), None),
+        Entry::SkuMarked(sku, state, published, window) => {
+            put_sku(image, sku, state, published, window.map(Cow::into_owned));
+        }
         Entry::Hold(stored) => {
             forget_hold(image, stored.hold.id);
             stored.restore(image);

@@ -6,15 +6,17 @@ use super::format::*;
 use super::load::*;
 use super::write::*;
 use crate::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity};
-use crate::domain::{HoldId, SkuId};
+use crate::domain::{HoldId, SkuId, WebhookId};
 use crate::hold::idempotency::Answer;
 use crate::hold::idempotency::{IdempotencyRecord, StoredResponse};
 use crate::hold::record::ReservedLine;
 use crate::hold::HoldRecord;
+use crate::sku::mark::{SaleWindow, StockMark};
 use crate::sku::SkuChange;
 use crate::store::image::Image;
 use crate::store::recovery::RecoveryError;
 use crate::store::Event;
+use crate::webhook::{Endpoint, EventType};
 
 fn sku(name: &str) -> SkuId {
     SkuId::parse(name).expect("sku")
@@ -111,7 +113,51 @@ fn events() -> Vec<Event> {
             status: 409,
             body: b"sold out".to_vec(),
         },
+        // Format 7: a mark with a sale window, and a webhook endpoint's life.
+        marked("A", 9, Some(true)),
+        webhook("hook", None),
+        Event::WebhookProgress {
+            id: WebhookId::parse("hook").expect("id"),
+            cursor: 4_096,
+        },
+        webhook("gone", None),
+        Event::WebhookDeleted {
+            id: WebhookId::parse("gone").expect("id"),
+        },
+        marked("B", 7, None),
     ]
+}
+
+/// A format 7 change: the SKU's sale window set, with its mark.
+fn marked(name: &str, version: u64, open: Option<bool>) -> Event {
+    let window = open.map(|open| SaleWindow {
+        sale: crate::domain::SaleId::parse("drop").expect("sale"),
+        open,
+    });
+    let mut mark = StockMark::reading(&crate::sku::SkuState::default()).mark(version, 5, None);
+    mark.sale = window.clone();
+    Event::SkuMarked {
+        sku: sku(name),
+        change: SkuChange::SaleWindowSet { window },
+        mark,
+    }
+}
+
+fn webhook(id: &str, disabled: Option<&str>) -> Event {
+    Event::WebhookSet {
+        endpoint: Endpoint {
+            id: WebhookId::parse(id).expect("id"),
+            url: "https://93.184.216.34/hook".into(),
+            channel: None,
+            events: vec![EventType::SoldOut],
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            created_at_ms: 1,
+            disabled: disabled.map(|reason| crate::webhook::Disabled {
+                reason: reason.into(),
+                at_ms: 2,
+            }),
+        },
+    }
 }
 
 /// Every remembered answer as the client would get it, by scope key.
@@ -167,6 +213,7 @@ fn assert_same(loaded: &Image, expected: &Image, context: &str) {
     assert_eq!(loaded.holds, expected.holds, "{context}");
     assert_eq!(answers(loaded), answers(expected), "{context}");
     assert_eq!(loaded.seq, expected.seq, "{context}");
+    assert_eq!(loaded.webhooks, expected.webhooks, "{context}");
 }
 
 /// A crash after a generation's chunks but before the manifest names them: recovery
