@@ -104,6 +104,13 @@ async fn a_burst_past_the_limits_gets_fast_429s_with_tickets() {
     );
 }
 
+/// When a hold was created, as an instant: compared as text, a time on a whole second
+/// ("...:59Z", written without a fraction) sorts after "...:59.2Z".
+fn created_at(hold: &serde_json::Value) -> time::OffsetDateTime {
+    let at = hold["created_at"].as_str().unwrap();
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
 /// Requests that queue are admitted in the order they arrived.
 #[actix_web::test]
 async fn queued_requests_are_admitted_in_arrival_order() {
@@ -121,7 +128,7 @@ async fn queued_requests_are_admitted_in_arrival_order() {
     for task in tasks {
         let answer = task.await.unwrap();
         assert_eq!(answer.status, StatusCode::CREATED);
-        created.push(answer.body["created_at"].as_str().unwrap().to_owned());
+        created.push(created_at(&answer.body));
     }
     let mut sorted = created.clone();
     sorted.sort();
@@ -178,7 +185,7 @@ async fn a_ticket_keeps_its_place_and_a_forged_one_does_not() {
             "{name}: {}",
             answer.body
         );
-        order.push((answer.body["created_at"].as_str().unwrap().to_owned(), name));
+        order.push((created_at(&answer.body), name));
     }
     order.sort();
     let names: Vec<&str> = order.iter().map(|(_, name)| *name).collect();

@@ -49,6 +49,8 @@ enum Behaviour {
     Always(u16),
     /// Holds each request until the gate opens, then 200.
     Gated,
+    /// 429 with `Retry-After: n` to the next request, then 200.
+    RetryAfter(u64),
 }
 
 #[derive(Clone)]
@@ -58,6 +60,8 @@ struct Receiver {
     gate: tokio::sync::watch::Sender<bool>,
     /// Requests being answered now, and the most at once.
     open: Arc<Mutex<(usize, usize)>>,
+    /// When each request arrived.
+    times: Arc<Mutex<Vec<std::time::Instant>>>,
     url: String,
 }
 
@@ -69,6 +73,7 @@ impl Receiver {
             behaviour: Arc::new(Mutex::new(behaviour)),
             gate,
             open: Arc::default(),
+            times: Arc::default(),
             url: String::new(),
         };
         let state = receiver.clone();
@@ -132,6 +137,7 @@ async fn receive(
     let count = {
         let mut got = state.got.lock();
         got.push(received);
+        state.times.lock().push(std::time::Instant::now());
         got.len()
     };
     let behaviour = *state.behaviour.lock();
@@ -141,6 +147,12 @@ async fn receive(
         Behaviour::FailFirst(_) => HttpResponse::Ok().finish(),
         Behaviour::Always(code) => {
             HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).finish()
+        }
+        Behaviour::RetryAfter(seconds) => {
+            *state.behaviour.lock() = Behaviour::Ok;
+            HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", seconds.to_string()))
+                .finish()
         }
         Behaviour::Gated => {
             {
@@ -372,10 +384,10 @@ async fn gone_and_repeated_failure_disable_an_endpoint_with_the_reason() {
         .text()
         .await
         .unwrap();
-    assert_eq!(
-        common::metric(&metrics, "holdfast_webhook_endpoints_disabled"),
-        Some(2.0)
-    );
+    // The recorder is the process's, shared by the servers of the tests running beside
+    // this one: the counter only adds, so it is at least this test's two.
+    let disabled = common::metric(&metrics, "holdfast_webhook_disabled_total");
+    assert!(disabled >= Some(2.0), "{disabled:?}");
     // Disabled means no more deliveries; registering again resumes.
     let before = gone.got().len();
     server.hold("after", &[("A", 1)]).await;
@@ -630,4 +642,41 @@ async fn bad_registrations_are_refused() {
         )
         .await;
     assert_eq!(as_web.status, StatusCode::FORBIDDEN);
+}
+
+/// A 429 with `Retry-After` is retried no sooner than it asks.
+#[actix_web::test]
+async fn retry_after_is_honoured() {
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    let server = spawn_with(allow_loopback).await;
+    set_stock(&server, "A", 10, 0).await;
+    let created = register(
+        &server,
+        "polite",
+        json!({"url": receiver.url, "events": ["availability.changed"]}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert!(
+        eventually(5, || receiver.got().len() == 1).await,
+        "the ping"
+    );
+    *receiver.behaviour.lock() = Behaviour::RetryAfter(2);
+    server.hold("k", &[("A", 1)]).await;
+    assert!(
+        eventually(10, || receiver.got().len() == 3).await,
+        "{:?}",
+        receiver.got()
+    );
+    let times = receiver.times.lock().clone();
+    let waited = times[2].duration_since(times[1]);
+    assert!(
+        waited >= Duration::from_millis(1_900),
+        "retried after {waited:?}"
+    );
+    assert_eq!(
+        receiver.got()[1].id,
+        receiver.got()[2].id,
+        "a retry keeps the message id"
+    );
 }
