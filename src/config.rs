@@ -226,6 +226,9 @@ settings! {
     webhook_retry_max_s: u64 = 300, "HOLDFAST_WEBHOOK_RETRY_MAX_S";
     /// Failed attempts in a row after which an endpoint is disabled (with the reason).
     webhook_failures_max: u32 = 100, "HOLDFAST_WEBHOOK_FAILURES_MAX";
+    /// Least time between two deliveries of one SKU and event type to one endpoint, in
+    /// milliseconds; the states in between are coalesced into the latest.
+    webhook_coalesce_ms: u64 = 100, "HOLDFAST_WEBHOOK_COALESCE_MS";
 }
 
 fn parse_channel_keys(raw: &[String]) -> Result<BTreeMap<Channel, String>, ConfigError> {
@@ -355,6 +358,9 @@ impl Settings {
         }
         if !(1..=86_400).contains(&self.webhook_retry_max_s) {
             return Err(invalid("webhook_retry_max_s", "must be 1..=86400"));
+        }
+        if self.webhook_coalesce_ms > 60_000 {
+            return Err(invalid("webhook_coalesce_ms", "must be 0..=60000"));
         }
         if self.webhook_failures_max == 0 {
             return Err(invalid("webhook_failures_max", "must be at least 1"));

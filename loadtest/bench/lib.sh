@@ -28,15 +28,17 @@ start_holdfast() {
 # attach_listeners SUBSCRIBERS WEBHOOKS: SSE subscribers reading the whole availability
 # stream, and webhook endpoints (every event type) on a local receiver that answers 204;
 # the server must allow loopback (--webhook-allow-cidr 127.0.0.1/32). Sets $listener_pids.
+# The listeners run at nice 19: in production they are other machines, and here they would
+# otherwise take the server's cores (three curls reading every event of a hot SKU).
 attach_listeners() {
   local port i; listener_pids=""
   for i in $(seq "$1"); do
-    curl -sN "$hf_url/v1/availability/stream" >/dev/null 2>&1 &
+    nice -n 19 curl -sN "$hf_url/v1/availability/stream" >/dev/null 2>&1 &
     listener_pids+=" $!"
   done
   [ "$2" -gt 0 ] || return 0
   port=$(free_port)
-  python3 -c '
+  nice -n 19 python3 -c '
 import http.server, sys
 class Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self):

@@ -5,13 +5,21 @@
 //! behind the ring's oldest event is told to reset instead of being buffered for.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::event::{Audience, AvailabilityEvent};
 use crate::domain::{IdMap, SkuId};
 use crate::sku::mark::StockMark;
+
+/// How long a reader woken by a new head waits before it reads: under load the journal
+/// publishes a batch every fraction of a millisecond, and a reader that reads each one
+/// wakes thousands of times a second. Waiting 10 ms lets one read take them all, at a
+/// delay no channel notices. Measured (hot SKU, 3 streams and 2 webhook endpoints): see
+/// docs/DESIGN.md, "Availability broadcast".
+pub const READ_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Cursors number the journal's events with room for each line of a hold: a hold with
 /// more lines than this would share cursors with the next event, so the configuration
@@ -31,13 +39,45 @@ pub fn last_cursor_of(seq: u64) -> u64 {
 }
 
 /// One SKU's availability after one durable change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StockEvent {
     /// Where the change is in the journal: rises with every event, not by one.
     pub seq: u64,
     pub sku: SkuId,
     pub mark: StockMark,
+    /// The event as the admin key reads it, as JSON, made by the first reader that needs
+    /// it: every stream and the feed of an admin share one rendering (three subscribers
+    /// rendering each event for themselves cost a fifth of a core on a hot SKU).
+    rendered: OnceLock<Arc<str>>,
 }
+
+impl StockEvent {
+    pub fn new(seq: u64, sku: SkuId, mark: StockMark) -> Self {
+        Self {
+            seq,
+            sku,
+            mark,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The event as JSON, for the admin key (every channel and the pool).
+    pub fn rendered_for_all(&self) -> Arc<str> {
+        let rendered = self.rendered.get_or_init(|| {
+            let event = AvailabilityEvent::of(self, &Audience::All);
+            Arc::from(serde_json::to_string(&event).unwrap_or_default())
+        });
+        Arc::clone(rendered)
+    }
+}
+
+impl PartialEq for StockEvent {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, &self.sku, &self.mark) == (other.seq, &other.sku, &other.mark)
+    }
+}
+
+impl Eq for StockEvent {}
 
 /// What a reader gets for a cursor.
 #[derive(Debug)]
@@ -196,11 +236,11 @@ mod tests {
     use crate::sku::SkuState;
 
     fn event(seq: u64, sku: &str, version: u64) -> StockEvent {
-        StockEvent {
-            seq: cursor(seq, 0),
-            sku: SkuId::parse(sku).expect("sku"),
-            mark: StockMark::reading(&SkuState::default()).mark(version, 0, None),
-        }
+        StockEvent::new(
+            cursor(seq, 0),
+            SkuId::parse(sku).expect("sku"),
+            StockMark::reading(&SkuState::default()).mark(version, 0, None),
+        )
     }
 
     fn seqs(read: Read) -> (Vec<u64>, u64) {

@@ -19,6 +19,7 @@ use super::auth::Principal;
 use super::openapi::AvailabilityErrors;
 use super::{ApiError, AppState};
 use crate::broadcast::event::{Audience, AvailabilityEvent};
+use crate::broadcast::hub::READ_GATHER;
 use crate::broadcast::{Hub, Read, StockEvent};
 use crate::domain::SkuId;
 
@@ -345,7 +346,7 @@ impl Follow {
                 }
             }
             match tokio::time::timeout(self.keepalive, self.watch.changed()).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => tokio::time::sleep(READ_GATHER).await,
                 // The hub is gone: the server is stopping.
                 Ok(Err(_)) => return None,
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
@@ -356,10 +357,15 @@ impl Follow {
     fn render(&self, events: &[Arc<StockEvent>]) -> Bytes {
         let mut chunk = Vec::with_capacity(events.len() * 200);
         for event in events {
-            let rendered = AvailabilityEvent::of(event, &self.audience);
             chunk.extend_from_slice(format!("id: {}\ndata: ", event.seq).as_bytes());
-            // Plain data: serializing it cannot fail.
-            let _ = serde_json::to_writer(&mut chunk, &rendered);
+            match &self.audience {
+                Audience::All => chunk.extend_from_slice(event.rendered_for_all().as_bytes()),
+                channel => {
+                    // Plain data: serializing it cannot fail.
+                    let _ =
+                        serde_json::to_writer(&mut chunk, &AvailabilityEvent::of(event, channel));
+                }
+            }
             chunk.extend_from_slice(b"\n\n");
         }
         Bytes::from(chunk)
@@ -374,11 +380,11 @@ mod tests {
     use crate::sku::SkuState;
 
     fn event(seq: u64) -> StockEvent {
-        StockEvent {
-            seq: cursor(seq, 0),
-            sku: SkuId::parse("A").expect("sku"),
-            mark: StockMark::reading(&SkuState::default()).mark(seq, 0, None),
-        }
+        StockEvent::new(
+            cursor(seq, 0),
+            SkuId::parse("A").expect("sku"),
+            StockMark::reading(&SkuState::default()).mark(seq, 0, None),
+        )
     }
 
     async fn chunk(follow: Follow) -> (String, Follow) {

@@ -176,6 +176,7 @@ fn start_core(
                 in_flight_max: settings.webhook_in_flight_max,
                 retry_max: Duration::from_secs(settings.webhook_retry_max_s),
                 failures_max: settings.webhook_failures_max,
+                coalesce: Duration::from_millis(settings.webhook_coalesce_ms),
                 policy: AddressPolicy {
                     allowed: settings.webhook_allow_cidrs.clone(),
                 },

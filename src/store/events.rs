@@ -146,18 +146,16 @@ impl Event {
     /// cursors (see [`crate::broadcast::hub::cursor`]).
     pub fn stock_events(&self, seq: u64, out: &mut Vec<StockEvent>) {
         match self {
-            Event::SkuMarked { sku, mark, .. } => out.push(StockEvent {
-                seq: cursor(seq, 0),
-                sku: sku.clone(),
-                mark: mark.clone(),
-            }),
+            Event::SkuMarked { sku, mark, .. } => {
+                out.push(StockEvent::new(cursor(seq, 0), sku.clone(), mark.clone()));
+            }
             Event::HoldPlacedMarked { hold, marks, .. } => {
                 for (index, (line, mark)) in hold.lines.iter().zip(marks).enumerate() {
-                    out.push(StockEvent {
-                        seq: cursor(seq, index),
-                        sku: line.sku.clone(),
-                        mark: mark.clone(),
-                    });
+                    out.push(StockEvent::new(
+                        cursor(seq, index),
+                        line.sku.clone(),
+                        mark.clone(),
+                    ));
                 }
             }
             Event::Sku { .. }

@@ -10,6 +10,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use super::log::WebhookLog;
 use super::signature;
 use super::target::{AddressPolicy, Target};
 use crate::broadcast::event::{Audience, AvailabilityEvent};
+use crate::broadcast::hub::READ_GATHER;
 use crate::broadcast::{Hub, Read, StockEvent};
 use crate::clock::Clock;
 use crate::domain::SkuId;
@@ -38,6 +40,8 @@ const SCAN_MAX: usize = 10_000;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// The first retry waits this long; each one after twice as long, up to the maximum.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Delivery times remembered before the ones older than `coalesce` are swept out.
+const SENT_KEPT_MAX: usize = 1_024;
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -45,6 +49,9 @@ pub struct WebhookSettings {
     pub in_flight_max: usize,
     pub retry_max: Duration,
     pub failures_max: u32,
+    /// Least time between two deliveries of one SKU and type: the states in between are
+    /// coalesced into the latest. Bounds what a hot SKU costs a fast endpoint (and us).
+    pub coalesce: Duration,
     pub policy: AddressPolicy,
     /// Attempts listed by `GET /v1/webhooks/{id}/deliveries`.
     pub deliveries_kept: usize,
@@ -172,7 +179,9 @@ pub async fn run(control: Arc<Control>, shared: Arc<Shared>, cursor: u64, ping: 
         saved_at: Instant::now(),
         waiting: BTreeMap::new(),
         in_flight: HashMap::new(),
+        sent: HashMap::new(),
         failures: 0,
+        clients: Arc::default(),
     };
     if ping {
         worker.ping().await;
@@ -194,8 +203,13 @@ struct Worker {
     saved_at: Instant,
     waiting: BTreeMap<Key, Waiting>,
     in_flight: HashMap<Key, Arc<StockEvent>>,
+    /// When each SKU and type was last delivered, within the last `coalesce`.
+    sent: HashMap<Key, Instant>,
     /// Failed attempts since the last delivered one.
     failures: u32,
+    /// The HTTP client for the address the endpoint resolved to, kept while it resolves
+    /// there: its connections are reused, and a client costs a TLS setup to build.
+    clients: Arc<Mutex<Option<(SocketAddr, reqwest::Client)>>>,
 }
 
 impl Worker {
@@ -252,6 +266,7 @@ impl Worker {
                     if changed.is_err() {
                         return;
                     }
+                    tokio::time::sleep(READ_GATHER).await;
                 }
                 () = tokio::time::sleep_until(next_due.into()) => {}
                 () = self.control.wake.notified() => {}
@@ -303,12 +318,16 @@ impl Worker {
                 // A newer state replaces the waiting one; a failing one keeps its backoff.
                 Some(waiting) => waiting.event = Arc::clone(&event),
                 None => {
+                    let due = self
+                        .sent
+                        .get(&key)
+                        .map_or_else(Instant::now, |at| *at + self.shared.settings.coalesce);
                     self.waiting.insert(
                         key,
                         Waiting {
                             event: Arc::clone(&event),
                             attempts: 0,
-                            due: Instant::now(),
+                            due,
                         },
                     );
                 }
@@ -327,11 +346,7 @@ impl Worker {
             let Ok(mark) = entry.ask(CurrentMark, None).await else {
                 continue;
             };
-            let event = Arc::new(StockEvent {
-                seq: head,
-                sku: entry.sku.clone(),
-                mark,
-            });
+            let event = Arc::new(StockEvent::new(head, entry.sku.clone(), mark));
             let key = (entry.sku, EventType::AvailabilityChanged);
             self.waiting.insert(
                 key,
@@ -370,6 +385,7 @@ impl Worker {
             kind: kind.as_str().to_owned(),
             event: Some(Arc::clone(&event)),
             number: waiting.attempts + 1,
+            clients: Arc::clone(&self.clients),
         };
         async move {
             let outcome = attempt.run().await;
@@ -395,6 +411,7 @@ impl Worker {
             kind: PING.to_owned(),
             event: None,
             number: 1,
+            clients: Arc::clone(&self.clients),
         };
         attempt.run().await;
     }
@@ -405,6 +422,15 @@ impl Worker {
         match outcome {
             Outcome::Delivered => {
                 self.failures = 0;
+                let now = Instant::now();
+                let coalesce = self.shared.settings.coalesce;
+                if let Some(newer) = self.waiting.get_mut(&key) {
+                    newer.due = newer.due.max(now + coalesce);
+                }
+                if self.sent.len() >= SENT_KEPT_MAX {
+                    self.sent.retain(|_, at| now.duration_since(*at) < coalesce);
+                }
+                self.sent.insert(key, now);
                 false
             }
             Outcome::Gone => {
@@ -499,9 +525,28 @@ struct Attempt {
     kind: String,
     event: Option<Arc<StockEvent>>,
     number: u32,
+    clients: Arc<Mutex<Option<(SocketAddr, reqwest::Client)>>>,
 }
 
 impl Attempt {
+    /// The client that connects to `address`: the cached one, or a new one cached.
+    fn client(&self, address: SocketAddr) -> Result<reqwest::Client, String> {
+        let mut cached = self.clients.lock();
+        if let Some((at, client)) = cached.as_ref() {
+            if *at == address {
+                return Ok(client.clone());
+            }
+        }
+        let client = reqwest::Client::builder()
+            .timeout(self.shared.settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(self.target.host(), address)
+            .build()
+            .map_err(|err| format!("HTTP client: {err}"))?;
+        *cached = Some((address, client.clone()));
+        Ok(client)
+    }
+
     async fn run(self) -> Outcome {
         let started = Instant::now();
         let (outcome, status) = self.post().await;
@@ -548,14 +593,9 @@ impl Attempt {
             Ok(addresses) => addresses[0],
             Err(reason) => return (failed(reason), None),
         };
-        let client = reqwest::Client::builder()
-            .timeout(self.shared.settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve(self.target.host(), address)
-            .build();
-        let client = match client {
+        let client = match self.client(address) {
             Ok(client) => client,
-            Err(err) => return (failed(format!("HTTP client: {err}")), None),
+            Err(reason) => return (failed(reason), None),
         };
         let timestamp = self.shared.clock.now_ms() / 1_000;
         let signed = signature::sign(&self.key, &self.message_id, timestamp, self.body.as_bytes());
