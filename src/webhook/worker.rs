@@ -232,14 +232,17 @@ impl Worker {
                 .settings
                 .in_flight_max
                 .saturating_sub(self.in_flight.len());
-            let due: Vec<Key> = self
+            // Oldest change first: a SKU's crossings reach the endpoint in the order they
+            // happened whenever they wait together.
+            let mut due: Vec<(u64, Key)> = self
                 .waiting
                 .iter()
                 .filter(|(key, waiting)| waiting.due <= now && !self.in_flight.contains_key(*key))
-                .map(|(key, _)| key.clone())
-                .take(room)
+                .map(|(key, waiting)| (waiting.event.seq, key.clone()))
                 .collect();
-            for key in due {
+            due.sort_unstable_by_key(|(seq, _)| *seq);
+            due.truncate(room);
+            for (_, key) in due {
                 if let Some(waiting) = self.waiting.remove(&key) {
                     self.in_flight
                         .insert(key.clone(), Arc::clone(&waiting.event));
