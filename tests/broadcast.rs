@@ -127,14 +127,6 @@ async fn availability(server: &TestServer, skus: &[&str]) -> BTreeMap<String, u6
     serde_json::from_value(answer.body).unwrap()
 }
 
-async fn set_stock(server: &TestServer, sku: &str, on_hand: u64, threshold: u64) {
-    let body = json!({"on_hand": on_hand, "low_stock_threshold": threshold}).to_string();
-    let answer = server
-        .send(Method::PUT, &format!("/v1/skus/{sku}"), Some(&body), &[])
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-}
-
 /// What a follower knows: per SKU the highest version seen and its event. Asserts that
 /// versions rise strictly per SKU in stream order, and cursors rise.
 #[derive(Default)]
@@ -183,8 +175,8 @@ impl Follower {
 async fn a_follower_ends_with_what_availability_says() {
     let clock = common::manual_clock();
     let server = spawn_with_clock(|_| {}, clock.clone()).await;
-    set_stock(&server, "A", 10, 3).await;
-    set_stock(&server, "B", 4, 0).await;
+    server.set_stock("A", 10, 3).await;
+    server.set_stock("B", 4, 0).await;
     let mut stream = Sse::open(&server, None, "", None).await;
     let mut follower = Follower::default();
 
@@ -303,7 +295,7 @@ async fn a_follower_ends_with_what_availability_says() {
 #[actix_web::test]
 async fn a_stream_resumes_right_after_its_last_event() {
     let server = spawn_with(|_| {}).await;
-    set_stock(&server, "A", 1_000, 0).await;
+    server.set_stock("A", 1_000, 0).await;
     let mut first = Sse::open(&server, None, "?sku=A", None).await;
     for i in 0..10 {
         let placed = server.hold(&format!("early-{i}"), &[("A", 1)]).await;
@@ -362,7 +354,7 @@ async fn a_stream_resumes_right_after_its_last_event() {
 #[actix_web::test]
 async fn a_cursor_older_than_what_is_kept_gets_a_reset() {
     let server = spawn_with(|s| s.stock_events_kept_max = 5).await;
-    set_stock(&server, "A", 100, 0).await;
+    server.set_stock("A", 100, 0).await;
     for i in 0..12 {
         server.hold(&format!("k-{i}"), &[("A", 1)]).await;
     }
@@ -389,7 +381,7 @@ async fn a_cursor_older_than_what_is_kept_gets_a_reset() {
 #[actix_web::test]
 async fn a_channel_key_sees_its_own_channel() {
     let server = common::spawn_with_keys().await;
-    set_stock(&server, "A", 10, 0).await;
+    server.set_stock("A", 10, 0).await;
     let quotas = json!({"channels": {"web": {"units": 2}, "app": {"units": 5}}}).to_string();
     let allocated = server
         .send(Method::PUT, "/v1/skus/A/allocation", Some(&quotas), &[])
@@ -484,7 +476,7 @@ async fn streams_are_bounded_and_bad_queries_refused() {
 async fn versions_and_cursors_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (process, server) = Process::start_server(dir.path(), &[]);
-    set_stock(&server, "A", 500, 0).await;
+    server.set_stock("A", 500, 0).await;
     for i in 0..40 {
         let placed = server.hold(&format!("pre-{i}"), &[("A", 1)]).await;
         assert_eq!(placed.status, StatusCode::CREATED);
@@ -529,49 +521,31 @@ async fn versions_and_cursors_survive_kill_9() {
 #[actix_web::test]
 async fn a_mark_counting_a_hold_the_crash_took_is_restated_at_start() {
     use holdfast::sku::mark::StockMark;
-    use holdfast::store::{recovery, Durability, Event, Journal, JournalSettings};
+    use holdfast::store::Event;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (process, server) = Process::start_server(&data, &[]);
-    set_stock(&server, "A", 10, 0).await;
+    server.set_stock("A", 10, 0).await;
     let set = changes(&server, None, "?since=0").await;
     let version = set["events"][0]["version"].as_u64().unwrap();
     process.kill9();
-    {
-        // What the crash left: a later change's mark counting 3 units of a hold whose
-        // `HoldPlaced` never reached the disk.
-        let snapshots = sled::open(data.join("snapshots")).unwrap();
-        let tree = snapshots.open_tree("snapshots").unwrap();
-        let image = recovery::recover(&data.join("journal"), &tree).unwrap();
-        let settings = JournalSettings {
-            durability: Durability::Fsync,
-            batch_events_max: 16,
-            batch_bytes_max: 1 << 16,
-            batch_events_min: 1,
-            linger: Duration::ZERO,
-            backlog_max: 16,
-            dir: data.join("journal"),
-            segment_bytes: 1 << 16,
-        };
-        let (journal, writer) = Journal::start(settings, image.seq + 1).unwrap();
-        journal.append(Event::SkuMarked {
-            sku: holdfast::domain::SkuId::parse("A").unwrap(),
-            change: holdfast::sku::SkuChange::Restated,
-            mark: StockMark {
-                version: version + 1,
-                at_ms: 0,
-                available: 7,
-                pool: 7,
-                channels: Vec::new(),
-                low_stock_threshold: 0,
-                signal: None,
-                sale: None,
-            },
-        });
-        journal.barrier().await.unwrap();
-        drop(journal);
-        writer.join().unwrap();
-    }
+    // What the crash left: a later change's mark counting 3 units of a hold whose
+    // `HoldPlaced` never reached the disk.
+    let marked = Event::SkuMarked {
+        sku: holdfast::domain::SkuId::parse("A").unwrap(),
+        change: holdfast::sku::SkuChange::Restated,
+        mark: StockMark {
+            version: version + 1,
+            at_ms: 0,
+            available: 7,
+            pool: 7,
+            channels: Vec::new(),
+            low_stock_threshold: 0,
+            signal: None,
+            sale: None,
+        },
+    };
+    common::append_to_journal(&data, vec![marked]).await;
     let (process, server) = Process::start_server(&data, &[]);
     let page = changes(&server, None, "?since=0").await;
     let events = page["events"].as_array().unwrap();
@@ -593,8 +567,8 @@ async fn a_mark_counting_a_hold_the_crash_took_is_restated_at_start() {
 async fn sale_windows_opening_and_closing_are_events() {
     let clock = common::manual_clock();
     let server = spawn_with_clock(|_| {}, clock.clone()).await;
-    set_stock(&server, "A", 10, 0).await;
-    set_stock(&server, "B", 10, 0).await;
+    server.set_stock("A", 10, 0).await;
+    server.set_stock("B", 10, 0).await;
     let head = changes(&server, None, "").await["next"].as_u64().unwrap();
     let now_ms = clock.now_ms();
     let at = |ms: u64| holdfast::clock::rfc3339(ms);

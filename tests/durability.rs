@@ -430,7 +430,7 @@ async fn snapshots_after_a_stop_while_empty_load_after_a_crash() {
 /// other): the start completes the line changes before it says ready.
 #[actix_web::test]
 async fn a_status_change_cut_off_before_its_line_changes_is_completed_at_start() {
-    use holdfast::store::{recovery, Durability, Event, Journal, JournalSettings};
+    use holdfast::store::Event;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (process, server) = Process::start_server(&data, &[]);
@@ -439,37 +439,19 @@ async fn a_status_change_cut_off_before_its_line_changes_is_completed_at_start()
     let cut = server.hold("cut", &[("CUT-OFF", 2)]).await;
     let cut_id = cut.body["hold_id"].as_str().unwrap().to_owned();
     process.kill9();
-    {
-        // What the crash left: the release journaled, its line change not.
-        let snapshots = sled::open(data.join("snapshots")).unwrap();
-        let tree = snapshots.open_tree("snapshots").unwrap();
-        let image = recovery::recover(&data.join("journal"), &tree).unwrap();
-        let settings = JournalSettings {
-            durability: Durability::Fsync,
-            batch_events_max: 16,
-            batch_bytes_max: 1 << 16,
-            batch_events_min: 1,
-            linger: Duration::ZERO,
-            backlog_max: 16,
-            dir: data.join("journal"),
-            segment_bytes: 1 << 16,
-        };
-        let (journal, writer) = Journal::start(settings, image.seq + 1).unwrap();
-        journal.append(Event::HoldStatusChanged {
-            hold_id: holdfast::domain::HoldId::parse(&cut_id).unwrap(),
-            status: holdfast::domain::HoldStatus::Released,
-            at_ms: u64::try_from(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis(),
-            )
-            .unwrap(),
-        });
-        journal.barrier().await.unwrap();
-        drop(journal);
-        writer.join().unwrap();
-    }
+    // What the crash left: the release journaled, its line change not.
+    let released = Event::HoldStatusChanged {
+        hold_id: holdfast::domain::HoldId::parse(&cut_id).unwrap(),
+        status: holdfast::domain::HoldStatus::Released,
+        at_ms: u64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
+    };
+    common::append_to_journal(&data, vec![released]).await;
     let (_process, server) = Process::start_server(&data, &[]);
     assert_eq!(server.get_hold(&cut_id).await.body["status"], "released");
     let view = server.sku("CUT-OFF").await;

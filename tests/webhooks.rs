@@ -212,14 +212,6 @@ async fn register(server: &TestServer, id: &str, body: Value) -> common::Answer 
         .await
 }
 
-async fn set_stock(server: &TestServer, sku: &str, on_hand: u64, threshold: u64) {
-    let body = json!({"on_hand": on_hand, "low_stock_threshold": threshold}).to_string();
-    let answer = server
-        .send(Method::PUT, &format!("/v1/skus/{sku}"), Some(&body), &[])
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-}
-
 async fn available(server: &TestServer, sku: &str) -> u64 {
     server.sku(sku).await["available"].as_u64().unwrap()
 }
@@ -241,7 +233,7 @@ async fn eventually(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
 async fn a_failing_receiver_ends_with_the_latest_state_every_delivery_signed() {
     let receiver = Receiver::start(Behaviour::FailFirst(3)).await;
     let server = spawn_with(allow_loopback).await;
-    set_stock(&server, "A", 6, 0).await;
+    server.set_stock("A", 6, 0).await;
     let created = register(
         &server,
         "shop",
@@ -310,7 +302,7 @@ async fn a_failing_receiver_ends_with_the_latest_state_every_delivery_signed() {
 async fn a_slow_receiver_never_delays_a_hold_and_gets_coalesced_deliveries() {
     let receiver = Receiver::start(Behaviour::Gated).await;
     let server = spawn_with(allow_loopback).await;
-    set_stock(&server, "HOT", 1_000, 0).await;
+    server.set_stock("HOT", 1_000, 0).await;
     let created = register(
         &server,
         "slow",
@@ -353,7 +345,7 @@ async fn gone_and_repeated_failure_disable_an_endpoint_with_the_reason() {
         s.webhook_retry_max_s = 1;
     })
     .await;
-    set_stock(&server, "A", 10, 0).await;
+    server.set_stock("A", 10, 0).await;
     let events = json!(["availability.changed"]);
     register(&server, "gone", json!({"url": gone.url, "events": events})).await;
     register(
@@ -440,7 +432,7 @@ async fn crossings_fire_from_expiry_release_and_feed() {
         clock.clone(),
     )
     .await;
-    set_stock(&server, "A", 4, 2).await;
+    server.set_stock("A", 4, 2).await;
     let all = json!([
         "availability.changed",
         "sku.sold_out",
@@ -534,7 +526,7 @@ async fn deliveries_pending_at_a_kill_9_are_made_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let allow = ["--webhook-allow-cidr", "127.0.0.1/32"];
     let (process, server) = Process::start_server(dir.path(), &allow);
-    set_stock(&server, "A", 50, 0).await;
+    server.set_stock("A", 50, 0).await;
     let created = register(
         &server,
         "r",
@@ -665,7 +657,7 @@ async fn bad_registrations_are_refused() {
 async fn retry_after_is_honoured() {
     let receiver = Receiver::start(Behaviour::Ok).await;
     let server = spawn_with(allow_loopback).await;
-    set_stock(&server, "A", 10, 0).await;
+    server.set_stock("A", 10, 0).await;
     let created = register(
         &server,
         "polite",

@@ -169,14 +169,14 @@ impl Webhooks {
         Ok(())
     }
 
+    fn control(&self, id: &WebhookId) -> Result<Arc<Control>, WebhookError> {
+        let control = self.endpoints.lock().get(id).cloned();
+        control.ok_or_else(|| WebhookError::NotFound(id.clone()))
+    }
+
     /// The latest delivery attempts, oldest first.
     pub fn deliveries(&self, id: &WebhookId) -> Result<Vec<DeliveryRecord>, WebhookError> {
-        let control = self
-            .endpoints
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| WebhookError::NotFound(id.clone()))?;
+        let control = self.control(id)?;
         let deliveries = control.deliveries.lock().iter().cloned().collect();
         Ok(deliveries)
     }
@@ -184,12 +184,7 @@ impl Webhooks {
     /// Delivers again, coalesced, what came after `since`; a `since` older than the
     /// events kept delivers every SKU's current state.
     pub fn replay(&self, id: &WebhookId, since: u64) -> Result<(), WebhookError> {
-        let control = self
-            .endpoints
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| WebhookError::NotFound(id.clone()))?;
+        let control = self.control(id)?;
         if control.endpoint.lock().disabled.is_some() {
             return Err(WebhookError::Invalid(format!(
                 "webhook {id} is disabled; register it again (PUT) to resume"

@@ -375,3 +375,45 @@ pub fn problems(answers: &[Answer], problem_type: &str) -> usize {
         .filter(|a| a.problem_type() == problem_type)
         .count()
 }
+
+/// Appends `events` to the journal of a stopped server's data dir, after what it holds:
+/// what a crash could have left behind, for the next start to recover from.
+pub async fn append_to_journal(data: &std::path::Path, events: Vec<holdfast::store::Event>) {
+    use holdfast::store::{recovery, Durability, Journal, JournalSettings};
+    let snapshots = sled::open(data.join("snapshots")).expect("the snapshot store opens");
+    let tree = snapshots.open_tree("snapshots").expect("the tree opens");
+    let image = recovery::recover(&data.join("journal"), &tree).expect("recovers");
+    let settings = JournalSettings {
+        durability: Durability::Fsync,
+        batch_events_max: 16,
+        batch_bytes_max: 1 << 16,
+        batch_events_min: 1,
+        linger: std::time::Duration::ZERO,
+        backlog_max: 16,
+        dir: data.join("journal"),
+        segment_bytes: 1 << 16,
+    };
+    let (journal, writer) = Journal::start(settings, image.seq + 1).expect("the journal starts");
+    for event in events {
+        journal.append(event);
+    }
+    journal.barrier().await.expect("durable");
+    drop(journal);
+    writer.join().expect("the writer ends");
+}
+
+impl TestServer {
+    /// `PUT /v1/skus/{sku}` with a low-stock threshold.
+    pub async fn set_stock(&self, sku: &str, on_hand: u64, low_stock_threshold: u64) {
+        let body = json!({"on_hand": on_hand, "low_stock_threshold": low_stock_threshold});
+        let answer = self
+            .send(
+                Method::PUT,
+                &format!("/v1/skus/{sku}"),
+                Some(&body.to_string()),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "PUT sku: {}", answer.body);
+    }
+}
