@@ -270,6 +270,23 @@ async fn a_failing_receiver_ends_with_the_latest_state_every_delivery_signed() {
         "the receiver ends with {want} available: {:?}",
         receiver.latest()
     );
+    // Every type that failed is delivered later, by a retry (the ping is never retried).
+    let retried = |receiver: &Receiver| {
+        let got = receiver.got();
+        got.iter()
+            .enumerate()
+            .filter(|(_, r)| !r.accepted && r.kind() != "webhook.ping")
+            .all(|(at, failed)| {
+                got[at..]
+                    .iter()
+                    .any(|r| r.accepted && r.kind() == failed.kind())
+            })
+    };
+    assert!(
+        eventually(15, || retried(&receiver)).await,
+        "{:?}",
+        receiver.got()
+    );
     let got = receiver.got();
     assert_eq!(got[0].kind(), "webhook.ping");
     for received in &got {
