@@ -427,8 +427,9 @@ pub fn stock_event(event: StockEvent) {
     counter!(SKU_STOCK_EVENTS_TOTAL, "event" => label).increment(1);
 }
 
-pub fn stock_event_published() {
-    counter!(STOCK_EVENTS_PUBLISHED_TOTAL).increment(1);
+/// Events the journal writer published (not those recovery put back in the ring).
+pub fn stock_events_published(count: usize) {
+    counter!(STOCK_EVENTS_PUBLISHED_TOTAL).increment(count as u64);
 }
 
 pub fn stock_subscribers(count: usize) {

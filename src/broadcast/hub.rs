@@ -126,23 +126,23 @@ impl Hub {
         })
     }
 
-    /// At start: the events recovery read from the journal after the snapshot, and the
-    /// cursor up to which nothing older is kept (the snapshot's).
-    pub fn recovered(&self, horizon: u64, events: Vec<StockEvent>, head: u64) {
+    /// At start, before recovery publishes the journal after the snapshot: nothing at or
+    /// below `horizon` (the snapshot's last cursor) is kept.
+    pub fn restart_at(&self, horizon: u64) {
         let mut ring = self.ring.lock();
         ring.horizon = horizon;
-        ring.head = head.max(horizon);
-        for event in events {
-            ring.push(Arc::new(event));
-        }
+        ring.head = ring.head.max(horizon);
+        let head = ring.head;
         drop(ring);
-        self.head.send_replace(head.max(horizon));
+        self.head.send_replace(head);
     }
 
     /// Publishes the marks of a durable batch, in journal order; `head` is the batch's
-    /// last cursor. Called by the journal writer: a lock, a push per event, a wake-up.
-    pub fn publish(&self, events: impl IntoIterator<Item = StockEvent>, head: u64) {
+    /// last cursor. Called by the journal writer (a lock, a push per event, a wake-up) and
+    /// by recovery. Returns how many were published (not superseded).
+    pub fn publish(&self, events: impl IntoIterator<Item = StockEvent>, head: u64) -> usize {
         let mut ring = self.ring.lock();
+        let mut published = 0;
         for event in events {
             let newer = match ring.latest.get_mut(&event.sku) {
                 Some(version) if *version >= event.mark.version => false,
@@ -156,7 +156,7 @@ impl Hub {
                 }
             };
             if newer {
-                crate::metrics::stock_event_published();
+                published += 1;
                 ring.push(Arc::new(event));
             }
         }
@@ -164,6 +164,7 @@ impl Hub {
         let head = ring.head;
         drop(ring);
         self.head.send_replace(head);
+        published
     }
 
     /// Up to `max` events after `after` that `wanted` keeps, looking at no more than

@@ -266,8 +266,7 @@ impl Handler<Restate> for SkuActor {
     type Result = ();
 
     fn handle(&mut self, _: Restate, _: &mut Self::Context) {
-        let reading = StockMark::reading(&self.state);
-        if self.state.published.version > 0 && reading.digest() != self.state.published.digest {
+        if self.state.last_mark_outdated() {
             self.record(SkuChange::Restated);
         }
     }

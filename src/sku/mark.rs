@@ -112,6 +112,14 @@ impl StockMark {
     }
 }
 
+impl SkuState {
+    /// Whether the SKU's last mark no longer says what the SKU has (a crash took a
+    /// reservation it counted). A SKU that never made a mark has nothing to correct.
+    pub fn last_mark_outdated(&self) -> bool {
+        self.published.version > 0 && StockMark::reading(self).digest() != self.published.digest
+    }
+}
+
 /// Availability as read from a state, before it is stamped into a mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {

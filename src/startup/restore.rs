@@ -10,7 +10,6 @@ use crate::domain::{HoldId, IdMap};
 use crate::hold::idempotency::{Answer, IdempotencyStore};
 use crate::hold::record::PlacedBy;
 use crate::hold::{expiry, Reservations};
-use crate::sku::mark::StockMark;
 use crate::sku::messages::{Restate, SettleLine};
 use crate::store::image::Image;
 
@@ -56,14 +55,11 @@ pub async fn restore(
     // with its hold, after it: a crash between the two leaves the last mark counting a
     // hold that never was. Such SKUs publish a mark of what they have (SKUs that never
     // published one have nothing to correct).
-    let restated: Vec<(SkuId, Restate)> = replayed
+    let restated: Vec<SkuId> = replayed
         .skus
         .iter()
-        .filter(|(_, state)| {
-            state.published.version > 0
-                && StockMark::reading(state).digest() != state.published.digest
-        })
-        .map(|(sku, _)| (sku.clone(), Restate))
+        .filter(|(_, state)| state.last_mark_outdated())
+        .map(|(sku, _)| sku.clone())
         .collect();
     for (sku, state) in replayed.skus {
         reservations
@@ -87,10 +83,10 @@ pub async fn restore(
         }
     }
     while reservations.expire_due(expiry::EXPIRIES_PER_TICK_MAX).await > 0 {}
-    for (sku, restate) in restated {
+    for sku in restated {
         if let Some(entry) = reservations.directory.get(&sku) {
             entry
-                .ask(restate, None)
+                .ask(Restate, None)
                 .await
                 .map_err(|err| StartupError::Settle { sku, err })?;
         }

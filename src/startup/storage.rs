@@ -43,11 +43,7 @@ pub fn open(settings: &Settings, clock: &Clock) -> Result<(Storage, Image), Star
     }
     let journal_dir = settings.data_dir.join(JOURNAL_DIR);
     let hub = Hub::new(settings.stock_events_kept_max);
-    let image = recovery::recover_publishing(
-        &journal_dir,
-        &snapshot_tree,
-        Some((&hub, settings.stock_events_kept_max)),
-    )?;
+    let image = recovery::recover_publishing(&journal_dir, &snapshot_tree, Some(&hub))?;
     let journal_settings = JournalSettings {
         durability: settings.durability,
         batch_events_max: settings.journal_batch_events_max,

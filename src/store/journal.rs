@@ -427,10 +427,11 @@ impl Writer {
         }
         let (events, bytes) = (self.batch.events, self.batch.framed.len());
         if let Some(hub) = &self.hub {
-            hub.publish(
+            let published = hub.publish(
                 self.batch.marks.drain(..),
                 last_cursor_of(self.next_seq - 1),
             );
+            m::stock_events_published(published);
         }
         self.batch.clear();
         self.shared

@@ -10,7 +10,6 @@
 //! corruption, and recovery refuses to start, naming the segment and offset, and changes
 //! nothing.
 
-use std::collections::VecDeque;
 use std::path::Path;
 
 use super::image::Image;
@@ -46,30 +45,32 @@ pub fn recover(journal_dir: &Path, snapshots: &sled::Tree) -> Result<Image, Reco
 }
 
 /// As [`recover`]; `hub` also gets the availability events of the journal after the
-/// snapshot (the newest `kept_max` of them), so a reader can resume across a restart
-/// from any cursor the snapshot does not cover.
+/// snapshot (its ring keeps the newest), so a reader can resume across a restart from any
+/// cursor the snapshot does not cover.
 pub fn recover_publishing(
     journal_dir: &Path,
     snapshots: &sled::Tree,
-    hub: Option<(&Hub, usize)>,
+    hub: Option<&Hub>,
 ) -> Result<Image, RecoveryError> {
     let started = std::time::Instant::now();
     let mut image = snapshot::load(snapshots)?;
     let loaded = started.elapsed();
     let snapshot_seq = image.seq;
-    let mut kept = hub.map(|(_, kept_max)| Kept {
-        events: VecDeque::new(),
-        kept_max,
-        horizon: if snapshot_seq > 0 {
+    if let Some(hub) = hub {
+        // Events the snapshot covers are not in the journal any more.
+        hub.restart_at(if snapshot_seq > 0 {
             last_cursor_of(snapshot_seq)
         } else {
             0
-        },
+        });
+    }
+    let mut replayed = hub.map(|hub| Replayed {
+        hub,
         scratch: Vec::new(),
     });
-    replay_journal(journal_dir, &mut image, kept.as_mut())?;
-    if let (Some((hub, _)), Some(kept)) = (hub, kept) {
-        hub.recovered(kept.horizon, kept.events.into(), last_cursor_of(image.seq));
+    replay_journal(journal_dir, &mut image, replayed.as_mut())?;
+    if let Some(hub) = hub {
+        hub.publish(std::iter::empty(), last_cursor_of(image.seq));
     }
     tracing::info!(
         snapshot_seq,
@@ -81,33 +82,27 @@ pub fn recover_publishing(
     Ok(image)
 }
 
-/// The availability events replay found, newest `kept_max`, each newer than what its SKU
-/// had published before it (the hub's rule, see [`Hub::publish`]).
-struct Kept {
-    events: VecDeque<StockEvent>,
-    kept_max: usize,
-    horizon: u64,
+/// Publishes what replay finds to the hub, each event only if it is newer than what its
+/// SKU had published before it, the snapshot included (the hub's own rule, which knows
+/// only what was published since start, would let a late mark older than the snapshot's
+/// through).
+struct Replayed<'a> {
+    hub: &'a Hub,
     scratch: Vec<StockEvent>,
 }
 
-impl Kept {
+impl Replayed<'_> {
     fn note(&mut self, image: &Image, seq: u64, event: &Event) {
         event.stock_events(seq, &mut self.scratch);
-        for event in self.scratch.drain(..) {
+        self.scratch.retain(|event| {
             let published = image
                 .skus
                 .get(&event.sku)
                 .map_or(0, |state| state.published.version);
-            if event.mark.version <= published {
-                continue;
-            }
-            self.events.push_back(event);
-            if self.events.len() > self.kept_max {
-                if let Some(dropped) = self.events.pop_front() {
-                    self.horizon = self.horizon.max(dropped.seq);
-                }
-            }
-        }
+            event.mark.version > published
+        });
+        self.hub
+            .publish(self.scratch.drain(..), last_cursor_of(seq));
     }
 }
 
@@ -123,7 +118,7 @@ struct Torn {
 fn replay_journal(
     dir: &Path,
     image: &mut Image,
-    mut kept: Option<&mut Kept>,
+    mut replayed: Option<&mut Replayed>,
 ) -> Result<(), RecoveryError> {
     let segments = segment::list(dir)?;
     let mut expected = image.seq + 1;
@@ -211,8 +206,8 @@ fn replay_journal(
                         }
                         for (seq, event) in (first_seq..).zip(events) {
                             if seq >= expected {
-                                if let Some(kept) = kept.as_deref_mut() {
-                                    kept.note(image, seq, &event);
+                                if let Some(replayed) = replayed.as_deref_mut() {
+                                    replayed.note(image, seq, &event);
                                 }
                                 image.apply(seq, event);
                             }
