@@ -116,16 +116,18 @@ fn parse_query(request: &HttpRequest, state: &AppState, paged: bool) -> Result<Q
 const CURSOR_MAX: u64 = (1 << 53) - 1;
 
 fn parse_cursor(value: &str, what: &str) -> Result<u64, ApiError> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|cursor| *cursor <= CURSOR_MAX)
-        .ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "{what} must be a cursor: an integer from 0 to {CURSOR_MAX}"
-            ))
-        })
+    let cursor = value.trim().parse::<u64>().unwrap_or(u64::MAX);
+    check_cursor(cursor, what)
+}
+
+/// `cursor` if it is one (at most [`CURSOR_MAX`]), else why not, naming `what`.
+pub(crate) fn check_cursor(cursor: u64, what: &str) -> Result<u64, ApiError> {
+    if cursor > CURSOR_MAX {
+        return Err(ApiError::Invalid(format!(
+            "{what} must be a cursor: an integer from 0 to {CURSOR_MAX}"
+        )));
+    }
+    Ok(cursor)
 }
 
 fn audience(principal: Principal) -> Audience {

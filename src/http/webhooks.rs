@@ -263,11 +263,7 @@ pub async fn post_replay(
 ) -> Result<HttpResponse, ApiError> {
     let (id, body): (_, ReplayBody) =
         admin_json(&request, payload, &state, parse_id(&path)).await?;
-    if body.since > (1 << 53) - 1 {
-        return Err(ApiError::Invalid(
-            "since must be a cursor: an integer from 0 to 9007199254740991".into(),
-        ));
-    }
-    state.webhooks.replay(&id, body.since)?;
+    let since = super::stream::check_cursor(body.since, "since")?;
+    state.webhooks.replay(&id, since)?;
     Ok(HttpResponse::Accepted().finish())
 }
