@@ -88,6 +88,60 @@ async fn a_csv_feed_with_a_header_is_applied() {
     );
 }
 
+/// A feed line that does not give `safety_stock` (no field, no column, an empty cell)
+/// keeps the SKU's; only a value in the line changes it. The README's own CSV is
+/// `sku,on_hand`: before this, it zeroed every buffer a merchandiser had set.
+#[actix_web::test]
+async fn a_feed_line_without_safety_stock_keeps_it() {
+    let server = spawn_with(|_| {}).await;
+    for sku in ["N", "C", "E", "S"] {
+        server.put_sku(sku, 20, 5).await;
+    }
+    let (_, report) = feed(&server, "text/csv", "sku,on_hand\nC,30\n".to_owned()).await;
+    assert_eq!(report["applied"], 1, "{report}");
+    let (_, report) = feed(
+        &server,
+        "text/csv",
+        "sku,on_hand,safety_stock\nE,40,\nS,50,2\n".to_owned(),
+    )
+    .await;
+    assert_eq!(report["applied"], 2, "{report}");
+    let (_, report) = feed(
+        &server,
+        "application/x-ndjson",
+        r#"{"sku": "N", "on_hand": 60}"#.to_owned(),
+    )
+    .await;
+    assert_eq!(report["applied"], 1, "{report}");
+    for (sku, on_hand, safety_stock) in [("C", 30, 5), ("E", 40, 5), ("S", 50, 2), ("N", 60, 5)] {
+        let view = server.sku(sku).await;
+        assert_eq!(
+            (view["on_hand"].as_u64(), view["safety_stock"].as_u64()),
+            (Some(on_hand), Some(safety_stock)),
+            "{sku}: {view}"
+        );
+    }
+    // The same rule for `PUT /v1/skus/{sku}`; a new SKU starts at 0.
+    let put = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/skus/N",
+            Some(r#"{"on_hand": 9}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(put.body["safety_stock"], 5, "{}", put.body);
+    let new = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/skus/NEW",
+            Some(r#"{"on_hand": 9}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(new.body["safety_stock"], 0, "{}", new.body);
+}
+
 /// A 10,000-line feed is applied in one request.
 #[actix_web::test]
 async fn ten_thousand_lines_apply_in_one_request() {

@@ -224,7 +224,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let answer = actor
                     .send(SetStock {
                         on_hand,
-                        safety_stock,
+                        safety_stock: Some(safety_stock),
                         low_stock_threshold: None,
                     })
                     .await

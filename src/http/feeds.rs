@@ -1,5 +1,5 @@
 //! `POST /v1/feeds/stock` (admin key): the start-of-day stock feed from the ERP/WMS, a hard
-//! reset of `on_hand` and `safety_stock` per SKU. NDJSON (`{"sku", "on_hand",
+//! reset of `on_hand` and `safety_stock` per SKU (a line without `safety_stock` keeps it). NDJSON (`{"sku", "on_hand",
 //! "safety_stock"}` per line) or, with `Content-Type: text/csv`, CSV with a header line
 //! naming `sku,on_hand[,safety_stock]` (no quoting: SKU ids cannot hold commas). The body is
 //! read as a stream, line by line, never whole; valid lines are applied even when others
@@ -32,8 +32,8 @@ struct FeedLine {
     sku: String,
     #[serde(deserialize_with = "crate::domain::integer::integer")]
     on_hand: i64,
-    #[serde(default, deserialize_with = "crate::domain::integer::integer")]
-    safety_stock: i64,
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
+    safety_stock: Option<i64>,
 }
 
 /// A feed line that was not applied, and why.
@@ -78,8 +78,12 @@ fn units(name: &str, raw: i64) -> Result<u64, String> {
 }
 
 /// One parsed stock line, or why it is bad; `Ok(None)` for a line with nothing to apply
-/// (blank, or the CSV header).
-fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64)>, String> {
+/// (blank, or the CSV header). A safety stock the line does not give (no field, no
+/// column, an empty cell) is `None`: the SKU keeps the one it has.
+fn parse_line(
+    format: &mut Format,
+    text: &str,
+) -> Result<Option<(SkuId, u64, Option<u64>)>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
@@ -114,9 +118,10 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64
                     .parse::<i64>()
                     .map_err(|_| format!("{name} is not an integer"))
             };
-            let safety = match safety_at {
-                Some(at) => number(*at, "safety_stock")?,
-                None => 0,
+            let given = |at: &usize| cells.get(*at).is_some_and(|cell| !cell.is_empty());
+            let safety = match safety_at.as_ref().filter(|at| given(at)) {
+                Some(at) => Some(number(*at, "safety_stock")?),
+                None => None,
             };
             (
                 cell(*sku_at)?.to_owned(),
@@ -126,11 +131,11 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64
         }
     };
     let sku = SkuId::parse(&sku).map_err(|e| e.to_string())?;
-    Ok(Some((
-        sku,
-        units("on_hand", on_hand)?,
-        units("safety_stock", safety)?,
-    )))
+    let safety = match safety {
+        Some(raw) => Some(units("safety_stock", raw)?),
+        None => None,
+    };
+    Ok(Some((sku, units("on_hand", on_hand)?, safety)))
 }
 
 #[utoipa::path(
@@ -140,7 +145,8 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<(SkuId, u64, u64
     summary = "Apply a start-of-day stock feed",
     description = "NDJSON, one `{\"sku\", \"on_hand\", \"safety_stock\"}` per line, or CSV \
         (`Content-Type: text/csv`) with a header naming `sku,on_hand[,safety_stock]`. Each \
-        line hard-resets one SKU, creating it if needed. Valid lines are applied even when \
+        line hard-resets one SKU, creating it if needed; a line that does not give \
+        `safety_stock` (no field, no column, an empty cell) keeps the SKU's. Valid lines are applied even when \
         others are bad; bad lines are reported by number. The body is read as a stream, \
         within `--feed-bytes-max` and `--feed-lines-max`.",
     request_body(description = "The feed", content(
@@ -305,7 +311,7 @@ mod tests {
         assert!(parse_line(&mut format, "a,b").is_err());
         assert_eq!(parse_line(&mut format, "on_hand, sku").unwrap(), None);
         let (sku, on_hand, safety) = parse_line(&mut format, "12,X-1").unwrap().unwrap();
-        assert_eq!((sku.as_str(), on_hand, safety), ("X-1", 12, 0));
+        assert_eq!((sku.as_str(), on_hand, safety), ("X-1", 12, None));
         assert!(parse_line(&mut format, "twelve,X-1").is_err());
         assert!(parse_line(&mut format, "-1,X-1").is_err());
         assert_eq!(parse_line(&mut format, "   ").unwrap(), None);

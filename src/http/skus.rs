@@ -24,10 +24,10 @@ pub(crate) struct StockBody {
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     #[serde(deserialize_with = "crate::domain::integer::integer")]
     on_hand: i64,
-    /// Units never offered online; 0 when omitted.
-    #[serde(default, deserialize_with = "crate::domain::integer::integer")]
+    /// Units never offered online; kept when omitted (0 for a new SKU).
+    #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
-    safety_stock: i64,
+    safety_stock: Option<i64>,
     /// Availability at or under which the SKU is low on stock; kept when omitted.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
@@ -103,7 +103,10 @@ pub async fn put_sku(
     let (sku, body): (_, StockBody) =
         admin_json(&request, payload, &state, parse_sku(&path)).await?;
     let on_hand = units("on_hand", body.on_hand)?;
-    let safety_stock = units("safety_stock", body.safety_stock)?;
+    let safety_stock = match body.safety_stock {
+        Some(raw) => Some(units("safety_stock", raw)?),
+        None => None,
+    };
     let low_stock_threshold = match body.low_stock_threshold {
         Some(raw) => Some(units("low_stock_threshold", raw)?),
         None => None,

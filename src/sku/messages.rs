@@ -41,7 +41,9 @@ pub struct SettleLine {
 #[rtype(result = "Result<SkuView, SkuError>")]
 pub struct SetStock {
     pub on_hand: u64,
-    pub safety_stock: u64,
+    /// Replaces the safety stock when given; kept otherwise (a feed that does not name it
+    /// must not zero a buffer the merchandiser set).
+    pub safety_stock: Option<u64>,
     /// Replaces the low-stock threshold when given.
     pub low_stock_threshold: Option<u64>,
 }

@@ -426,12 +426,14 @@ impl SkuState {
         Ok(())
     }
 
+    /// A stock reset; a safety stock not given keeps the current one.
     pub fn check_set(
         &self,
         on_hand: u64,
-        safety_stock: u64,
+        safety_stock: Option<u64>,
         low_stock_threshold: Option<u64>,
     ) -> Result<SkuChange, SkuError> {
+        let safety_stock = safety_stock.unwrap_or(self.safety_stock);
         self.check_stock_level(on_hand, safety_stock)?;
         if low_stock_threshold.is_some_and(|units| units > UNITS_MAX) {
             return Err(SkuError::Invalid(format!(
