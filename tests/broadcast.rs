@@ -584,15 +584,16 @@ async fn sale_windows_opening_and_closing_are_events() {
     let head = changes(&server, None, "").await["next"].as_u64().unwrap();
     let now_ms = clock.now_ms();
     let at = |ms: u64| holdfast::clock::rfc3339(ms);
-    let sale = |skus: Value| {
-        json!({"name": "Drop", "starts_at": at(now_ms + 60_000), "ends_at": at(now_ms + 120_000), "skus": skus})
-            .to_string()
+    let sale = |skus: Value, after_end: &str| {
+        json!({"name": "Drop", "starts_at": at(now_ms + 60_000), "ends_at": at(now_ms + 120_000),
+            "skus": skus, "after_end": after_end})
+        .to_string()
     };
     let put = server
         .send(
             Method::PUT,
             "/v1/sales/drop",
-            Some(&sale(json!(["A", "B"]))),
+            Some(&sale(json!(["A", "B"]), "open")),
             &[],
         )
         .await;
@@ -619,12 +620,13 @@ async fn sale_windows_opening_and_closing_are_events() {
     wait_for(head, "B", closed.clone()).await;
     clock.advance(61_000);
     let cursor = wait_for(cursor, "A", open.clone()).await;
-    // B leaves the sale while it is open: its next event has no sale.
+    // B leaves the sale while it is open: its next event has no sale. The sale now closes
+    // its SKUs when it ends.
     let put = server
         .send(
             Method::PUT,
             "/v1/sales/drop",
-            Some(&sale(json!(["A"]))),
+            Some(&sale(json!(["A"]), "closed")),
             &[],
         )
         .await;
@@ -632,6 +634,17 @@ async fn sale_windows_opening_and_closing_are_events() {
     wait_for(cursor, "B", Value::Null).await;
     clock.advance(60_000);
     let cursor = wait_for(cursor, "A", closed).await;
+    // Changed to let its SKUs sell normally after the end: A leaves the sale.
+    let put = server
+        .send(
+            Method::PUT,
+            "/v1/sales/drop",
+            Some(&sale(json!(["A"]), "open")),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    let cursor = wait_for(cursor, "A", Value::Null).await;
     // Nothing changes while nothing flips: no event is invented.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let quiet = changes(&server, None, &format!("?since={cursor}")).await;

@@ -40,22 +40,27 @@ async fn hold_as(
     server.hold_raw(&key, &body.to_string()).await
 }
 
-/// A hold on a sale SKU before the window or after it is refused with sale-not-open.
+/// A hold on a sale SKU before the window is refused with sale-not-open; after it the SKU
+/// sells normally again, unless its sale said `after_end: closed`.
 #[actix_web::test]
-async fn holds_outside_the_window_are_refused() {
+async fn holds_before_the_window_are_refused_and_after_it_only_if_closed() {
     let server = spawn().await;
-    server.put_sku("SOON", 10, 0).await;
-    server.put_sku("OVER", 10, 0).await;
-    server.put_sku("NOW", 10, 0).await;
-    for (id, sku, from, to) in [
-        ("soon", "SOON", 3600, 7200),
-        ("over", "OVER", -7200, -3600),
-        ("now", "NOW", -60, 3600),
-    ] {
-        let sale = json!({"name": id, "starts_at": at(from), "ends_at": at(to), "skus": [sku]});
-        assert_eq!(put_sale(&server, id, sale).await.status, StatusCode::OK);
+    for sku in ["SOON", "OVER", "SHUT", "NOW"] {
+        server.put_sku(sku, 10, 0).await;
     }
-    for sku in ["SOON", "OVER"] {
+    for (id, sku, from, to, after_end) in [
+        ("soon", "SOON", 3600, 7200, "open"),
+        ("over", "OVER", -7200, -3600, "open"),
+        ("shut", "SHUT", -7200, -3600, "closed"),
+        ("now", "NOW", -60, 3600, "closed"),
+    ] {
+        let sale = json!({"name": id, "starts_at": at(from), "ends_at": at(to), "skus": [sku],
+            "after_end": after_end, "per_customer_limit": 1});
+        let put = put_sale(&server, id, sale).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        assert_eq!(put.body["after_end"], after_end);
+    }
+    for sku in ["SOON", "SHUT"] {
         let refused = hold_as(&server, format!("k-{sku}"), "c", sku, 1).await;
         assert_eq!(
             (refused.status, refused.problem_type()),
@@ -63,6 +68,9 @@ async fn holds_outside_the_window_are_refused() {
         );
         assert_eq!(refused.body["sale_id"], sku.to_lowercase());
     }
+    // Over and open after it: no window, and no per-customer limit either.
+    let over = hold_as(&server, "k-OVER".into(), "c", "OVER", 3).await;
+    assert_eq!(over.status, StatusCode::CREATED, "{}", over.body);
     assert_eq!(
         hold_as(&server, "k-now".into(), "c", "NOW", 1).await.status,
         StatusCode::CREATED
@@ -285,9 +293,71 @@ async fn a_sale_opens_and_closes_as_its_window_comes_and_goes() {
     clock.advance(60_000);
     let late = hold_as(&server, "late".into(), "a", "DROP", 1).await;
     assert_eq!(
-        late.problem_type(),
-        "/problems/sale-not-open",
-        "{}",
+        late.status,
+        StatusCode::CREATED,
+        "sells normally once over: {}",
         late.body
+    );
+    let ended = server.send(Method::GET, "/v1/sales/drop", None, &[]).await;
+    assert_eq!(ended.body["open"], false, "{}", ended.body);
+}
+
+/// A sale that has not started or has ended can be deleted, and its SKUs sell as if it
+/// had never been; an open one cannot (it is ended by moving `ends_at`). The deletion
+/// survives a restart.
+#[actix_web::test]
+async fn a_sale_not_running_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (process, server) = Process::start_server(dir.path(), &[]);
+    for sku in ["UP", "RUN", "DONE"] {
+        server.put_sku(sku, 10, 0).await;
+    }
+    for (id, from, to) in [
+        ("up", 3600, 7200),
+        ("run", -60, 3600),
+        ("done", -7200, -3600),
+    ] {
+        let sku = id.to_uppercase();
+        let sale = json!({"name": id, "starts_at": at(from), "ends_at": at(to), "skus": [sku],
+            "after_end": "closed"});
+        assert_eq!(put_sale(&server, id, sale).await.status, StatusCode::OK);
+    }
+    let delete = |id: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .send(Method::DELETE, &format!("/v1/sales/{id}"), None, &[])
+                .await
+        }
+    };
+    let running = delete("run").await;
+    assert_eq!(running.status, StatusCode::CONFLICT, "{}", running.body);
+    assert!(running.body["detail"].as_str().unwrap().contains("ends_at"));
+    assert_eq!(delete("nope").await.status, StatusCode::NOT_FOUND);
+    for id in ["up", "done"] {
+        assert_eq!(delete(id).await.status, StatusCode::NO_CONTENT, "{id}");
+        let gone = server
+            .send(Method::GET, &format!("/v1/sales/{id}"), None, &[])
+            .await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    }
+    process.kill9();
+    let (_process, server) = Process::start_server(dir.path(), &[]);
+    for sku in ["UP", "DONE"] {
+        let held = hold_as(&server, format!("after-{sku}"), "c", sku, 1).await;
+        assert_eq!(held.status, StatusCode::CREATED, "{sku}: {}", held.body);
+    }
+    let gone = server.send(Method::GET, "/v1/sales/done", None, &[]).await;
+    assert_eq!(
+        gone.status,
+        StatusCode::NOT_FOUND,
+        "deleted across a restart"
+    );
+    assert_eq!(
+        server
+            .send(Method::GET, "/v1/sales/run", None, &[])
+            .await
+            .status,
+        StatusCode::OK
     );
 }

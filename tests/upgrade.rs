@@ -2,7 +2,8 @@
 //! SKUs, quotas, a sale, holds in every status, changes that lived only in the journal, and
 //! every idempotent answer byte for byte. `fixtures/format5.tar.gz` was written by the last
 //! release with the journal in sled, `fixtures/format6.tar.gz` by the last one without
-//! availability marks (`fixtures/make-fixture.sh` says how).
+//! availability marks, `fixtures/format7.tar.gz` by the last one whose sales had no
+//! `after_end` (`fixtures/make-fixture.sh` says how).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
 
@@ -188,6 +189,28 @@ async fn a_format_6_data_dir_is_restamped_and_keeps_everything() {
     // from when the fixture was made), each expiry a change of its own.
     assert!(event["version"].as_u64().unwrap() >= 1, "{event}");
     assert_eq!(event["available"], adjusted.body["available"]);
+}
+
+/// Format 7 is read as it is and restamped. Its ended sale (no `after_end` then) now lets
+/// its SKU sell normally: that build refused GAMMA for good once `winter` was over.
+#[actix_web::test]
+async fn a_format_7_data_dir_is_restamped_and_its_ended_sale_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture_dir(dir.path(), 7);
+    assert_eq!(std::fs::read(data.join("holdfast.format")).unwrap(), [7u8]);
+    upgrades_and_keeps_everything(&data, 7).await;
+    let (_process, server) = Process::start_server(&data, &REMEMBER);
+    let winter = server
+        .send(reqwest::Method::GET, "/v1/sales/winter", None, &[])
+        .await;
+    assert_eq!(winter.body["after_end"], "open", "{}", winter.body);
+    let held = server
+        .hold_raw(
+            "k-gamma",
+            r#"{"lines": [{"sku": "GAMMA", "quantity": 1}], "customer_id": "c-8"}"#,
+        )
+        .await;
+    assert_eq!(held.status, reqwest::StatusCode::CREATED, "{}", held.body);
 }
 
 /// Format 4 kept the snapshots inside the journal's sled Db.

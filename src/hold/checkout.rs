@@ -221,13 +221,15 @@ impl Checkout {
         }
     }
 
-    /// Applies the sales the cart's SKUs are on: a closed window refuses the cart, the
-    /// per-customer limit goes to the SKU actors, and the sale's TTL is the default.
+    /// Applies the sales governing the cart's SKUs: a window not open (not yet, or ended
+    /// for a sale that closes its SKUs) refuses the cart, the per-customer limit goes to
+    /// the SKU actors, and the sale's TTL is the default. An ended sale that does not close
+    /// its SKUs governs nothing: they sell as any other.
     fn apply_sales(&self, hold: &mut PlaceHold, default_ttl: bool) -> Result<(), CheckoutError> {
         let now = self.reservations.clock.now_ms();
         let mut sale_ttl_s: Option<u64> = None;
         for line in &mut hold.lines {
-            let Some(sale) = self.sales.sale_for(&line.sku) else {
+            let Some(sale) = self.sales.sale_for(&line.sku, now) else {
                 continue;
             };
             if !sale.is_open(now) {
@@ -259,10 +261,11 @@ impl Checkout {
                 })
             })
             .collect();
+        let now = self.reservations.clock.now_ms();
         let sale_queue = hold
             .lines
             .iter()
-            .find_map(|line| self.sales.queue_for(&line.sku));
+            .find_map(|line| self.sales.queue_for(&line.sku, now));
         let queue = sale_queue.as_ref().unwrap_or(&self.admission);
         queue.admit(presented, cart).await
     }

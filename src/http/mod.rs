@@ -101,7 +101,7 @@ route_table! {
     "/v1/skus/{sku}/adjustments" => { POST: skus::post_adjustment },
     "/v1/skus/{sku}/allocation" => { PUT: allocation::put_allocation },
     "/v1/skus/{sku}/allocation/rebalance" => { POST: allocation::post_rebalance },
-    "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale },
+    "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale, DELETE: sales::delete_sale },
     "/v1/feeds/stock" => { POST: feeds::post_stock_feed },
     "/v1/availability" => { GET: skus::get_availability },
     "/v1/availability/stream" => { GET: stream::get_stream },

@@ -375,6 +375,7 @@ impl Modify for Links {
         super::allocation::post_rebalance,
         super::sales::put_sale,
         super::sales::get_sale,
+        super::sales::delete_sale,
         super::feeds::post_stock_feed,
         super::admission::get_admission,
         super::admission::put_admission,

@@ -18,7 +18,7 @@ use super::{ApiError, AppState};
 use crate::admission::AdmissionLimits;
 use crate::clock::rfc3339;
 use crate::domain::{SaleId, SkuId};
-use crate::sale::Sale;
+use crate::sale::{AfterEnd, Sale, SaleRefusal};
 use crate::sku::messages::GetView;
 use crate::sku::state::ChannelView;
 use crate::store::Event;
@@ -56,6 +56,10 @@ pub(crate) struct SaleBody {
     hold_ttl_s: Option<i64>,
     /// The sale's own admission queue: its holds queue there, not in the server's.
     admission: Option<AdmissionLimits>,
+    /// What the SKUs do once the window has ended: sell normally again (`open`, the
+    /// default) or take no more holds (`closed`, an exclusive drop).
+    #[serde(default)]
+    after_end: AfterEnd,
 }
 
 /// A sale as the API shows it.
@@ -75,6 +79,7 @@ pub(crate) struct SaleView<'a> {
     per_customer_limit: Option<u64>,
     hold_ttl_s: Option<u64>,
     admission: Option<AdmissionLimits>,
+    after_end: AfterEnd,
 }
 
 /// `PUT` answers with the SKU ids; `GET` with each SKU's live sell-through.
@@ -169,6 +174,7 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
         skus,
         per_customer_limit,
         hold_ttl_s,
+        after_end: body.after_end,
     })
 }
 
@@ -183,6 +189,7 @@ fn sale_view(sale: &Sale, skus: SaleSkus, now_ms: u64) -> SaleView<'_> {
         per_customer_limit: sale.per_customer_limit,
         hold_ttl_s: sale.hold_ttl_s,
         admission: sale.admission,
+        after_end: sale.after_end,
     }
 }
 
@@ -195,9 +202,11 @@ fn parse_id(raw: &str) -> Result<SaleId, ApiError> {
     path = "/v1/sales/{sale_id}",
     tag = "sales",
     summary = "Create or change a sale",
-    description = "A hold on a sale SKU outside the window is a 409 `sale-not-open`; beyond the \
+    description = "A hold on a sale SKU before the window is a 409 `sale-not-open`; beyond the \
         per-customer limit (held plus confirmed, across concurrent requests) a 409 \
-        `limit-exceeded`. A SKU on another sale that has not ended is a 409 `conflict`.",
+        `limit-exceeded`. Once the window has ended the SKUs sell normally again, or, with \
+        `after_end: closed`, are refused `sale-not-open` for good. A SKU on another sale \
+        that has not ended is a 409 `conflict`.",
     params(SalePath),
     request_body = SaleBody,
     responses(
@@ -219,7 +228,7 @@ pub async fn put_sale(
         .check(&sale, state.clock.now_ms())
         .map_err(ApiError::conflict)?;
     state.journal.accepting()?;
-    state.journal.append(Event::SaleSet { sale: sale.clone() });
+    state.journal.append(Event::SalePut { sale: sale.clone() });
     if let Some(queue) = state.sales.put(sale.clone()) {
         queue.tick_in_background();
     }
@@ -285,4 +294,47 @@ pub async fn get_sale(
         SaleSkus::Progress(skus),
         state.clock.now_ms(),
     )))
+}
+
+/// `DELETE /v1/sales/{sale_id}`: forgets a sale that has not started or has ended.
+#[utoipa::path(
+    delete,
+    path = "/v1/sales/{sale_id}",
+    tag = "sales",
+    summary = "Delete a sale that has not started or has ended",
+    description = "Its SKUs sell as if they had never been on it. A sale whose window is open \
+        is a 409 `conflict`: end it by moving its `ends_at`, so its shoppers see it end.",
+    params(SalePath),
+    responses((status = 204, description = "Deleted, once durable"), AdminChangeErrors),
+    security(("bearer" = [])),
+)]
+pub async fn delete_sale(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let id = parse_id(&path)?;
+    let sale = match state.sales.check_delete(&id, state.clock.now_ms()) {
+        Ok(sale) => sale,
+        Err(SaleRefusal::Unknown) => {
+            return Err(ApiError::not_found(format!("sale {id} not found")))
+        }
+        Err(SaleRefusal::Running(sale)) => {
+            return Err(ApiError::conflict(format!(
+                "sale {id} is open until {}; set its ends_at to end it first",
+                rfc3339(sale.ends_at_ms)
+            )))
+        }
+    };
+    state.journal.accepting()?;
+    state.journal.append(Event::SaleDeleted { id: id.clone() });
+    state.sales.remove(&id);
+    state
+        .journal
+        .barrier()
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    tracing::info!(sale_id = %id, skus = sale.skus.len(), "Sale deleted.");
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -1,71 +1,85 @@
 //! Tells each sale SKU's actor when its sale's window opens and closes, and when it leaves
-//! a sale, so the change reaches channels as an availability event (a sale SKU cannot be
-//! held outside its window). Each tick compares every sale with what was sent last; at
-//! start everything is sent once, and an actor journals only what changes its SKU, so a
-//! restart sends nothing twice to the journal.
+//! a sale (the sale ended and its SKUs sell normally again, or it was deleted), so the
+//! change reaches channels as an availability event. Each tick compares every sale with
+//! what it saw last; at start everything is sent once, and an actor journals only what
+//! changes its SKU, so a restart sends nothing twice to the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{IdMap, SaleId};
+use crate::domain::{IdMap, SaleId, SkuId};
+use crate::sku::mark::SaleWindow;
 use crate::sku::messages::SetSaleWindow;
 use crate::sku::SkuDirectory;
 
-use super::{Sale, SaleBook};
+use super::{Phase, Sale, SaleBook};
+
+/// What a tick last saw of a sale: the sale as stored and where its window stood.
+type Seen = (Arc<Sale>, Phase);
 
 /// Runs for the server's life.
 pub async fn run(sales: Arc<SaleBook>, directory: Arc<SkuDirectory>, clock: Clock, tick: Duration) {
-    let mut sent: IdMap<SaleId, (Arc<Sale>, bool)> = IdMap::default();
+    let mut seen: IdMap<SaleId, Seen> = IdMap::default();
     let mut interval = tokio::time::interval(tick);
     loop {
         interval.tick().await;
-        sync(&sales, &directory, clock.now_ms(), &mut sent).await;
+        sync(&sales, &directory, clock.now_ms(), &mut seen).await;
     }
 }
 
-/// Sends what changed since `sent`: a sale whose window flipped or which was replaced
-/// tells its SKUs, and SKUs a replaced sale no longer lists are told they left it.
+/// Tells the SKUs of every sale that changed since `seen` (its window moved to another
+/// phase, it was replaced or deleted) which sale now governs them and whether it is open.
+/// What a SKU is told is worked out from the whole book, not from the one sale, so a SKU
+/// moving from an ended sale to the next is told the new one whatever order they come in.
 pub async fn sync(
     sales: &SaleBook,
     directory: &SkuDirectory,
     now_ms: u64,
-    sent: &mut IdMap<SaleId, (Arc<Sale>, bool)>,
+    seen: &mut IdMap<SaleId, Seen>,
 ) {
-    for sale in sales.all() {
-        let open = sale.is_open(now_ms);
-        let previous = sent.get(&sale.id);
+    let mut touched: Vec<SkuId> = Vec::new();
+    let current = sales.all();
+    for sale in &current {
+        let phase = sale.phase(now_ms);
+        let before = seen.get(&sale.id);
         let same =
-            previous.is_some_and(|(was, was_open)| Arc::ptr_eq(was, &sale) && *was_open == open);
+            before.is_some_and(|(was, was_phase)| Arc::ptr_eq(was, sale) && *was_phase == phase);
         if same {
             continue;
         }
-        if let Some((was, _)) = previous {
-            for sku in was.skus.iter().filter(|sku| !sale.skus.contains(sku)) {
-                tell(directory, sku, &sale.id, None).await;
-            }
+        if let Some((was, _)) = before {
+            touched.extend(was.skus.iter().cloned());
         }
-        for sku in &sale.skus {
-            tell(directory, sku, &sale.id, Some(open)).await;
+        touched.extend(sale.skus.iter().cloned());
+        seen.insert(sale.id.clone(), (Arc::clone(sale), phase));
+    }
+    let gone: Vec<SaleId> = seen
+        .keys()
+        .filter(|id| !current.iter().any(|sale| sale.id == **id))
+        .cloned()
+        .collect();
+    for id in gone {
+        if let Some((was, _)) = seen.remove(&id) {
+            touched.extend(was.skus.iter().cloned());
         }
-        sent.insert(sale.id.clone(), (sale, open));
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    for sku in &touched {
+        let window = sales.sale_for(sku, now_ms).map(|sale| SaleWindow {
+            sale: sale.id.clone(),
+            open: sale.is_open(now_ms),
+        });
+        tell(directory, sku, window).await;
     }
 }
 
-async fn tell(
-    directory: &SkuDirectory,
-    sku: &crate::domain::SkuId,
-    sale: &SaleId,
-    open: Option<bool>,
-) {
+async fn tell(directory: &SkuDirectory, sku: &SkuId, window: Option<SaleWindow>) {
     let Some(entry) = directory.get(sku) else {
         return;
     };
-    let message = SetSaleWindow {
-        sale: sale.clone(),
-        open,
-    };
-    if let Err(err) = entry.ask(message, None).await {
+    if let Err(err) = entry.ask(SetSaleWindow { window }, None).await {
         tracing::warn!(%sku, %err, "Sale window did not reach the SKU's actor.");
     }
 }

@@ -11,7 +11,7 @@ use actix::{Actor, Context, Handler};
 use std::collections::BTreeMap;
 
 use super::log::SkuLog;
-use super::mark::{SaleWindow, StockMark, StockSignal};
+use super::mark::{StockMark, StockSignal};
 use super::messages::{
     Adjust, CurrentMark, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation,
     SetSaleWindow, SetStock, SettleLine,
@@ -228,23 +228,8 @@ impl Handler<SetSaleWindow> for SkuActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetSaleWindow, _: &mut Self::Context) {
-        let window = match msg.open {
-            Some(open) => Some(SaleWindow {
-                sale: msg.sale,
-                open,
-            }),
-            None if self
-                .state
-                .sale_window
-                .as_ref()
-                .is_some_and(|window| window.sale == msg.sale) =>
-            {
-                None
-            }
-            None => return,
-        };
-        if window != self.state.sale_window {
-            self.record(SkuChange::SaleWindowSet { window });
+        if msg.window != self.state.sale_window {
+            self.record(SkuChange::SaleWindowSet { window: msg.window });
         }
     }
 }

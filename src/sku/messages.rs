@@ -83,13 +83,13 @@ pub struct Restate;
 #[rtype(result = "StockMark")]
 pub struct CurrentMark;
 
-/// The SKU's sale window, as the sale ticker sees it: `open` for the sale the SKU is on,
-/// or `None` when the SKU left `sale`. Journaled only if it changes what the SKU says.
+/// The sale governing the SKU and whether its window is open, as the sale ticker works it
+/// out from the sale book (`None`: on no sale, or its sale ended and it sells normally).
+/// Journaled only if it changes what the SKU says.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetSaleWindow {
-    pub sale: crate::domain::SaleId,
-    pub open: Option<bool>,
+    pub window: Option<super::mark::SaleWindow>,
 }
 
 /// Read the SKU's counters.

@@ -3,7 +3,7 @@
 //! made durable before anything relies on it: the stamp is written to a temporary file,
 //! synced, renamed into place, and the directory synced.
 //!
-//! Layout (formats 6 and 7): `holdfast.format` (one byte, the format), `journal/` (segment files,
+//! Layout (formats 6 to 8): `holdfast.format` (one byte, the format), `journal/` (segment files,
 //! see `segment`), `snapshots/` (sled).
 
 use std::path::{Path, PathBuf};
@@ -15,13 +15,14 @@ use super::{legacy, snapshot};
 /// The on-disk format this build reads and writes. Bump it when `Event`, the journal or
 /// the snapshot layout changes shape (4: snapshots as generations of packed chunks; 5: in
 /// their own store; 6: the journal in segment files of its own, the manifest with a
-/// generation counter; 7: changes carry availability marks, snapshots each SKU's last).
-pub const DATA_FORMAT_VERSION: u8 = 7;
-/// Formats this build reads as they are: format 7 only added event and entry variants
-/// at the end of their enums, so a format 6 dir is format 7 with no marks yet. It is
-/// restamped before anything is written (a format 6 build would not read the new
-/// variants, and is then refused cleanly by the stamp).
-const RESTAMPED_FORMATS: [u8; 1] = [6];
+/// generation counter; 7: changes carry availability marks, snapshots each SKU's last;
+/// 8: sales say what their SKUs do after the end, and can be deleted).
+pub const DATA_FORMAT_VERSION: u8 = 8;
+/// Formats this build reads as they are: formats 7 and 8 only added event and entry
+/// variants at the end of their enums (the old ones still read), so a format 6 dir is
+/// format 8 with no marks yet. It is restamped before anything is written (an older
+/// build would not read the new variants, and is then refused cleanly by the stamp).
+const RESTAMPED_FORMATS: [u8; 2] = [6, 7];
 /// Formats this build upgrades in place: their journal is in sled.
 const SLED_JOURNAL_FORMATS: [u8; 2] = [4, 5];
 const FORMAT_FILE: &str = "holdfast.format";

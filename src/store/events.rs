@@ -39,9 +39,9 @@ pub enum Event {
         status: HoldStatus,
         at_ms: u64,
     },
-    /// A sale was created or replaced.
+    /// A sale was created or replaced (builds before format 8, without `after_end`).
     SaleSet {
-        sale: crate::sale::Sale,
+        sale: crate::sale::SaleV7,
     },
     /// A hold request that was refused after running (sold out), remembered under its
     /// idempotency key so a retry gets the same answer.
@@ -76,6 +76,14 @@ pub enum Event {
     WebhookProgress {
         id: WebhookId,
         cursor: u64,
+    },
+    /// A sale was created or replaced.
+    SalePut {
+        sale: crate::sale::Sale,
+    },
+    /// A sale that had not started or had ended was deleted.
+    SaleDeleted {
+        id: crate::domain::SaleId,
     },
 }
 
@@ -162,6 +170,8 @@ impl Event {
             | Event::HoldPlaced { .. }
             | Event::HoldStatusChanged { .. }
             | Event::SaleSet { .. }
+            | Event::SalePut { .. }
+            | Event::SaleDeleted { .. }
             | Event::Refused { .. }
             | Event::WebhookSet { .. }
             | Event::WebhookDeleted { .. }

@@ -185,7 +185,15 @@ impl Image {
             }
             Event::SaleSet { sale } => {
                 self.dirty.sales.insert(sale.id.clone());
+                self.sales.insert(sale.id.clone(), sale.into());
+            }
+            Event::SalePut { sale } => {
+                self.dirty.sales.insert(sale.id.clone());
                 self.sales.insert(sale.id.clone(), sale);
+            }
+            Event::SaleDeleted { id } => {
+                self.sales.remove(&id);
+                self.dirty.sales.insert(id);
             }
             Event::Refused {
                 idempotency,

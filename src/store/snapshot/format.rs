@@ -6,10 +6,10 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HoldId, SkuId, WebhookId};
+use crate::domain::{HoldId, SaleId, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::HoldRecord;
-use crate::sale::Sale;
+use crate::sale::{Sale, SaleV7};
 use crate::sku::mark::{Published, SaleWindow};
 use crate::sku::state::Line;
 use crate::sku::SkuState;
@@ -126,7 +126,8 @@ pub(super) enum Entry<'a> {
     Answer(Cow<'a, IdempotencyRecord>, u16, Cow<'a, [u8]>),
     /// The key no longer answers with a stored refusal.
     AnswerGone(Cow<'a, str>),
-    Sale(Cow<'a, Sale>),
+    /// A sale as builds before format 8 stored it.
+    Sale(Cow<'a, SaleV7>),
     /// A SKU's counters and its last availability mark (format 7 on; `Sku` before).
     SkuMarked(
         Cow<'a, SkuId>,
@@ -137,6 +138,8 @@ pub(super) enum Entry<'a> {
     /// A webhook endpoint and the cursor it was delivered up to.
     Webhook(Cow<'a, Endpoint>, u64),
     WebhookGone(Cow<'a, WebhookId>),
+    SalePut(Cow<'a, Sale>),
+    SaleGone(Cow<'a, SaleId>),
 }
 
 impl<'a> Entry<'a> {

@@ -159,8 +159,15 @@ fn apply(image: &mut Image, entry: Entry<'static>) {
             image.refusals.remove(scope_key.as_ref());
         }
         Entry::Sale(sale) => {
+            let sale: crate::sale::Sale = sale.into_owned().into();
+            image.sales.insert(sale.id.clone(), sale);
+        }
+        Entry::SalePut(sale) => {
             let sale = sale.into_owned();
             image.sales.insert(sale.id.clone(), sale);
+        }
+        Entry::SaleGone(id) => {
+            image.sales.remove(id.as_ref());
         }
         Entry::Webhook(endpoint, cursor) => {
             let endpoint = endpoint.into_owned();

@@ -207,7 +207,7 @@ pub(super) fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(
         chunks.push(&stored_answer(record, response))?;
     }
     for sale in image.sales.values() {
-        chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
+        chunks.push(&Entry::SalePut(Cow::Borrowed(sale)))?;
     }
     for (endpoint, cursor) in image.webhooks.values() {
         chunks.push(&Entry::Webhook(Cow::Borrowed(endpoint), *cursor))?;
@@ -244,8 +244,9 @@ pub(super) fn write_dirty(
         }
     }
     for id in &dirty.sales {
-        if let Some(sale) = image.sales.get(id) {
-            chunks.push(&Entry::Sale(Cow::Borrowed(sale)))?;
+        match image.sales.get(id) {
+            Some(sale) => chunks.push(&Entry::SalePut(Cow::Borrowed(sale)))?,
+            None => chunks.push(&Entry::SaleGone(Cow::Borrowed(id)))?,
         }
     }
     for id in &dirty.webhooks {
