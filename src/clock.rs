@@ -67,6 +67,14 @@ pub fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time as milliseconds since the epoch, or why `field` cannot be one.
+pub fn parse_rfc3339_ms(field: &str, text: &str) -> Result<u64, String> {
+    let at = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{field} must be an RFC 3339 time: {e}"))?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("{field} is before 1970"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Clock;

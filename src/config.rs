@@ -156,6 +156,11 @@ settings! {
     feed_lines_max: u64 = 1_000_000, "HOLDFAST_FEED_LINES_MAX";
     /// Most sales kept.
     sales_max: usize = 10_000, "HOLDFAST_SALES_MAX";
+    /// Most stock locations (warehouses and stores, besides `default`); also bounds the
+    /// per-location metric series.
+    locations_max: usize = 200, "HOLDFAST_LOCATIONS_MAX";
+    /// Most channels with a routing policy of their own.
+    channel_policies_max: usize = 100, "HOLDFAST_CHANNEL_POLICIES_MAX";
     /// Most SKUs in one availability query.
     availability_skus_max: usize = 100, "HOLDFAST_AVAILABILITY_SKUS_MAX";
     /// Most idempotency keys remembered.

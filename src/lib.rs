@@ -8,7 +8,7 @@
 //!   tests) and RFC 3339 formatting. [`metrics`]: metric names and the Prometheus
 //!   recorder. [`priority`]: thread priorities of the journal writer (raised) and the
 //!   compactor (lowered).
-//! - [`sku`]: one actor per SKU owning its stock; the pure state machine it runs; the
+//! - [`sku`]: one actor per SKU owning its stock (per location, too); the pure state machine it runs; the
 //!   directory that finds or starts a SKU's actor on one of the per-core Arbiters; the log
 //!   it writes its changes to (a trait the journal implements); the availability mark
 //!   each change leaves.
@@ -18,6 +18,8 @@
 //!   retried, signed, to allowed addresses only), and the log they are recorded in.
 //! - [`admission`]: the metered FIFO with signed tickets in front of new holds.
 //!   [`sale`]: flash-sale windows, their SKUs, per-customer limits and own queues.
+//!   [`location`]: warehouses and stores, and each channel's policy for routing a hold
+//!   line to them (the stock at each lives in the SKU's actor).
 //! - [`hold`]: the checkout service that runs a hold request end to end (idempotency
 //!   key, sale window, admission, reservation, the durable answer) and changes holds; the
 //!   hold book (status authority, deadlines), the coordinator that reserves carts
@@ -40,6 +42,7 @@ pub mod config;
 pub mod domain;
 pub mod hold;
 pub mod http;
+pub mod location;
 pub mod metrics;
 pub mod priority;
 pub mod sale;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use holdfast::domain::{AdjustReason, Channel, CustomerId, HoldStatus, Quantity, SkuId};
+use holdfast::domain::{
+    AdjustReason, Channel, CustomerId, HoldStatus, LocationId, Quantity, SkuId,
+};
 use holdfast::hold::idempotency::IdempotencyRecord;
 use holdfast::hold::{Action, HoldBook, HoldError, OrderLine, PlaceHold, Reservations};
 use holdfast::sku::messages::{Adjust, GetView, SetStock};
@@ -111,6 +113,7 @@ fn engine() -> Engine {
         journal: log,
         actor_send_timeout: Duration::from_secs(5),
         clock: holdfast::clock::Clock::system(),
+        locations: Arc::new(holdfast::location::Locations::new(10, 10)),
     });
     Engine {
         reservations,
@@ -134,10 +137,13 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         sku: sku.clone(),
                         quantity: Quantity::parse(quantity as i64).unwrap(),
                         customer_limit: None,
+                        location: None,
                     }],
                     channel: Channel::parse("web").unwrap(),
                     customer_id: CustomerId::parse("c").unwrap(),
                     ttl_s: 900,
+                    ship_to_region: None,
+                    allow_split: None,
                 };
                 let record = IdempotencyRecord {
                     scope_key: "k".into(),
@@ -209,6 +215,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let allowed = model.stock_allowed(model.on_hand as i64 + delta, model.safety_stock);
                 let answer = actor
                     .send(Adjust {
+                        location: LocationId::default_location(),
                         delta,
                         reason: AdjustReason::CycleCount,
                     })
@@ -223,6 +230,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let allowed = model.stock_allowed(on_hand as i64, safety_stock);
                 let answer = actor
                     .send(SetStock {
+                        location: LocationId::default_location(),
+                        as_of_ms: None,
                         on_hand,
                         safety_stock: Some(safety_stock),
                         low_stock_threshold: None,

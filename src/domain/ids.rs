@@ -101,6 +101,11 @@ string_id!(
     "webhook_id"
 );
 string_id!(
+    /// A place stock sits: a warehouse or a store.
+    LocationId,
+    "location"
+);
+string_id!(
     /// The client's name for one logical attempt, so a retry is recognised as the same one.
     IdempotencyKey,
     "Idempotency-Key"
@@ -112,6 +117,19 @@ impl Channel {
     pub fn default_channel() -> Self {
         static DEFAULT: std::sync::OnceLock<Channel> = std::sync::OnceLock::new();
         DEFAULT.get_or_init(|| Self(Arc::from("default"))).clone()
+    }
+}
+
+impl LocationId {
+    /// Where a SKU's stock is when no location is named: every deployment has it, and one
+    /// that never names a location has nothing else.
+    pub fn default_location() -> Self {
+        static DEFAULT: std::sync::OnceLock<LocationId> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| Self(Arc::from("default"))).clone()
+    }
+
+    pub fn is_default(&self) -> bool {
+        &*self.0 == "default"
     }
 }
 

@@ -8,7 +8,7 @@ mod quantity;
 pub mod shard;
 mod status;
 
-pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, SaleId, SkuId, WebhookId};
+pub use ids::{Channel, CustomerId, HoldId, IdempotencyKey, LocationId, SaleId, SkuId, WebhookId};
 pub use journal_error::JournalError;
 pub use quantity::{units, Quantity, UNITS_MAX};
 pub use status::{AdjustReason, HoldStatus};

@@ -84,6 +84,11 @@ struct Canonical<'a> {
     customer_id: &'a CustomerId,
     channel: &'a Channel,
     ttl_seconds: Option<i64>,
+    // Skipped when absent, so a request without them fingerprints as it did before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ship_to_region: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_split: Option<bool>,
 }
 
 pub struct Checkout {
@@ -112,6 +117,8 @@ impl Checkout {
             customer_id: &order.hold.customer_id,
             channel: &order.hold.channel,
             ttl_seconds: order.ttl_seconds,
+            ship_to_region: order.hold.ship_to_region.as_deref(),
+            allow_split: order.hold.allow_split,
         };
         let print = fingerprint(&serde_json::to_vec(&canonical).unwrap_or_default());
         let scope = scope_key(order.hold.channel.as_str(), order.key.as_str());

@@ -14,10 +14,15 @@ use super::idempotency::IdempotencyRecord;
 use super::log::HoldLog;
 use super::record::{HoldRecord, PlacedBy, ReservedLine};
 use crate::clock::Clock;
-use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, JournalError, Quantity, SkuId};
+use crate::domain::{
+    Channel, CustomerId, HoldId, HoldStatus, JournalError, LocationId, Quantity, SkuId,
+};
+use crate::location::routing::{fewest_order, Plan, RouteError, RouteRequest};
+use crate::location::Locations;
 use crate::metrics as m;
 use crate::sku::mark::StockMark;
-use crate::sku::messages::{Reserve, Reserved, SettleLine};
+use crate::sku::messages::{Reserve, Reserved, SettleLine, SiteAvailability};
+use crate::sku::sites::Route;
 use crate::sku::state::LineTarget;
 use crate::sku::{SkuDirectory, SkuEntry, SkuError};
 
@@ -31,6 +36,9 @@ pub struct OrderLine {
     /// its `{"sku", "quantity"}` lines.
     #[serde(skip)]
     pub customer_limit: Option<u64>,
+    /// The only location the line may be taken at (click and collect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
 }
 
 /// A validated cart.
@@ -40,6 +48,10 @@ pub struct PlaceHold {
     pub channel: Channel,
     pub customer_id: CustomerId,
     pub ttl_s: u64,
+    /// The shopper's region, for the `nearest` routing policy.
+    pub ship_to_region: Option<String>,
+    /// Overrides the channel's `allow_split`.
+    pub allow_split: Option<bool>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +68,9 @@ pub enum HoldError {
     Conflict(Box<HoldRecord>),
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// A pinned location the cart cannot use (unknown, paused, not the channel's).
+    #[error(transparent)]
+    Route(#[from] RouteError),
 }
 
 /// Why a hold request could not run now; a retry may succeed (503).
@@ -103,6 +118,7 @@ pub struct Reservations {
     /// How long a request waits on one SKU actor's mailbox before giving up with 503.
     pub actor_send_timeout: Duration,
     pub clock: Clock,
+    pub locations: Arc<Locations>,
 }
 
 impl Reservations {
@@ -125,19 +141,26 @@ impl Reservations {
                     .ok_or_else(|| HoldError::UnknownSku(line.sku.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let routes = self.routes(&request, &entries).await?;
         let hold_id = HoldId::new();
         let now = self.clock.now_ms();
-        let reserves = entries.iter().zip(&request.lines).map(|(entry, line)| {
-            let reserve = Reserve {
-                hold_id,
-                quantity: line.quantity,
-                channel: request.channel.clone(),
-                customer: request.customer_id.clone(),
-                customer_limit: line.customer_limit,
-                at_ms: now,
-            };
-            entry.ask(reserve, Some(self.actor_send_timeout))
-        });
+        let reserves =
+            entries
+                .iter()
+                .zip(&request.lines)
+                .zip(routes)
+                .map(|((entry, line), route)| {
+                    let reserve = Reserve {
+                        hold_id,
+                        quantity: line.quantity,
+                        channel: request.channel.clone(),
+                        customer: request.customer_id.clone(),
+                        customer_limit: line.customer_limit,
+                        at_ms: now,
+                        route,
+                    };
+                    entry.ask(reserve, Some(self.actor_send_timeout))
+                });
         let replies = join_all(reserves).await;
         // Every line reserved, each with its pooled units and mark; or the first refusal.
         let reserved: Result<Vec<(ReservedLine, StockMark)>, HoldError> = replies
@@ -145,11 +168,16 @@ impl Reservations {
             .zip(&request.lines)
             .zip(&entries)
             .map(|((reply, line), entry)| match reply {
-                Ok(Ok(Reserved { pooled, mark })) => Ok((
+                Ok(Ok(Reserved {
+                    pooled,
+                    placement,
+                    mark,
+                })) => Ok((
                     ReservedLine {
                         sku: entry.sku.clone(),
                         quantity: line.quantity,
                         pooled,
+                        placement,
                     },
                     mark,
                 )),
@@ -181,6 +209,55 @@ impl Reservations {
         }
         self.journal.barrier().await?;
         Ok(hold)
+    }
+
+    /// Each line's route. Under `fewest_locations` the unpinned lines try the locations in
+    /// the order that fills the most of them from each, asked of their SKUs first; stock
+    /// may move before the reservations land, which then place as well as they still can.
+    async fn routes(
+        &self,
+        request: &PlaceHold,
+        entries: &[SkuEntry],
+    ) -> Result<Vec<Arc<Route>>, HoldError> {
+        let pins: Vec<Option<LocationId>> = request
+            .lines
+            .iter()
+            .map(|line| line.location.clone())
+            .collect();
+        let route_request = RouteRequest {
+            channel: &request.channel,
+            ship_to_region: request.ship_to_region.as_deref(),
+            allow_split: request.allow_split,
+        };
+        let Plan { mut routes, fewest } = self.locations.plan(route_request, &pins)?;
+        let unpinned: Vec<usize> = (0..pins.len()).filter(|at| pins[*at].is_none()).collect();
+        let Some(first) = unpinned.first().map(|at| Arc::clone(&routes[*at])) else {
+            return Ok(routes);
+        };
+        if !fewest || unpinned.len() < 2 {
+            return Ok(routes);
+        }
+        let asks = unpinned.iter().map(|at| {
+            let candidates = Arc::clone(&first.candidates);
+            entries[*at].ask(
+                SiteAvailability { candidates },
+                Some(self.actor_send_timeout),
+            )
+        });
+        let mut fills = Vec::with_capacity(unpinned.len());
+        for (reply, at) in join_all(asks).await.into_iter().zip(&unpinned) {
+            let available = reply.map_err(|err| HoldError::Unavailable(err.into()))?;
+            let units = request.lines[*at].quantity.units();
+            fills.push(available.iter().map(|free| *free >= units).collect());
+        }
+        let ordered = Arc::new(Route {
+            candidates: fewest_order(&first.candidates, &fills).into(),
+            ..(*first).clone()
+        });
+        for at in unpinned {
+            routes[at] = Arc::clone(&ordered);
+        }
+        Ok(routes)
     }
 
     /// Confirms, releases or fulfils a hold. A repeat of a change that already happened

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::idempotency::StoredResponse;
 use crate::clock::rfc3339;
 use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
+use crate::sku::sites::{Allocation, Placement};
 
 /// One line of a cart: units of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -23,13 +24,15 @@ pub struct ReservedLine {
     /// Units drawn from the SKU's shared pool rather than the channel's quota, as decided
     /// when reserved, so replay reproduces the split exactly.
     pub pooled: u64,
+    /// The locations the units were taken at.
+    pub placement: Placement,
 }
 
 /// A hold as the book keeps it.
 ///
 /// Journaled and snapshotted as it always was: the lines (`sku`, `quantity`) and, after
-/// the times, the pooled units of each line in a list of their own. In memory each line
-/// carries its own.
+/// the times, the pooled units of each line in a list of their own, then (from format 8)
+/// each line's placement in another. In memory each line carries its own.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "StoredRecord")]
 pub struct HoldRecord {
@@ -63,6 +66,62 @@ struct StoredRecord {
     expires_at_ms: u64,
     updated_at_ms: u64,
     pooled: Vec<u64>,
+    placements: Vec<Placement>,
+}
+
+/// A hold as builds before format 8 journaled and snapshotted it: without placements
+/// (its lines were all at the default location).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "StoredRecordV7")]
+pub struct HoldRecordV7(pub HoldRecord);
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StoredRecordV7 {
+    id: HoldId,
+    lines: Vec<HoldLine>,
+    channel: Channel,
+    customer_id: CustomerId,
+    status: HoldStatus,
+    created_at_ms: u64,
+    expires_at_ms: u64,
+    updated_at_ms: u64,
+    pooled: Vec<u64>,
+}
+
+impl From<StoredRecordV7> for HoldRecordV7 {
+    fn from(old: StoredRecordV7) -> Self {
+        Self(HoldRecord::from(StoredRecord {
+            placements: Vec::new(),
+            id: old.id,
+            lines: old.lines,
+            channel: old.channel,
+            customer_id: old.customer_id,
+            status: old.status,
+            created_at_ms: old.created_at_ms,
+            expires_at_ms: old.expires_at_ms,
+            updated_at_ms: old.updated_at_ms,
+            pooled: old.pooled,
+        }))
+    }
+}
+
+/// Written in the old shape, for tests that write what an earlier build wrote.
+impl Serialize for HoldRecordV7 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let hold = &self.0;
+        let mut record = serializer.serialize_struct("HoldRecord", 9)?;
+        record.serialize_field("id", &hold.id)?;
+        record.serialize_field("lines", &StoredLines(&hold.lines))?;
+        record.serialize_field("channel", &hold.channel)?;
+        record.serialize_field("customer_id", &hold.customer_id)?;
+        record.serialize_field("status", &hold.status)?;
+        record.serialize_field("created_at_ms", &hold.created_at_ms)?;
+        record.serialize_field("expires_at_ms", &hold.expires_at_ms)?;
+        record.serialize_field("updated_at_ms", &hold.updated_at_ms)?;
+        record.serialize_field("pooled", &PooledUnits(&hold.lines))?;
+        record.end()
+    }
 }
 
 impl From<StoredRecord> for HoldRecord {
@@ -79,6 +138,7 @@ impl From<StoredRecord> for HoldRecord {
                 sku: line.sku,
                 quantity: line.quantity,
                 pooled: stored.pooled.get(index).copied().unwrap_or(0),
+                placement: stored.placements.get(index).cloned().unwrap_or_default(),
             })
             .collect();
         Self {
@@ -99,9 +159,9 @@ impl From<StoredRecord> for HoldRecord {
 /// writes up to a million of them).
 impl Serialize for HoldRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("HoldRecord", 9)?;
+        let mut record = serializer.serialize_struct("HoldRecord", 10)?;
         record.serialize_field("id", &self.id)?;
-        record.serialize_field("lines", &AskedLines(&self.lines))?;
+        record.serialize_field("lines", &StoredLines(&self.lines))?;
         record.serialize_field("channel", &self.channel)?;
         record.serialize_field("customer_id", &self.customer_id)?;
         record.serialize_field("status", &self.status)?;
@@ -109,12 +169,14 @@ impl Serialize for HoldRecord {
         record.serialize_field("expires_at_ms", &self.expires_at_ms)?;
         record.serialize_field("updated_at_ms", &self.updated_at_ms)?;
         record.serialize_field("pooled", &PooledUnits(&self.lines))?;
+        record.serialize_field("placements", &Placements(&self.lines))?;
         record.end()
     }
 }
 
-/// A hold's lines as the cart asked for them: `[{"sku", "quantity"}]`, as the API shows
-/// them and the journal stores them.
+/// A hold's lines as the API shows them: `[{"sku", "quantity"}]`, and each line's
+/// `allocations` if it was placed by location (a deployment that never named a location
+/// shows its lines exactly as before locations existed).
 #[derive(Debug)]
 pub struct AskedLines<'a>(pub &'a [ReservedLine]);
 
@@ -125,18 +187,59 @@ impl Serialize for AskedLines<'_> {
             seq.serialize_element(&AskedLine {
                 sku: &line.sku,
                 quantity: line.quantity,
+                allocations: line.placement.shown(),
             })?;
         }
         seq.end()
     }
 }
 
-/// Serializes exactly as [`HoldLine`] does, without a copy of the SKU.
+/// Serializes as [`HoldLine`] does, without a copy of the SKU, plus the allocations.
 #[derive(Serialize)]
 #[serde(rename = "HoldLine")]
 struct AskedLine<'a> {
     sku: &'a SkuId,
     quantity: Quantity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocations: Option<&'a [Allocation]>,
+}
+
+/// One line of a hold as the API shows it (the schema of [`AskedLine`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct HoldLineView {
+    sku: SkuId,
+    quantity: Quantity,
+    /// Where the units were taken, once the deployment names locations.
+    allocations: Option<Vec<Allocation>>,
+}
+
+/// A hold's lines as the journal stores them: `(sku, quantity)` (a non-self-describing
+/// encoding cannot skip a field, so the placements go in a list of their own).
+struct StoredLines<'a>(&'a [ReservedLine]);
+
+impl Serialize for StoredLines<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|line| StoredLine {
+            sku: &line.sku,
+            quantity: line.quantity,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename = "HoldLine")]
+struct StoredLine<'a> {
+    sku: &'a SkuId,
+    quantity: Quantity,
+}
+
+struct Placements<'a>(&'a [ReservedLine]);
+
+impl Serialize for Placements<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|line| &line.placement))
+    }
 }
 
 struct PooledUnits<'a>(&'a [ReservedLine]);
@@ -177,7 +280,7 @@ pub struct HoldView<'a> {
     /// When the status last changed.
     #[schema(format = DateTime)]
     pub updated_at: String,
-    #[schema(value_type = Vec<HoldLine>)]
+    #[schema(value_type = Vec<HoldLineView>)]
     pub lines: AskedLines<'a>,
     #[schema(value_type = Channel)]
     pub channel: &'a Channel,
@@ -236,6 +339,10 @@ mod tests {
             sku: SkuId::parse(sku).expect("sku"),
             quantity: Quantity::parse(units).expect("quantity"),
             pooled,
+            placement: Placement::new(vec![Allocation {
+                location: crate::domain::LocationId::parse("wh-1").expect("location"),
+                quantity: 1,
+            }]),
         };
         HoldRecord {
             id: HoldId::new(),
@@ -273,11 +380,46 @@ mod tests {
             expires_at_ms: 2,
             updated_at_ms: 3,
             pooled: vec![1, 0],
+            placements: hold.lines.iter().map(|l| l.placement.clone()).collect(),
         };
         let bytes = postcard::to_stdvec(&hold).expect("encodes");
         assert_eq!(bytes, postcard::to_stdvec(&stored).expect("encodes"));
         let back: HoldRecord = postcard::from_bytes(&bytes).expect("decodes");
         assert_eq!(back, hold);
         assert_eq!(back.lines[0].pooled, 1);
+    }
+
+    /// Holds written before format 8 have no placements: they read back with every line
+    /// at the default location, and are written in their old shape byte for byte.
+    #[test]
+    fn a_record_from_before_locations_reads_back_at_the_default_location() {
+        let mut hold = hold();
+        for line in &mut hold.lines {
+            line.placement = Placement::default();
+        }
+        let old = StoredRecordV7 {
+            id: hold.id,
+            lines: hold
+                .lines
+                .iter()
+                .map(|line| HoldLine {
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+            channel: hold.channel.clone(),
+            customer_id: hold.customer_id.clone(),
+            status: hold.status,
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            updated_at_ms: 3,
+            pooled: vec![1, 0],
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encodes");
+        let wrapped = HoldRecordV7(hold.clone());
+        assert_eq!(bytes, postcard::to_stdvec(&wrapped).expect("encodes"));
+        let back: HoldRecordV7 = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back.0, hold);
+        assert!(back.0.lines.iter().all(|l| l.placement.shown().is_none()));
     }
 }

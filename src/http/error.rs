@@ -236,6 +236,7 @@ impl From<HoldError> for ApiError {
                 hold: Some((hold.id, hold.status)),
             },
             HoldError::Unavailable(why) => Self::Unavailable(why.to_string()),
+            HoldError::Route(why) => Self::conflict(why.to_string()),
         }
     }
 }

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::body::refuse_declared_over;
 use super::openapi::AdminBodyErrors;
 use super::{ApiError, AppState};
-use crate::domain::SkuId;
+use crate::clock::parse_rfc3339_ms;
+use crate::domain::{LocationId, SkuId};
 use crate::sku::messages::SetStock;
 
 /// Longest feed line, in bytes.
@@ -34,6 +35,8 @@ struct FeedLine {
     on_hand: i64,
     #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     safety_stock: Option<i64>,
+    location: Option<String>,
+    as_of: Option<String>,
 }
 
 /// A feed line that was not applied, and why.
@@ -67,10 +70,33 @@ impl FeedReport {
     }
 }
 
+/// Column positions in a CSV feed, from its header.
+#[derive(Clone, Copy)]
+struct Columns {
+    sku: usize,
+    on_hand: usize,
+    safety_stock: Option<usize>,
+    location: Option<usize>,
+    as_of: Option<usize>,
+}
+
 enum Format {
     Ndjson,
-    /// Column positions of sku, on_hand and (optionally) safety_stock, once the header is read.
-    Csv(Option<(usize, usize, Option<usize>)>),
+    /// The columns, once the header is read.
+    Csv(Option<Columns>),
+}
+
+/// One stock line to apply.
+#[derive(Debug, PartialEq, Eq)]
+struct StockLine {
+    sku: SkuId,
+    on_hand: u64,
+    /// `None` keeps the SKU's current safety stock there.
+    safety_stock: Option<u64>,
+    /// `None`: the feed's location (`?location=`), else `default`.
+    location: Option<String>,
+    /// When the count was taken (RFC 3339), `None`: the feed's `?as_of=`, else now.
+    as_of: Option<String>,
 }
 
 fn units(name: &str, raw: i64) -> Result<u64, String> {
@@ -78,34 +104,41 @@ fn units(name: &str, raw: i64) -> Result<u64, String> {
 }
 
 /// One parsed stock line, or why it is bad; `Ok(None)` for a line with nothing to apply
-/// (blank, or the CSV header). A safety stock the line does not give (no field, no
-/// column, an empty cell) is `None`: the SKU keeps the one it has.
-fn parse_line(
-    format: &mut Format,
-    text: &str,
-) -> Result<Option<(SkuId, u64, Option<u64>)>, String> {
+/// (blank, or the CSV header). A field the line does not give (no field, no column, an
+/// empty cell) is `None`: for `safety_stock`, the SKU keeps the one it has.
+fn parse_line(format: &mut Format, text: &str) -> Result<Option<StockLine>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let (sku, on_hand, safety) = match format {
+    let (line, on_hand, safety) = match format {
         Format::Ndjson => {
             let line: FeedLine =
                 serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-            (line.sku, line.on_hand, line.safety_stock)
+            (
+                (line.sku, line.location, line.as_of),
+                line.on_hand,
+                line.safety_stock,
+            )
         }
         Format::Csv(None) => {
             let names: Vec<&str> = text.split(',').map(str::trim).collect();
             let find = |name: &str| names.iter().position(|n| *n == name);
             let (Some(sku), Some(on_hand)) = (find("sku"), find("on_hand")) else {
-                return Err(
-                    "the CSV header must name sku and on_hand (and may name safety_stock)".into(),
-                );
+                return Err("the CSV header must name sku and on_hand (and may name \
+                     safety_stock, location and as_of)"
+                    .into());
             };
-            *format = Format::Csv(Some((sku, on_hand, find("safety_stock"))));
+            *format = Format::Csv(Some(Columns {
+                sku,
+                on_hand,
+                safety_stock: find("safety_stock"),
+                location: find("location"),
+                as_of: find("as_of"),
+            }));
             return Ok(None);
         }
-        Format::Csv(Some((sku_at, on_hand_at, safety_at))) => {
+        Format::Csv(Some(columns)) => {
             let cells: Vec<&str> = text.split(',').map(str::trim).collect();
             let cell = |at: usize| {
                 cells
@@ -118,24 +151,41 @@ fn parse_line(
                     .parse::<i64>()
                     .map_err(|_| format!("{name} is not an integer"))
             };
-            let given = |at: &usize| cells.get(*at).is_some_and(|cell| !cell.is_empty());
-            let safety = match safety_at.as_ref().filter(|at| given(at)) {
-                Some(at) => Some(number(*at, "safety_stock")?),
+            let given = |at: Option<usize>| {
+                at.and_then(|at| cells.get(at).copied())
+                    .filter(|cell| !cell.is_empty())
+            };
+            let safety = match given(columns.safety_stock) {
+                Some(_) => columns
+                    .safety_stock
+                    .map(|at| number(at, "safety_stock"))
+                    .transpose()?,
                 None => None,
             };
             (
-                cell(*sku_at)?.to_owned(),
-                number(*on_hand_at, "on_hand")?,
+                (
+                    cell(columns.sku)?.to_owned(),
+                    given(columns.location).map(str::to_owned),
+                    given(columns.as_of).map(str::to_owned),
+                ),
+                number(columns.on_hand, "on_hand")?,
                 safety,
             )
         }
     };
+    let (sku, location, as_of) = line;
     let sku = SkuId::parse(&sku).map_err(|e| e.to_string())?;
-    let safety = match safety {
+    let safety_stock = match safety {
         Some(raw) => Some(units("safety_stock", raw)?),
         None => None,
     };
-    Ok(Some((sku, units("on_hand", on_hand)?, safety)))
+    Ok(Some(StockLine {
+        sku,
+        on_hand: units("on_hand", on_hand)?,
+        safety_stock,
+        location,
+        as_of,
+    }))
 }
 
 #[utoipa::path(
@@ -162,6 +212,7 @@ fn parse_line(
 )]
 pub async fn post_stock_feed(
     request: HttpRequest,
+    query: web::Query<FeedQuery>,
     mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -183,7 +234,8 @@ pub async fn post_stock_feed(
     let mut applying = FuturesUnordered::new();
     let mut pending: Vec<u8> = Vec::new();
     let (mut read, mut line_no, mut overlong) = (0usize, 0u64, false);
-    let mut first_line_of: HashMap<SkuId, u64> = HashMap::new();
+    let mut first_line_of: HashMap<(SkuId, LocationId), u64> = HashMap::new();
+    let query = FeedDefaults::parse(&query)?;
     loop {
         let chunk = payload.next().await;
         let end = chunk.is_none();
@@ -237,12 +289,22 @@ pub async fn post_stock_feed(
             match parsed {
                 Ok(None) => {}
                 Err(detail) => report.error(line_no, detail),
-                Ok(Some((sku, on_hand, safety_stock))) => {
-                    if let Some(first) = first_line_of.get(&sku) {
-                        report.error(line_no, format!("sku {sku} was already set on line {first}; this line was not applied"));
+                Ok(Some(line)) => {
+                    let set = match stock_set(&state, &query, &line) {
+                        Ok(set) => set,
+                        Err(detail) => {
+                            report.error(line_no, detail);
+                            continue;
+                        }
+                    };
+                    let sku = line.sku;
+                    let place = (sku.clone(), set.location.clone());
+                    if let Some(first) = first_line_of.get(&place) {
+                        let at = &set.location;
+                        report.error(line_no, format!("sku {sku} at {at} was already set on line {first}; this line was not applied"));
                         continue;
                     }
-                    first_line_of.insert(sku.clone(), line_no);
+                    first_line_of.insert(place, line_no);
                     let entry = match state.directory.get_or_create(&sku) {
                         Ok(entry) => entry,
                         Err(err) => {
@@ -251,14 +313,7 @@ pub async fn post_stock_feed(
                         }
                     };
                     let timeout = state.actor_send_timeout();
-                    applying.push(async move {
-                        let set = SetStock {
-                            on_hand,
-                            safety_stock,
-                            low_stock_threshold: None,
-                        };
-                        (line_no, entry.ask(set, Some(timeout)).await)
-                    });
+                    applying.push(async move { (line_no, entry.ask(set, Some(timeout)).await) });
                     while applying.len() >= APPLY_IN_FLIGHT_MAX {
                         record(&mut report, applying.next().await);
                     }
@@ -287,6 +342,68 @@ pub async fn post_stock_feed(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// `?location=` and `?as_of=`: what lines that name neither default to.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// The location of lines that name none; `default` when omitted.
+    location: Option<String>,
+    /// When the feed's counts were taken (RFC 3339), for lines that give none; units
+    /// holdfast shipped or adjusted there since are taken off the counted figure.
+    as_of: Option<String>,
+}
+
+struct FeedDefaults {
+    location: Option<LocationId>,
+    as_of_ms: Option<u64>,
+}
+
+impl FeedDefaults {
+    fn parse(query: &FeedQuery) -> Result<Self, ApiError> {
+        let location = match &query.location {
+            Some(raw) => Some(
+                LocationId::parse(raw).map_err(|e| ApiError::Invalid(format!("location: {e}")))?,
+            ),
+            None => None,
+        };
+        let as_of_ms = match &query.as_of {
+            Some(raw) => Some(parse_rfc3339_ms("as_of", raw).map_err(ApiError::Invalid)?),
+            None => None,
+        };
+        Ok(Self { location, as_of_ms })
+    }
+}
+
+/// The stock change a line asks for, with the feed's defaults filled in; or why not.
+fn stock_set(
+    state: &AppState,
+    defaults: &FeedDefaults,
+    line: &StockLine,
+) -> Result<SetStock, String> {
+    let location = match &line.location {
+        Some(raw) => LocationId::parse(raw).map_err(|e| format!("location: {e}"))?,
+        None => defaults
+            .location
+            .clone()
+            .unwrap_or_else(LocationId::default_location),
+    };
+    if state.locations.get(&location).is_none() {
+        return Err(format!("unknown location {location}"));
+    }
+    let as_of_ms = match &line.as_of {
+        Some(raw) => Some(parse_rfc3339_ms("as_of", raw)?),
+        None => defaults.as_of_ms,
+    };
+    Ok(SetStock {
+        location,
+        on_hand: line.on_hand,
+        safety_stock: line.safety_stock,
+        low_stock_threshold: None,
+        as_of_ms,
+    })
+}
+
 type Applied = (
     u64,
     Result<Result<crate::sku::SkuView, crate::sku::SkuError>, actix::MailboxError>,
@@ -310,8 +427,11 @@ mod tests {
         let mut format = Format::Csv(None);
         assert!(parse_line(&mut format, "a,b").is_err());
         assert_eq!(parse_line(&mut format, "on_hand, sku").unwrap(), None);
-        let (sku, on_hand, safety) = parse_line(&mut format, "12,X-1").unwrap().unwrap();
-        assert_eq!((sku.as_str(), on_hand, safety), ("X-1", 12, None));
+        let line = parse_line(&mut format, "12,X-1").unwrap().unwrap();
+        assert_eq!(
+            (line.sku.as_str(), line.on_hand, line.safety_stock),
+            ("X-1", 12, None)
+        );
         assert!(parse_line(&mut format, "twelve,X-1").is_err());
         assert!(parse_line(&mut format, "-1,X-1").is_err());
         assert_eq!(parse_line(&mut format, "   ").unwrap(), None);

@@ -14,7 +14,9 @@ use super::body::{parse_json, read_limited};
 use super::error::PROBLEM_JSON;
 use super::openapi::{HoldChangeErrors, HoldIdPath, PlaceHoldErrors, ReadErrors};
 use super::{ApiError, AppState};
-use crate::domain::{Channel, CustomerId, HoldId, IdempotencyKey, Quantity, SkuId, UNITS_MAX};
+use crate::domain::{
+    Channel, CustomerId, HoldId, IdempotencyKey, LocationId, Quantity, SkuId, UNITS_MAX,
+};
 use crate::hold::checkout::{Order, Placement};
 use crate::hold::idempotency::StoredResponse;
 use crate::hold::record::HoldView;
@@ -44,6 +46,18 @@ pub(crate) struct HoldBody {
     #[schema(minimum = 1, maximum = 3600)]
     #[serde(default, deserialize_with = "crate::domain::integer::optional_integer")]
     ttl_seconds: Option<i64>,
+    /// Where the order ships to, for the `nearest` routing policy.
+    ship_to: Option<ShipTo>,
+    /// Whether a line may be split over locations; the channel's policy when omitted.
+    allow_split: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShipTo {
+    /// Matched against the locations' `region`.
+    #[schema(min_length = 1, max_length = 64)]
+    region: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -54,7 +68,13 @@ pub(crate) struct LineBody {
     #[schema(value_type = Quantity)]
     #[serde(deserialize_with = "crate::domain::integer::integer")]
     quantity: i64,
+    /// Take the line only at this location (click and collect).
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
 }
+
+/// Longest `ship_to.region`, in characters.
+const REGION_CHARS_MAX: usize = 64;
 
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::Invalid(detail.into())
@@ -82,6 +102,13 @@ fn validate(
             SkuId::parse(&line.sku).map_err(|e| invalid(format!("lines[{index}].sku: {e}")))?;
         let quantity = Quantity::parse(line.quantity)
             .map_err(|e| invalid(format!("lines[{index}].quantity: {e}")))?;
+        let location = match line.location.as_deref() {
+            Some(raw) => Some(
+                LocationId::parse(raw)
+                    .map_err(|e| invalid(format!("lines[{index}].location: {e}")))?,
+            ),
+            None => None,
+        };
         match position.get(&sku) {
             None => {
                 position.insert(sku.clone(), lines.len());
@@ -89,10 +116,18 @@ fn validate(
                     sku,
                     quantity,
                     customer_limit: None,
+                    location,
                 });
             }
             Some(&at) => {
                 let merged = &mut lines[at];
+                // One line per SKU in a hold: the same SKU from two places is two holds.
+                if merged.location != location {
+                    return Err(ApiError::conflict(format!(
+                        "lines[{index}]: sku {sku} is named on another line with another \
+                         location; hold it at one location per hold"
+                    )));
+                }
                 merged.quantity = merged.quantity.checked_add(quantity).ok_or_else(|| {
                     ApiError::conflict(format!(
                         "the lines ask for more than {UNITS_MAX} units of sku {sku}"
@@ -111,11 +146,25 @@ fn validate(
         None => settings.hold_ttl_s,
         Some(ttl) => hold_ttl_s("ttl_seconds", ttl, settings.hold_ttl_s_max)?,
     };
+    let ship_to_region = match body.ship_to {
+        Some(ship_to) => {
+            let chars = ship_to.region.chars().count();
+            if chars == 0 || chars > REGION_CHARS_MAX {
+                return Err(invalid(format!(
+                    "ship_to.region must be 1 to {REGION_CHARS_MAX} characters"
+                )));
+            }
+            Some(ship_to.region)
+        }
+        None => None,
+    };
     Ok(PlaceHold {
         lines,
         channel,
         customer_id,
         ttl_s,
+        ship_to_region,
+        allow_split: body.allow_split,
     })
 }
 

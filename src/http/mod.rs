@@ -10,6 +10,7 @@ pub mod error;
 pub mod feeds;
 pub mod health;
 pub mod holds;
+pub mod locations;
 pub mod openapi;
 pub mod problem;
 pub mod sales;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub checkout: Arc<Checkout>,
     pub admission: Arc<crate::admission::Admission>,
     pub sales: Arc<crate::sale::SaleBook>,
+    /// Stock locations and the channels' routing policies.
+    pub locations: Arc<crate::location::Locations>,
     pub journal: Journal,
     pub clock: Clock,
     /// False until recovery is done, and again once shutdown starts.
@@ -100,6 +103,10 @@ route_table! {
     "/v1/skus/{sku}" => { GET: skus::get_sku, PUT: skus::put_sku },
     "/v1/skus/{sku}/adjustments" => { POST: skus::post_adjustment },
     "/v1/skus/{sku}/allocation" => { PUT: allocation::put_allocation },
+    "/v1/skus/{sku}/locations/{location_id}" => { PUT: locations::put_sku_location },
+    "/v1/locations" => { GET: locations::list_locations },
+    "/v1/locations/{location_id}" => { GET: locations::get_location, PUT: locations::put_location },
+    "/v1/channels/{channel}" => { GET: locations::get_channel, PUT: locations::put_channel },
     "/v1/skus/{sku}/allocation/rebalance" => { POST: allocation::post_rebalance },
     "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale, DELETE: sales::delete_sale },
     "/v1/feeds/stock" => { POST: feeds::post_stock_feed },

@@ -7,8 +7,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::body::admin_json;
@@ -110,10 +108,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 }
 
 fn instant_ms(field: &str, text: &str) -> Result<u64, ApiError> {
-    let at = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| invalid(format!("{field} must be an RFC 3339 time: {e}")))?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| invalid(format!("{field} is before 1970")))
+    crate::clock::parse_rfc3339_ms(field, text).map_err(invalid)
 }
 
 fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiError> {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::body::admin_json;
 use super::openapi::{AdminChangeErrors, AdminPutErrors, AvailabilityErrors, ReadErrors, SkuPath};
 use super::{ApiError, AppState};
-use crate::domain::{AdjustReason, SkuId, UNITS_MAX};
+use crate::domain::{AdjustReason, LocationId, SkuId, UNITS_MAX};
 use crate::sku::messages::{Adjust, GetView, SetStock};
 use crate::sku::{SkuEntry, SkuError, SkuView};
 
@@ -44,9 +44,12 @@ pub(crate) struct AdjustmentBody {
     #[serde(deserialize_with = "crate::domain::integer::integer")]
     delta: i64,
     reason: AdjustReason,
+    /// The location whose stock moved; `default` when omitted.
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
 }
 
-fn units(name: &str, value: i64) -> Result<u64, ApiError> {
+pub(crate) fn units(name: &str, value: i64) -> Result<u64, ApiError> {
     crate::domain::units(name, value).map_err(|err| ApiError::Invalid(err.to_string()))
 }
 
@@ -59,6 +62,17 @@ pub(crate) fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiEr
         detail: format!("unknown sku {sku}"),
         sku: Some(sku.clone()),
     })
+}
+
+/// A location the registry knows (`default` always), or 404.
+pub(crate) fn known_location(state: &AppState, raw: &str) -> Result<LocationId, ApiError> {
+    let id = LocationId::parse(raw).map_err(|err| ApiError::Invalid(err.to_string()))?;
+    match state.locations.get(&id) {
+        Some(_) => Ok(id),
+        None => Err(ApiError::not_found(format!(
+            "unknown location {id}; PUT /v1/locations/{id} first"
+        ))),
+    }
 }
 
 pub(crate) fn mailbox_error(err: actix::MailboxError) -> ApiError {
@@ -119,9 +133,11 @@ pub async fn put_sku(
     let view = entry
         .ask(
             SetStock {
+                location: LocationId::default_location(),
                 on_hand,
                 safety_stock,
                 low_stock_threshold,
+                as_of_ms: None,
             },
             Some(state.actor_send_timeout()),
         )
@@ -159,7 +175,12 @@ pub async fn post_adjustment(
             body.delta
         )));
     }
+    let location = match body.location.as_deref() {
+        Some(raw) => known_location(&state, raw)?,
+        None => LocationId::default_location(),
+    };
     let adjust = Adjust {
+        location,
         delta: body.delta,
         reason: body.reason,
     };

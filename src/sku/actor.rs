@@ -14,7 +14,7 @@ use super::log::SkuLog;
 use super::mark::{StockMark, StockSignal};
 use super::messages::{
     Adjust, CurrentMark, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation,
-    SetSaleWindow, SetStock, SettleLine,
+    SetSaleWindow, SetStock, SettleLine, SiteAvailability,
 };
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::clock::Clock;
@@ -140,7 +140,7 @@ impl SkuActor {
     /// left, and the crossing it made, if any.
     fn apply(&mut self, change: &SkuChange, at_ms: u64) -> StockMark {
         let was_available = self.state.available();
-        self.state.apply(change);
+        self.state.apply_at(change, at_ms);
         let lines = self.state.lines.len();
         let due = LINES_PACKED_MIN.max(self.lines_packed.saturating_add(self.lines_packed / 2));
         if (due..=LINES_PACKED_MAX).contains(&lines) {
@@ -210,17 +210,24 @@ impl Handler<Reserve> for SkuActor {
             &msg.customer,
             msg.customer_limit,
             self.lines_max,
+            &msg.route,
         )?;
-        let pooled = match &change {
-            SkuChange::LineReserved { pooled, .. } => *pooled,
-            _ => 0,
+        let (pooled, placement) = match &change {
+            SkuChange::LineReservedAt {
+                pooled, placement, ..
+            } => (*pooled, placement.clone()),
+            _ => (0, Default::default()),
         };
         // Not journaled here: the hold's `HoldPlaced` event carries its lines and their
         // marks (see `SkuChange::LineReserved`); a cart refused later journals the release.
         let mark = self.apply(&change, msg.at_ms);
         self.velocity
             .record(&msg.channel, msg.quantity.units(), msg.at_ms);
-        Ok(Reserved { pooled, mark })
+        Ok(Reserved {
+            pooled,
+            placement,
+            mark,
+        })
     }
 }
 
@@ -271,9 +278,18 @@ impl Handler<SetStock> for SkuActor {
     type Result = Result<SkuView, SkuError>;
 
     fn handle(&mut self, msg: SetStock, _: &mut Self::Context) -> Self::Result {
-        let change =
-            self.state
-                .check_set(msg.on_hand, msg.safety_stock, msg.low_stock_threshold)?;
+        let on_hand = match msg.as_of_ms {
+            Some(as_of_ms) => self
+                .state
+                .counted_now(&msg.location, msg.on_hand, as_of_ms)?,
+            None => msg.on_hand,
+        };
+        let change = self.state.check_set(
+            &msg.location,
+            on_hand,
+            msg.safety_stock,
+            msg.low_stock_threshold,
+        )?;
         self.record(change);
         Ok(self.state.view(&self.sku))
     }
@@ -283,7 +299,9 @@ impl Handler<Adjust> for SkuActor {
     type Result = Result<SkuView, SkuError>;
 
     fn handle(&mut self, msg: Adjust, _: &mut Self::Context) -> Self::Result {
-        let change = self.state.check_adjust(msg.delta, msg.reason)?;
+        let change = self
+            .state
+            .check_adjust(&msg.location, msg.delta, msg.reason)?;
         self.record(change);
         Ok(self.state.view(&self.sku))
     }
@@ -307,6 +325,19 @@ impl Handler<Rebalance> for SkuActor {
         let change = self.state.check_rebalance(msg.policy, &recent)?;
         self.record(change);
         Ok(self.state.view(&self.sku))
+    }
+}
+
+impl Handler<SiteAvailability> for SkuActor {
+    type Result = actix::MessageResult<SiteAvailability>;
+
+    fn handle(&mut self, msg: SiteAvailability, _: &mut Self::Context) -> Self::Result {
+        let available = msg
+            .candidates
+            .iter()
+            .map(|location| self.state.site(location).available())
+            .collect();
+        actix::MessageResult(available)
     }
 }
 

@@ -3,8 +3,9 @@
 use actix::Message;
 
 use super::mark::StockMark;
+use super::sites::{Placement, Route};
 use super::state::{LineTarget, QuotaSpec, SkuError, SkuView};
-use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity};
+use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, LocationId, Quantity};
 
 /// Take `quantity` units into a new hold line, or refuse (sold out, too many lines).
 #[derive(Message)]
@@ -18,6 +19,8 @@ pub struct Reserve {
     pub customer_limit: Option<u64>,
     /// When the hold is placed, for the channel's sales velocity.
     pub at_ms: u64,
+    /// The locations the line may be taken at, and how.
+    pub route: std::sync::Arc<Route>,
 }
 
 /// A line reserved: the units it drew from the shared pool, and what it left the SKU at
@@ -25,6 +28,7 @@ pub struct Reserve {
 #[derive(Debug)]
 pub struct Reserved {
     pub pooled: u64,
+    pub placement: Placement,
     pub mark: StockMark,
 }
 
@@ -40,18 +44,23 @@ pub struct SettleLine {
 #[derive(Message)]
 #[rtype(result = "Result<SkuView, SkuError>")]
 pub struct SetStock {
+    pub location: LocationId,
     pub on_hand: u64,
     /// Replaces the safety stock when given; kept otherwise (a feed that does not name it
     /// must not zero a buffer the merchandiser set).
     pub safety_stock: Option<u64>,
     /// Replaces the low-stock threshold when given.
     pub low_stock_threshold: Option<u64>,
+    /// When the count was taken: units shipped or adjusted at the location since are
+    /// taken off `on_hand` (a feed loaded minutes after its count). `None`: now.
+    pub as_of_ms: Option<u64>,
 }
 
 /// Move on-hand by a signed delta, for a reason.
 #[derive(Message)]
 #[rtype(result = "Result<SkuView, SkuError>")]
 pub struct Adjust {
+    pub location: LocationId,
     pub delta: i64,
     pub reason: AdjustReason,
 }
@@ -90,6 +99,14 @@ pub struct CurrentMark;
 #[rtype(result = "()")]
 pub struct SetSaleWindow {
     pub window: Option<super::mark::SaleWindow>,
+}
+
+/// Units available at each of `candidates`, in their order (for routing a whole cart to
+/// as few locations as possible before reserving).
+#[derive(Message)]
+#[rtype(result = "Vec<u64>")]
+pub struct SiteAvailability {
+    pub candidates: std::sync::Arc<[LocationId]>,
 }
 
 /// Read the SKU's counters.

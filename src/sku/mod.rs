@@ -7,6 +7,7 @@ pub mod directory;
 pub mod log;
 pub mod mark;
 pub mod messages;
+pub mod sites;
 pub mod state;
 
 pub use actor::SkuActor;

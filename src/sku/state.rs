@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::mark::{Published, SaleWindow};
-use crate::domain::{AdjustReason, Channel, CustomerId, HoldId, Quantity, SkuId, UNITS_MAX};
+use super::sites::{place, Move, Moves, Placement, Route, SiteStock, Sites};
+use crate::domain::{
+    AdjustReason, Channel, CustomerId, HoldId, LocationId, Quantity, SkuId, UNITS_MAX,
+};
 
 /// A fact about one SKU, as written to the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +52,28 @@ pub enum SkuChange {
     Restated,
     /// The SKU's sale window opened or closed, or the SKU left its sale (`None`).
     SaleWindowSet { window: Option<SaleWindow> },
+    /// As `StockSet`, at a named location (`StockSet` is the default location's).
+    SiteStockSet {
+        location: LocationId,
+        on_hand: u64,
+        safety_stock: u64,
+        low_stock_threshold: Option<u64>,
+    },
+    /// As `StockAdjusted`, at a named location.
+    SiteStockAdjusted {
+        location: LocationId,
+        delta: i64,
+        reason: AdjustReason,
+    },
+    /// As `LineReserved`, with the locations the units were taken at.
+    LineReservedAt {
+        hold_id: HoldId,
+        quantity: Quantity,
+        channel: Channel,
+        pooled: u64,
+        customer: CustomerId,
+        placement: Placement,
+    },
 }
 
 /// Why a command on a SKU was refused. Operating errors, not bugs.
@@ -88,6 +113,8 @@ pub struct Line {
     pub pooled: u64,
     /// The shopper the line is for.
     pub customer: CustomerId,
+    /// The locations its units were taken at.
+    pub placement: Placement,
 }
 
 /// Units a channel has in play on this SKU.
@@ -183,6 +210,28 @@ pub struct SkuState {
     /// snapshots beside the state, like `published`.
     #[serde(skip)]
     pub sale_window: Option<SaleWindow>,
+    /// Stock at named locations (see [`super::sites`]); kept in snapshots beside the state.
+    #[serde(skip)]
+    pub sites: Sites,
+    /// Recent stock moves, for feeds counted before they are loaded; boxed, as most SKUs
+    /// of a catalog never move. Kept in snapshots beside the state.
+    #[serde(skip)]
+    pub moves: Option<Box<Moves>>,
+    /// When the default location's stock was last set (0: never), kept inline rather than
+    /// among the moves: a catalog fed a million SKUs sets each one, and a box of moves
+    /// per SKU for that alone cost a hundred bytes each. Kept in snapshots beside it.
+    #[serde(skip)]
+    pub default_set_ms: u64,
+}
+
+/// One location of a SKU as `GET /v1/skus/{sku}` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LocationView {
+    pub on_hand: u64,
+    pub safety_stock: u64,
+    pub held: u64,
+    pub committed: u64,
+    pub available: u64,
 }
 
 /// What `GET /v1/skus/{sku}` shows.
@@ -200,6 +249,8 @@ pub struct SkuView {
     /// Units by which the quotas exceed sellable stock (after stock went down), if any.
     #[serde(skip_serializing_if = "is_zero")]
     pub allocation_shortfall: u64,
+    /// Each location with stock of the SKU, `default` always.
+    pub locations: BTreeMap<String, LocationView>,
 }
 
 fn is_zero(units: &u64) -> bool {
@@ -207,9 +258,30 @@ fn is_zero(units: &u64) -> bool {
 }
 
 impl SkuState {
-    /// Units that may be sold at all: on hand less the safety buffer.
+    /// Units that may be sold at all: on hand less the safety buffer, location by location
+    /// (a buffer at one location does not hold back stock at another).
     pub fn sellable(&self) -> u64 {
-        self.on_hand.saturating_sub(self.safety_stock)
+        let named: u64 = self.sites.0.iter().map(|(_, site)| site.sellable()).sum();
+        self.default_site().sellable() + named
+    }
+
+    /// The default location's stock: the SKU's totals less the named locations'.
+    pub fn default_site(&self) -> SiteStock {
+        let named = self.sites.total();
+        SiteStock {
+            on_hand: self.on_hand.saturating_sub(named.on_hand),
+            safety_stock: self.safety_stock.saturating_sub(named.safety_stock),
+            held: self.held.saturating_sub(named.held),
+            committed: self.committed.saturating_sub(named.committed),
+        }
+    }
+
+    /// One location's stock of this SKU (zero where it has none).
+    pub fn site(&self, location: &LocationId) -> SiteStock {
+        if location.is_default() {
+            return self.default_site();
+        }
+        self.sites.get(location).copied().unwrap_or_default()
     }
 
     pub fn available(&self) -> u64 {
@@ -308,7 +380,27 @@ impl SkuState {
             low_stock_threshold: self.low_stock_threshold,
             channels,
             allocation_shortfall: self.allocation_shortfall(),
+            locations: self.location_views(),
         }
+    }
+
+    fn location_views(&self) -> BTreeMap<String, LocationView> {
+        let view = |site: SiteStock| LocationView {
+            on_hand: site.on_hand,
+            safety_stock: site.safety_stock,
+            held: site.held,
+            committed: site.committed,
+            available: site.available(),
+        };
+        let mut views = BTreeMap::new();
+        views.insert(
+            LocationId::default_location().to_string(),
+            view(self.default_site()),
+        );
+        for (location, site) in &self.sites.0 {
+            views.insert(location.to_string(), view(*site));
+        }
+        views
     }
 
     /// The quotas a rebalance leads to, given each channel's units reserved recently.
@@ -405,66 +497,106 @@ impl SkuState {
         Ok(SkuChange::AllocationSet { quotas })
     }
 
-    fn reserved(&self) -> u64 {
-        self.held + self.committed
-    }
-
-    fn check_stock_level(&self, on_hand: u64, safety_stock: u64) -> Result<(), SkuError> {
+    /// Whether `location` may be set to these figures: they fit, and what stays sellable
+    /// there still covers its held and committed units. The SKU's totals must fit too.
+    fn check_stock_level(
+        &self,
+        location: &LocationId,
+        on_hand: u64,
+        safety_stock: u64,
+    ) -> Result<(), SkuError> {
+        let site = self.site(location);
+        let on_hand_total = self.on_hand - site.on_hand + on_hand;
+        let safety_total = self.safety_stock - site.safety_stock + safety_stock;
         if on_hand > UNITS_MAX || safety_stock > UNITS_MAX {
             return Err(SkuError::Invalid(format!(
                 "on_hand and safety_stock must be at most {UNITS_MAX}"
             )));
         }
-        let sellable = on_hand.saturating_sub(safety_stock);
-        if sellable < self.reserved() {
+        // Valid figures that the other locations' stock pushes past the bound: a conflict
+        // with the state, not a malformed request.
+        if on_hand_total > UNITS_MAX || safety_total > UNITS_MAX {
             return Err(SkuError::Conflict(format!(
-                "on_hand {on_hand} less safety_stock {safety_stock} leaves {sellable} sellable, \
+                "with the other locations' stock the SKU's on_hand ({on_hand_total}) or \
+                 safety_stock ({safety_total}) would pass {UNITS_MAX}"
+            )));
+        }
+        let sellable = on_hand.saturating_sub(safety_stock);
+        if sellable < site.held + site.committed {
+            let at = match location.is_default() {
+                true => String::new(),
+                false => format!(" at {location}"),
+            };
+            return Err(SkuError::Conflict(format!(
+                "on_hand {on_hand} less safety_stock {safety_stock} leaves {sellable} sellable{at}, \
                  below the {} held and {} committed; release or fulfil holds first",
-                self.held, self.committed
+                site.held, site.committed
             )));
         }
         Ok(())
     }
 
-    /// A stock reset; a safety stock not given keeps the current one.
+    /// A stock reset at a location; a safety stock not given keeps the current one.
     pub fn check_set(
         &self,
+        location: &LocationId,
         on_hand: u64,
         safety_stock: Option<u64>,
         low_stock_threshold: Option<u64>,
     ) -> Result<SkuChange, SkuError> {
-        let safety_stock = safety_stock.unwrap_or(self.safety_stock);
-        self.check_stock_level(on_hand, safety_stock)?;
+        let safety_stock = safety_stock.unwrap_or(self.site(location).safety_stock);
+        self.check_stock_level(location, on_hand, safety_stock)?;
         if low_stock_threshold.is_some_and(|units| units > UNITS_MAX) {
             return Err(SkuError::Invalid(format!(
                 "low_stock_threshold must be at most {UNITS_MAX}"
             )));
         }
-        Ok(SkuChange::StockSet {
+        if location.is_default() {
+            return Ok(SkuChange::StockSet {
+                on_hand,
+                safety_stock,
+                low_stock_threshold,
+            });
+        }
+        Ok(SkuChange::SiteStockSet {
+            location: location.clone(),
             on_hand,
             safety_stock,
             low_stock_threshold,
         })
     }
 
-    pub fn check_adjust(&self, delta: i64, reason: AdjustReason) -> Result<SkuChange, SkuError> {
-        let on_hand = i128::from(self.on_hand) + i128::from(delta);
+    pub fn check_adjust(
+        &self,
+        location: &LocationId,
+        delta: i64,
+        reason: AdjustReason,
+    ) -> Result<SkuChange, SkuError> {
+        let site = self.site(location);
+        let on_hand = i128::from(site.on_hand) + i128::from(delta);
         let on_hand = u64::try_from(on_hand).map_err(|_| {
             SkuError::Conflict(format!(
                 "adjusting on_hand {} by {delta} would make it negative",
-                self.on_hand
+                site.on_hand
             ))
         })?;
         // A valid delta that the current stock cannot take is a conflict with the state,
         // not a malformed request.
-        if on_hand > UNITS_MAX {
+        if on_hand > UNITS_MAX || self.on_hand - site.on_hand + on_hand > UNITS_MAX {
             return Err(SkuError::Conflict(format!(
                 "adjusting on_hand {} by {delta} would take it past {UNITS_MAX}",
-                self.on_hand
+                site.on_hand
             )));
         }
-        self.check_stock_level(on_hand, self.safety_stock)?;
-        Ok(SkuChange::StockAdjusted { delta, reason })
+        self.check_stock_level(location, on_hand, site.safety_stock)?;
+        if location.is_default() {
+            return Ok(SkuChange::StockAdjusted { delta, reason });
+        }
+        Ok(SkuChange::SiteStockAdjusted {
+            location: location.clone(),
+            delta,
+            reason,
+        })
     }
 
     /// Whether a shopper's next `quantity` units stay within a sale's per-customer limit
@@ -500,6 +632,7 @@ impl SkuState {
         customer: &CustomerId,
         customer_limit: Option<u64>,
         lines_max: usize,
+        route: &Route,
     ) -> Result<SkuChange, SkuError> {
         if self.lines.contains_key(&hold_id) {
             return Err(SkuError::Conflict(format!(
@@ -522,14 +655,46 @@ impl SkuState {
                 requested: units,
             });
         }
+        let placement = self.route(sku, units, available, route)?;
         let pooled = units - units.min(self.quota_free(channel));
-        Ok(SkuChange::LineReserved {
+        Ok(SkuChange::LineReservedAt {
             hold_id,
             quantity,
             channel: channel.clone(),
             pooled,
             customer: customer.clone(),
+            placement,
         })
+    }
+
+    /// Where `units` are taken (the channel's quotas and the pool allowed them; each
+    /// location must have them too). Sold out with the most the route could place.
+    fn route(
+        &self,
+        sku: &SkuId,
+        units: u64,
+        channel_available: u64,
+        route: &Route,
+    ) -> Result<Placement, SkuError> {
+        let mut available: Vec<(LocationId, u64)> = route
+            .candidates
+            .iter()
+            .map(|location| (location.clone(), self.site(location).available()))
+            .filter(|(_, free)| *free > 0)
+            .collect();
+        if route.most_stock {
+            // Stable: ties keep the route's order (priority, then id).
+            available.sort_by_key(|(_, free)| std::cmp::Reverse(*free));
+        }
+        match place(units, &available, route.allow_split) {
+            Ok(allocations) if route.located => Ok(Placement::new(allocations)),
+            Ok(_) => Ok(Placement::default()),
+            Err(placeable) => Err(SkuError::SoldOut {
+                sku: sku.clone(),
+                available: placeable.min(channel_available),
+                requested: units,
+            }),
+        }
     }
 
     /// The changes that bring a hold's line on this SKU to `target`. The book only moves a
@@ -572,8 +737,22 @@ impl SkuState {
         for usage in self.channels.values_mut() {
             *usage = ChannelUsage::default();
         }
+        for (_, site) in &mut self.sites.0 {
+            (site.held, site.committed) = (0, 0);
+        }
         for line in self.lines.values() {
             let units = line.quantity.units();
+            if line.placement.shown().is_some() {
+                for (location, at) in line.placement.units(units) {
+                    if !location.is_default() {
+                        let site = self.sites.entry(&location);
+                        match line.committed {
+                            true => site.committed += at,
+                            false => site.held += at,
+                        }
+                    }
+                }
+            }
             let usage = self.channels.entry(line.channel.clone()).or_default();
             if line.committed {
                 self.committed += units;
@@ -588,6 +767,80 @@ impl SkuState {
         }
     }
 
+    /// Applies a change made at `at_ms`, remembering the stock it moved (see [`Moves`]).
+    pub fn apply_at(&mut self, change: &SkuChange, at_ms: u64) {
+        let mut moved = |location: LocationId, delta: i64, reset: bool| {
+            self.moves.get_or_insert_default().record(Move {
+                location,
+                at_ms,
+                delta,
+                reset,
+            })
+        };
+        match change {
+            SkuChange::StockSet { .. } => {
+                self.default_set_ms = at_ms;
+                if let Some(moves) = &mut self.moves {
+                    moves.kept.retain(|kept| !kept.location.is_default());
+                }
+            }
+            SkuChange::SiteStockSet { location, .. } => moved(location.clone(), 0, true),
+            SkuChange::StockAdjusted { delta, .. } => {
+                moved(LocationId::default_location(), *delta, false)
+            }
+            SkuChange::SiteStockAdjusted {
+                location, delta, ..
+            } => moved(location.clone(), *delta, false),
+            SkuChange::LineFulfilled { hold_id } => {
+                if let Some(line) = self.lines.get(hold_id).filter(|line| line.committed) {
+                    let shipped = line.placement.units(line.quantity.units());
+                    for (location, units) in shipped {
+                        let units = i64::try_from(units).unwrap_or(i64::MAX);
+                        self.moves.get_or_insert_default().record(Move {
+                            location,
+                            at_ms,
+                            delta: -units,
+                            reset: false,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.apply(change);
+    }
+
+    /// The SKU's moves are not known before `at_ms` (its state came from a build that did
+    /// not keep them): a count older than that is refused.
+    pub fn moves_known_from(&mut self, at_ms: u64) {
+        let moves = self.moves.get_or_insert_default();
+        moves.complete_since_ms = moves.complete_since_ms.max(at_ms);
+    }
+
+    /// What a count of `on_hand` at `location` taken at `as_of_ms` means now: the units
+    /// shipped or adjusted there since are taken off (added, for units received).
+    pub fn counted_now(
+        &self,
+        location: &LocationId,
+        on_hand: u64,
+        as_of_ms: u64,
+    ) -> Result<u64, SkuError> {
+        if location.is_default() && as_of_ms < self.default_set_ms {
+            return Err(SkuError::Conflict(format!(
+                "the stock at {location} was set at {}, after this count (as_of {}); the count is stale",
+                crate::clock::rfc3339(self.default_set_ms),
+                crate::clock::rfc3339(as_of_ms)
+            )));
+        }
+        let since = match &self.moves {
+            Some(moves) => moves
+                .since(location, as_of_ms)
+                .map_err(SkuError::Conflict)?,
+            None => 0,
+        };
+        Ok(on_hand.saturating_add_signed(since))
+    }
+
     /// Applies a change that was checked (live) or journaled (replay). Never fails:
     /// a journaled fact is replayed as it happened. A line change that its line already
     /// shows (reserved twice, committed twice) changes nothing, so no path that delivers
@@ -599,13 +852,36 @@ impl SkuState {
                 safety_stock,
                 low_stock_threshold,
             } => {
-                self.on_hand = *on_hand;
-                self.safety_stock = *safety_stock;
+                let named = self.sites.total();
+                self.on_hand = named.on_hand + *on_hand;
+                self.safety_stock = named.safety_stock + *safety_stock;
+                if let Some(threshold) = low_stock_threshold {
+                    self.low_stock_threshold = *threshold;
+                }
+            }
+            SkuChange::SiteStockSet {
+                location,
+                on_hand,
+                safety_stock,
+                low_stock_threshold,
+            } => {
+                let site = self.sites.entry(location);
+                let (was_on_hand, was_safety) = (site.on_hand, site.safety_stock);
+                (site.on_hand, site.safety_stock) = (*on_hand, *safety_stock);
+                self.on_hand = (self.on_hand - was_on_hand) + on_hand;
+                self.safety_stock = (self.safety_stock - was_safety) + safety_stock;
                 if let Some(threshold) = low_stock_threshold {
                     self.low_stock_threshold = *threshold;
                 }
             }
             SkuChange::StockAdjusted { delta, .. } => {
+                self.on_hand = self.on_hand.saturating_add_signed(*delta);
+            }
+            SkuChange::SiteStockAdjusted {
+                location, delta, ..
+            } => {
+                let site = self.sites.entry(location);
+                site.on_hand = site.on_hand.saturating_add_signed(*delta);
                 self.on_hand = self.on_hand.saturating_add_signed(*delta);
             }
             SkuChange::LineReserved {
@@ -615,28 +891,39 @@ impl SkuState {
                 pooled,
                 customer,
             } => {
-                if self.lines.contains_key(hold_id) {
-                    return;
-                }
-                let units = quantity.units();
-                self.held += units;
-                *self.customers.entry(customer.clone()).or_default() += units;
-                let usage = self.channels.entry(channel.clone()).or_default();
-                usage.held += units;
-                usage.pooled_held += pooled;
                 let line = Line {
                     quantity: *quantity,
                     channel: channel.clone(),
                     committed: false,
                     pooled: *pooled,
                     customer: customer.clone(),
+                    placement: Placement::default(),
                 };
-                self.lines.insert(*hold_id, line);
+                self.reserve_line(*hold_id, line);
+            }
+            SkuChange::LineReservedAt {
+                hold_id,
+                quantity,
+                channel,
+                pooled,
+                customer,
+                placement,
+            } => {
+                let line = Line {
+                    quantity: *quantity,
+                    channel: channel.clone(),
+                    committed: false,
+                    pooled: *pooled,
+                    customer: customer.clone(),
+                    placement: placement.clone(),
+                };
+                self.reserve_line(*hold_id, line);
             }
             SkuChange::LineReleased { hold_id } => {
                 if let Some(line) = self.lines.remove(hold_id) {
                     debug_assert!(!line.committed, "a paid line of {hold_id:?} released");
                     let units = line.quantity.units();
+                    self.sites_move(&line, |site, at| take(&mut site.held, at));
                     take(&mut self.held, units);
                     let usage = self.channels.entry(line.channel).or_default();
                     take(&mut usage.held, units);
@@ -648,18 +935,30 @@ impl SkuState {
                 if let Some(line) = self.lines.get_mut(hold_id).filter(|line| !line.committed) {
                     let units = line.quantity.units();
                     line.committed = true;
+                    let placement = line.placement.clone();
+                    let channel = line.channel.clone();
+                    let pooled = line.pooled;
+                    self.sites_at(&placement, units, |site, at| {
+                        take(&mut site.held, at);
+                        site.committed += at;
+                    });
+                    let line = (channel, pooled);
                     take(&mut self.held, units);
                     self.committed += units;
-                    let usage = self.channels.entry(line.channel.clone()).or_default();
+                    let usage = self.channels.entry(line.0).or_default();
                     take(&mut usage.held, units);
                     usage.committed += units;
-                    take(&mut usage.pooled_held, line.pooled);
-                    usage.pooled_committed += line.pooled;
+                    take(&mut usage.pooled_held, line.1);
+                    usage.pooled_committed += line.1;
                 }
             }
             SkuChange::LineFulfilled { hold_id } => {
                 if let Some(line) = self.lines.remove(hold_id) {
                     let units = line.quantity.units();
+                    self.sites_move(&line, |site, at| {
+                        take(&mut site.committed, at);
+                        take(&mut site.on_hand, at);
+                    });
                     take(&mut self.committed, units);
                     take(&mut self.on_hand, units);
                     let from_quota = units.saturating_sub(line.pooled);
@@ -679,6 +978,45 @@ impl SkuState {
             }
             SkuChange::Restated => {}
             SkuChange::SaleWindowSet { window } => self.sale_window = window.clone(),
+        }
+    }
+}
+
+impl SkuState {
+    fn reserve_line(&mut self, hold_id: HoldId, line: Line) {
+        if self.lines.contains_key(&hold_id) {
+            return;
+        }
+        let units = line.quantity.units();
+        self.held += units;
+        *self.customers.entry(line.customer.clone()).or_default() += units;
+        let usage = self.channels.entry(line.channel.clone()).or_default();
+        usage.held += units;
+        usage.pooled_held += line.pooled;
+        self.sites_move(&line, |site, at| site.held += at);
+        self.lines.insert(hold_id, line);
+    }
+
+    /// Moves a line's units at each named location it took them from (the default
+    /// location's figures follow from the totals).
+    fn sites_move(&mut self, line: &Line, change: impl Fn(&mut SiteStock, u64)) {
+        let placement = line.placement.clone();
+        self.sites_at(&placement, line.quantity.units(), change);
+    }
+
+    fn sites_at(
+        &mut self,
+        placement: &Placement,
+        units: u64,
+        change: impl Fn(&mut SiteStock, u64),
+    ) {
+        if placement.shown().is_none() {
+            return;
+        }
+        for (location, at) in placement.units(units) {
+            if !location.is_default() {
+                change(self.sites.entry(&location), at);
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::hold::idempotency::IdempotencyStore;
 use crate::hold::log::HoldLog;
 use crate::hold::{expiry, Checkout, HoldBook, Reservations};
 use crate::http::{self, AppState};
+use crate::location::Locations;
 use crate::sale::SaleBook;
 use crate::sku::directory::DirectoryFull;
 use crate::sku::log::SkuLog;
@@ -104,7 +105,7 @@ fn start_core(
     journal: &Journal,
     hub: &Arc<Hub>,
     clock: &Clock,
-    sales: impl Iterator<Item = crate::sale::Sale>,
+    image: &crate::store::image::Image,
 ) -> Result<Core, StartupError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
@@ -129,7 +130,18 @@ fn start_core(
         settings.hold_retention_s.saturating_mul(1_000),
         Arc::clone(&idempotency),
     ));
+    let locations = Arc::new(Locations::new(
+        settings.locations_max,
+        settings.channel_policies_max,
+    ));
+    for location in image.locations.values() {
+        locations.put(location.clone());
+    }
+    for policy in image.policies.values() {
+        locations.put_policy(policy.clone());
+    }
     let reservations = Arc::new(Reservations {
+        locations,
         directory: Arc::clone(&directory),
         book,
         journal: hold_log,
@@ -152,7 +164,7 @@ fn start_core(
         ticket_ttl_ms,
         clock.clone(),
     ));
-    for sale in sales {
+    for sale in image.sales.values().cloned() {
         if let Some(queue) = sale_book.put(sale) {
             queue.tick_in_background();
         }
@@ -211,6 +223,7 @@ fn app_state(
         checkout: Arc::clone(&core.checkout),
         admission: Arc::clone(&core.checkout.admission),
         sales: Arc::clone(&core.checkout.sales),
+        locations: Arc::clone(&core.reservations.locations),
         journal: storage.journal.clone(),
         clock: clock.clone(),
         ready: Arc::clone(ready),
@@ -302,13 +315,7 @@ impl Application {
         let recovery_started = Instant::now();
         let (storage, image) = storage::open(&settings, &clock)?;
         let opened_ms = recovery_started.elapsed().as_millis();
-        let core = start_core(
-            &settings,
-            &storage.journal,
-            &storage.hub,
-            &clock,
-            image.sales.values().cloned(),
-        )?;
+        let core = start_core(&settings, &storage.journal, &storage.hub, &clock, &image)?;
         let ready = Arc::new(AtomicBool::new(false));
         let state = app_state(&settings, &core, &storage, &clock, &ready, metrics);
         let (server, port) = serve(&settings, &state, &ready)?;

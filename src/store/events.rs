@@ -12,7 +12,7 @@ use crate::broadcast::hub::{cursor, StockEvent};
 use crate::domain::{HoldId, HoldStatus, JournalError, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
 use crate::hold::log::HoldLog;
-use crate::hold::record::HoldRecord;
+use crate::hold::record::{HoldRecord, HoldRecordV7};
 use crate::sku::log::SkuLog;
 use crate::sku::mark::StockMark;
 use crate::sku::SkuChange;
@@ -30,7 +30,7 @@ pub enum Event {
     },
     /// A hold was placed (builds before format 7): as `HoldPlacedMarked`, without marks.
     HoldPlaced {
-        hold: HoldRecord,
+        hold: HoldRecordV7,
         idempotency: IdempotencyRecord,
     },
     /// A hold moved to a new status; line changes on its SKUs follow it.
@@ -61,7 +61,7 @@ pub enum Event {
     /// reserves the lines here (the SKU actors do not journal reservations). `marks` has
     /// what each line's reservation left its SKU at, in line order.
     HoldPlacedMarked {
-        hold: HoldRecord,
+        hold: HoldRecordV7,
         idempotency: IdempotencyRecord,
         marks: Vec<StockMark>,
     },
@@ -84,6 +84,21 @@ pub enum Event {
     /// A sale that had not started or had ended was deleted.
     SaleDeleted {
         id: crate::domain::SaleId,
+    },
+    /// A hold was placed, each line with the locations its units were taken at; as
+    /// `HoldPlacedMarked` otherwise (which builds before format 8 wrote).
+    HoldPlacedAt {
+        hold: HoldRecord,
+        idempotency: IdempotencyRecord,
+        marks: Vec<StockMark>,
+    },
+    /// A location was described or changed.
+    LocationPut {
+        location: crate::location::Location,
+    },
+    /// A channel's routing policy was set.
+    ChannelPolicyPut {
+        policy: crate::location::ChannelPolicy,
     },
 }
 
@@ -117,7 +132,7 @@ impl WebhookLog for Journal {
 
 impl HoldLog for Journal {
     fn hold_placed(&self, hold: HoldRecord, idempotency: IdempotencyRecord, marks: Vec<StockMark>) {
-        self.append(Event::HoldPlacedMarked {
+        self.append(Event::HoldPlacedAt {
             hold,
             idempotency,
             marks,
@@ -157,7 +172,12 @@ impl Event {
             Event::SkuMarked { sku, mark, .. } => {
                 out.push(StockEvent::new(cursor(seq, 0), sku.clone(), mark.clone()));
             }
-            Event::HoldPlacedMarked { hold, marks, .. } => {
+            Event::HoldPlacedMarked {
+                hold: HoldRecordV7(hold),
+                marks,
+                ..
+            }
+            | Event::HoldPlacedAt { hold, marks, .. } => {
                 for (index, (line, mark)) in hold.lines.iter().zip(marks).enumerate() {
                     out.push(StockEvent::new(
                         cursor(seq, index),
@@ -172,6 +192,8 @@ impl Event {
             | Event::SaleSet { .. }
             | Event::SalePut { .. }
             | Event::SaleDeleted { .. }
+            | Event::LocationPut { .. }
+            | Event::ChannelPolicyPut { .. }
             | Event::Refused { .. }
             | Event::WebhookSet { .. }
             | Event::WebhookDeleted { .. }

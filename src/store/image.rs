@@ -36,6 +36,9 @@ pub struct Image {
     pub sales: IdMap<crate::domain::SaleId, crate::sale::Sale>,
     /// Webhook endpoints, each with the cursor up to which it was delivered to.
     pub webhooks: BTreeMap<WebhookId, (Endpoint, u64)>,
+    /// Stock locations, and the channels' routing policies (both bounded by config).
+    pub locations: BTreeMap<crate::domain::LocationId, crate::location::Location>,
+    pub policies: BTreeMap<Channel, crate::location::ChannelPolicy>,
     /// Sequence number of the last event applied (or covered by the snapshot loaded).
     pub seq: u64,
     /// Keys changed since the last snapshot write.
@@ -58,6 +61,8 @@ pub struct Dirty {
     pub answers: HashSet<String>,
     pub sales: IdSet<crate::domain::SaleId>,
     pub webhooks: BTreeSet<WebhookId>,
+    /// Whether a location or a policy changed (they are few: all are written again).
+    pub routing: bool,
 }
 
 impl Dirty {
@@ -68,6 +73,7 @@ impl Dirty {
         self.answers.clear();
         self.sales.clear();
         self.webhooks.clear();
+        self.routing = false;
     }
 
     /// Entries a snapshot of only these changes writes.
@@ -83,6 +89,7 @@ impl Dirty {
     fn line(&mut self, change: &SkuChange) {
         match change {
             SkuChange::LineReserved { hold_id, .. }
+            | SkuChange::LineReservedAt { hold_id, .. }
             | SkuChange::LineReleased { hold_id }
             | SkuChange::LineCommitted { hold_id }
             | SkuChange::LineFulfilled { hold_id } => {
@@ -90,6 +97,8 @@ impl Dirty {
             }
             SkuChange::StockSet { .. }
             | SkuChange::StockAdjusted { .. }
+            | SkuChange::SiteStockSet { .. }
+            | SkuChange::SiteStockAdjusted { .. }
             | SkuChange::AllocationSet { .. }
             | SkuChange::Restated
             | SkuChange::SaleWindowSet { .. } => {}
@@ -149,12 +158,25 @@ impl Image {
         match event {
             Event::Sku { sku, change } => self.sku_changed(sku, &change, None),
             Event::SkuMarked { sku, change, mark } => self.sku_changed(sku, &change, Some(&mark)),
-            Event::HoldPlaced { hold, idempotency } => self.hold_placed(hold, idempotency, &[]),
+            Event::HoldPlaced { hold, idempotency } => self.hold_placed(hold.0, idempotency, &[]),
             Event::HoldPlacedMarked {
                 hold,
                 idempotency,
                 marks,
+            } => self.hold_placed(hold.0, idempotency, &marks),
+            Event::HoldPlacedAt {
+                hold,
+                idempotency,
+                marks,
             } => self.hold_placed(hold, idempotency, &marks),
+            Event::LocationPut { location } => {
+                self.locations.insert(location.id.clone(), location);
+                self.dirty.routing = true;
+            }
+            Event::ChannelPolicyPut { policy } => {
+                self.policies.insert(policy.channel.clone(), policy);
+                self.dirty.routing = true;
+            }
             Event::HoldStatusChanged {
                 hold_id,
                 status,
@@ -213,9 +235,16 @@ impl Image {
 
     fn sku_changed(&mut self, sku: SkuId, change: &SkuChange, mark: Option<&StockMark>) {
         let state = self.skus.entry(sku.clone()).or_default();
-        state.apply(change);
-        if let Some(mark) = mark {
-            state.published.note(mark);
+        match mark {
+            Some(mark) => {
+                state.apply_at(change, mark.at_ms);
+                state.published.note(mark);
+            }
+            None => {
+                // Written by a build that did not date its changes.
+                state.apply(change);
+                state.moves_known_from(crate::clock::Clock::system().now_ms());
+            }
         }
         self.dirty.line(change);
         self.dirty.skus.insert(sku);
@@ -231,12 +260,13 @@ impl Image {
     ) {
         self.intern(&mut hold);
         for (index, line) in hold.lines.iter().enumerate() {
-            let reserved = SkuChange::LineReserved {
+            let reserved = SkuChange::LineReservedAt {
                 hold_id: hold.id,
                 quantity: line.quantity,
                 channel: hold.channel.clone(),
                 pooled: line.pooled,
                 customer: hold.customer_id.clone(),
+                placement: line.placement.clone(),
             };
             let state = self.skus.entry(line.sku.clone()).or_default();
             state.apply(&reserved);

@@ -193,17 +193,42 @@ impl TestServer {
     }
 }
 
-/// `held + committed + available == on_hand − safety_stock` whenever nothing is oversold.
+/// At every location, `held + committed + available == on_hand − safety_stock` (0 if
+/// the buffer is larger) whenever nothing is oversold there; the SKU's figures are the
+/// sums of its locations'.
 pub fn assert_conserved(view: &Value) {
-    let n = |field: &str| {
-        view[field]
+    let n = |of: &Value, field: &str| {
+        of[field]
             .as_u64()
             .unwrap_or_else(|| panic!("{field} in {view}"))
     };
-    let sellable = n("on_hand").saturating_sub(n("safety_stock"));
-    assert!(n("held") + n("committed") <= sellable, "oversold: {view}");
+    let locations = view["locations"]
+        .as_object()
+        .unwrap_or_else(|| panic!("locations in {view}"));
+    let mut sellable = 0;
+    for (name, at) in locations {
+        let here = n(at, "on_hand").saturating_sub(n(at, "safety_stock"));
+        assert!(
+            n(at, "held") + n(at, "committed") <= here,
+            "oversold at {name}: {view}"
+        );
+        assert_eq!(
+            n(at, "held") + n(at, "committed") + n(at, "available"),
+            here,
+            "not conserved at {name}: {view}"
+        );
+        sellable += here;
+    }
+    for field in ["on_hand", "safety_stock", "held", "committed", "available"] {
+        let sum: u64 = locations.values().map(|at| n(at, field)).sum();
+        assert_eq!(
+            sum,
+            n(view, field),
+            "{field} is not the locations' sum: {view}"
+        );
+    }
     assert_eq!(
-        n("held") + n("committed") + n("available"),
+        n(view, "held") + n(view, "committed") + n(view, "available"),
         sellable,
         "not conserved: {view}"
     );

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{HoldId, SaleId, SkuId, WebhookId};
 use crate::hold::idempotency::IdempotencyRecord;
+use crate::hold::record::HoldRecordV7;
 use crate::hold::HoldRecord;
+use crate::location::{ChannelPolicy, Location};
 use crate::sale::{Sale, SaleV7};
 use crate::sku::mark::{Published, SaleWindow};
+use crate::sku::sites::{Moves, Sites};
 use crate::sku::state::Line;
 use crate::sku::SkuState;
 use crate::store::image::Image;
@@ -100,6 +103,7 @@ impl<'a> StoredHold<'a> {
                 committed,
                 pooled: line.pooled,
                 customer: hold.customer_id.clone(),
+                placement: line.placement.clone(),
             };
             image
                 .skus
@@ -111,6 +115,24 @@ impl<'a> StoredHold<'a> {
     }
 }
 
+/// A hold as builds before format 8 stored it.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredHoldV7 {
+    hold: HoldRecordV7,
+    lines: Vec<LineMark>,
+    placed_by: Option<IdempotencyRecord>,
+}
+
+impl StoredHoldV7 {
+    pub(super) fn upgraded(self) -> StoredHold<'static> {
+        StoredHold {
+            hold: Cow::Owned(self.hold.0),
+            lines: self.lines,
+            placed_by: self.placed_by.map(Cow::Owned),
+        }
+    }
+}
+
 /// One thing a generation says; a later generation's entry for the same key wins.
 /// Borrowed from the image when written: cloning a hot SKU's state to encode its
 /// counters copied every one of its open lines.
@@ -118,7 +140,8 @@ impl<'a> StoredHold<'a> {
 pub(super) enum Entry<'a> {
     /// A SKU's counters; its lines come back from the holds.
     Sku(Cow<'a, SkuId>, Cow<'a, SkuState>),
-    Hold(StoredHold<'a>),
+    /// A hold as builds before format 8 stored it, without placements.
+    Hold(StoredHoldV7),
     /// The hold was forgotten.
     HoldGone(HoldId),
     /// A refusal remembered under its idempotency key: the record, status and body. (A
@@ -140,15 +163,32 @@ pub(super) enum Entry<'a> {
     WebhookGone(Cow<'a, WebhookId>),
     SalePut(Cow<'a, Sale>),
     SaleGone(Cow<'a, SaleId>),
+    /// A hold with its lines' placements.
+    HoldAt(StoredHold<'a>),
+    /// A SKU's counters, last mark and sale window, and its stock at named locations.
+    SkuAt(
+        Cow<'a, SkuId>,
+        Cow<'a, SkuState>,
+        Published,
+        Option<Cow<'a, SaleWindow>>,
+        Cow<'a, Sites>,
+        Option<Cow<'a, Moves>>,
+        u64,
+    ),
+    Location(Cow<'a, Location>),
+    ChannelPolicy(Cow<'a, ChannelPolicy>),
 }
 
 impl<'a> Entry<'a> {
     pub(super) fn sku(sku: &'a SkuId, state: &'a SkuState) -> Self {
-        Self::SkuMarked(
+        Self::SkuAt(
             Cow::Borrowed(sku),
             Cow::Borrowed(state),
             state.published,
             state.sale_window.as_ref().map(Cow::Borrowed),
+            Cow::Borrowed(&state.sites),
+            state.moves.as_deref().map(Cow::Borrowed),
+            state.default_set_ms,
         )
     }
 }

@@ -123,26 +123,87 @@ fn put_sku(
     state: std::borrow::Cow<'static, crate::sku::SkuState>,
     published: Published,
     sale_window: Option<SaleWindow>,
+    sites: crate::sku::sites::Sites,
+    (moves, default_set_ms): (Option<crate::sku::sites::Moves>, u64),
 ) {
     let mut state = state.into_owned();
     state.published = published;
     state.sale_window = sale_window;
+    state.sites = sites;
+    state.moves = moves.map(Box::new);
+    state.default_set_ms = default_set_ms;
     if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
         state.lines = std::mem::take(&mut earlier.lines);
     }
     image.skus.insert(sku.into_owned(), state);
 }
 
+/// The stock moves of a SKU from a build that kept none: complete only from now.
+fn legacy_moves() -> Option<crate::sku::sites::Moves> {
+    Some(crate::sku::sites::Moves {
+        kept: Default::default(),
+        complete_since_ms: crate::clock::Clock::system().now_ms(),
+    })
+}
+
 /// Puts one decoded entry into the image.
 fn apply(image: &mut Image, entry: Entry<'static>) {
     match entry {
-        Entry::Sku(sku, state) => put_sku(image, sku, state, Published::default(), None),
+        // Written by builds that kept no stock moves: none are known before now.
+        Entry::Sku(sku, state) => {
+            let moves = (legacy_moves(), 0);
+            put_sku(
+                image,
+                sku,
+                state,
+                Published::default(),
+                None,
+                Default::default(),
+                moves,
+            );
+        }
         Entry::SkuMarked(sku, state, published, window) => {
-            put_sku(image, sku, state, published, window.map(Cow::into_owned));
+            let window = window.map(Cow::into_owned);
+            let moves = (legacy_moves(), 0);
+            put_sku(
+                image,
+                sku,
+                state,
+                published,
+                window,
+                Default::default(),
+                moves,
+            );
+        }
+        Entry::SkuAt(sku, state, published, window, sites, moves, default_set_ms) => {
+            let window = window.map(Cow::into_owned);
+            let moves = (moves.map(Cow::into_owned), default_set_ms);
+            put_sku(
+                image,
+                sku,
+                state,
+                published,
+                window,
+                sites.into_owned(),
+                moves,
+            );
         }
         Entry::Hold(stored) => {
+            let stored = stored.upgraded();
             forget_hold(image, stored.hold.id);
             stored.restore(image);
+        }
+        Entry::HoldAt(stored) => {
+            forget_hold(image, stored.hold.id);
+            stored.restore(image);
+        }
+        Entry::Location(location) => {
+            let location = location.into_owned();
+            image.locations.insert(location.id.clone(), location);
+        }
+        Entry::ChannelPolicy(policy) => {
+            let policy = policy.into_owned();
+            image.policies.insert(policy.channel.clone(), policy);
         }
         Entry::HoldGone(id) => forget_hold(image, id),
         Entry::Answer(record, status, body) => {

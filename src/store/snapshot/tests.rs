@@ -29,9 +29,11 @@ fn placed(id: HoldId, lines: &[(&str, i64)], channel: &str, customer: &str) -> E
             sku: sku(name),
             quantity: Quantity::parse(*units).expect("quantity"),
             pooled: 1,
+            placement: Default::default(),
         })
         .collect();
-    Event::HoldPlaced {
+    Event::HoldPlacedAt {
+        marks: Vec::new(),
         hold: HoldRecord {
             id,
             lines,
@@ -399,7 +401,7 @@ fn a_key_used_again_after_its_ttl_answers_with_the_newer_hold() {
     let (first, second) = (HoldId::new(), HoldId::new());
     let with_key = |id: HoldId, at_ms: u64| {
         let mut event = placed(id, &[("A", 1)], "web", "ann");
-        if let Event::HoldPlaced {
+        if let Event::HoldPlacedAt {
             hold, idempotency, ..
         } = &mut event
         {

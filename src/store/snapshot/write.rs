@@ -201,8 +201,9 @@ pub(super) fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(
         chunks.push(&Entry::sku(sku, state))?;
     }
     for hold in image.holds.values() {
-        chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?;
+        chunks.push(&Entry::HoldAt(StoredHold::of(hold, image)))?;
     }
+    write_routing(chunks, image)?;
     for (record, response) in image.refusals.values() {
         chunks.push(&stored_answer(record, response))?;
     }
@@ -211,6 +212,17 @@ pub(super) fn write_all(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(
     }
     for (endpoint, cursor) in image.webhooks.values() {
         chunks.push(&Entry::Webhook(Cow::Borrowed(endpoint), *cursor))?;
+    }
+    Ok(())
+}
+
+/// Every location and channel policy (a few hundred at most).
+fn write_routing(chunks: &mut ChunkWriter<'_>, image: &Image) -> Result<(), SnapshotError> {
+    for location in image.locations.values() {
+        chunks.push(&Entry::Location(Cow::Borrowed(location)))?;
+    }
+    for policy in image.policies.values() {
+        chunks.push(&Entry::ChannelPolicy(Cow::Borrowed(policy)))?;
     }
     Ok(())
 }
@@ -233,7 +245,7 @@ pub(super) fn write_dirty(
     holds.sort_unstable();
     for id in &holds {
         match image.holds.get(id) {
-            Some(hold) => chunks.push(&Entry::Hold(StoredHold::of(hold, image)))?,
+            Some(hold) => chunks.push(&Entry::HoldAt(StoredHold::of(hold, image)))?,
             None => chunks.push(&Entry::HoldGone(*id))?,
         }
     }
@@ -242,6 +254,9 @@ pub(super) fn write_dirty(
             Some((record, response)) => chunks.push(&stored_answer(record, response))?,
             None => chunks.push(&Entry::AnswerGone(Cow::Borrowed(scope_key)))?,
         }
+    }
+    if dirty.routing {
+        write_routing(chunks, image)?;
     }
     for id in &dirty.sales {
         match image.sales.get(id) {
