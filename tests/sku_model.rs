@@ -179,7 +179,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let status = model.holds[i].1;
                 let repeat =
                     status == to || (action == Action::Confirm && status == HoldStatus::Fulfilled);
-                let answer = r.change(ids[i], action).await;
+                let answer = r.change(ids[i], action.clone()).await;
                 if status == from {
                     prop_assert!(answer.is_ok(), "{action:?} from {status:?}");
                     model.holds[i].1 = to;

@@ -26,6 +26,14 @@ impl Quantity {
     }
 
     /// Both together, if that is still at most UNITS_MAX.
+    /// What is left after taking `units` away; `None` if nothing (or less) is.
+    pub fn checked_sub_units(self, units: u64) -> Option<Quantity> {
+        self.0
+            .checked_sub(units)
+            .filter(|left| *left > 0)
+            .map(Quantity)
+    }
+
     pub fn checked_add(self, other: Quantity) -> Option<Quantity> {
         Some(self.0 + other.0)
             .filter(|units| *units <= UNITS_MAX)

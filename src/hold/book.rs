@@ -13,17 +13,21 @@ use super::idempotency::{IdempotencyRecord, IdempotencyStore};
 use super::log::HoldLog;
 use super::record::HoldRecord;
 use crate::domain::shard::Sharded;
-use crate::domain::{HoldId, HoldStatus, IdMap};
+use crate::domain::{HoldId, HoldStatus, IdMap, LocationId};
 use crate::sku::mark::StockMark;
 use crate::sku::state::LineTarget;
 
 /// What a client asks of a hold. (The expiry sweep does not ask: it takes the holds
 /// whose deadline passed, `expire_due`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Confirm,
     Release,
+    /// Everything the hold took (that has not shipped yet) shipped.
     Fulfil,
+    /// What the hold took at these locations shipped; once every location it took units
+    /// at has shipped, it is fulfilled.
+    FulfilAt(Arc<[LocationId]>),
 }
 
 /// The result of asking: the hold afterwards, what its lines must do, and whether the
@@ -41,12 +45,17 @@ pub enum BookError {
     NotFound(HoldId),
     #[error("the hold table is full ({0} holds, none old enough to forget)")]
     Full(usize),
+    #[error("hold {hold} took nothing at location {location}")]
+    NotAt { hold: HoldId, location: LocationId },
 }
 
 /// The status a hold moves to, if any, and whether the request succeeds.
-fn decide(status: HoldStatus, action: Action, overdue: bool) -> (Option<HoldStatus>, bool) {
+fn decide(status: HoldStatus, action: &Action, overdue: bool) -> (Option<HoldStatus>, bool) {
     use HoldStatus as S;
     match (status, action) {
+        (S::Confirmed, Action::FulfilAt(_)) => (Some(S::Fulfilled), true),
+        (S::Held, Action::FulfilAt(_)) if !overdue => (None, false),
+        (S::Fulfilled, Action::FulfilAt(_)) => (None, true),
         // Past its deadline a held hold is expired, whatever is asked: the units went
         // back on sale, so a confirm must not take them.
         (S::Held, _) if overdue => (Some(S::Expired), false),
@@ -58,6 +67,14 @@ fn decide(status: HoldStatus, action: Action, overdue: bool) -> (Option<HoldStat
         (S::Fulfilled, Action::Fulfil) => (None, true),
         (S::Released, Action::Release) => (None, true),
         _ => (None, false),
+    }
+}
+
+/// Where a hold's lines should be, given its status and what of it shipped.
+pub fn hold_line_target(hold: &HoldRecord) -> Option<LineTarget> {
+    match (hold.status, hold.shipped_from.is_empty()) {
+        (HoldStatus::Confirmed, false) => Some(LineTarget::Shipped(Arc::from(&*hold.shipped_from))),
+        (status, _) => line_target(status),
     }
 }
 
@@ -222,7 +239,31 @@ impl HoldBook {
         let mut shard = self.shard(id).lock();
         let record = shard.holds.get(id).ok_or(BookError::NotFound(*id))?;
         let overdue = now_ms >= record.expires_at_ms;
-        let (next, accepted) = decide(record.status, action, overdue);
+        let (next, accepted) = decide(record.status, &action, overdue);
+        if let Action::FulfilAt(locations) = &action {
+            let took = record.locations();
+            if let Some(other) = locations.iter().find(|at| !took.contains(at)) {
+                return Err(BookError::NotAt {
+                    hold: *id,
+                    location: other.clone(),
+                });
+            }
+        }
+        if let (Some(HoldStatus::Fulfilled), Action::FulfilAt(locations)) = (next, &action) {
+            let left: Vec<LocationId> = record
+                .locations()
+                .into_iter()
+                .filter(|at| !record.shipped_from.contains(at) && !locations.contains(at))
+                .collect();
+            let newly: Vec<LocationId> = locations
+                .iter()
+                .filter(|at| !record.shipped_from.contains(*at))
+                .cloned()
+                .collect();
+            if !left.is_empty() {
+                return self.ship_part(&mut shard, id, newly, now_ms);
+            }
+        }
         let Some(status) = next else {
             return Ok(Transition {
                 record: record.clone(),
@@ -235,6 +276,32 @@ impl HoldBook {
             record,
             lines: line_target(status),
             accepted,
+        })
+    }
+
+    /// A partial fulfilment: the hold stays confirmed, its part at `newly` shipped.
+    fn ship_part(
+        &self,
+        shard: &mut Shard,
+        id: &HoldId,
+        newly: Vec<LocationId>,
+        now_ms: u64,
+    ) -> Result<Transition, BookError> {
+        let record = shard.holds.get_mut(id).ok_or(BookError::NotFound(*id))?;
+        if newly.is_empty() {
+            return Ok(Transition {
+                record: record.clone(),
+                lines: None,
+                accepted: true,
+            });
+        }
+        record.ship_from(&newly);
+        record.updated_at_ms = now_ms;
+        self.journal.hold_shipped(*id, newly.clone(), now_ms);
+        Ok(Transition {
+            record: record.clone(),
+            lines: Some(LineTarget::Shipped(Arc::from(newly))),
+            accepted: true,
         })
     }
 
@@ -313,6 +380,7 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: 1_000,
             updated_at_ms: 0,
+            shipped_from: Box::default(),
             placed_by: Default::default(),
         }
     }
@@ -385,19 +453,20 @@ mod tests {
 
     #[test]
     fn an_overdue_held_hold_expires_whatever_is_asked() {
-        for action in [Action::Confirm, Action::Release, Action::Fulfil] {
-            assert_eq!(decide(S::Held, action, true), (Some(S::Expired), false));
+        let at = Action::FulfilAt(Arc::from(vec![LocationId::default_location()]));
+        for action in [Action::Confirm, Action::Release, Action::Fulfil, at] {
+            assert_eq!(decide(S::Held, &action, true), (Some(S::Expired), false));
         }
     }
 
     #[test]
     fn repeats_succeed_without_change_and_wrong_states_conflict() {
-        assert_eq!(decide(S::Confirmed, Action::Confirm, false), (None, true));
-        assert_eq!(decide(S::Released, Action::Release, false), (None, true));
-        assert_eq!(decide(S::Fulfilled, Action::Fulfil, false), (None, true));
-        assert_eq!(decide(S::Expired, Action::Confirm, false), (None, false));
-        assert_eq!(decide(S::Released, Action::Confirm, false), (None, false));
-        assert_eq!(decide(S::Confirmed, Action::Release, false), (None, false));
-        assert_eq!(decide(S::Held, Action::Fulfil, false), (None, false));
+        assert_eq!(decide(S::Confirmed, &Action::Confirm, false), (None, true));
+        assert_eq!(decide(S::Released, &Action::Release, false), (None, true));
+        assert_eq!(decide(S::Fulfilled, &Action::Fulfil, false), (None, true));
+        assert_eq!(decide(S::Expired, &Action::Confirm, false), (None, false));
+        assert_eq!(decide(S::Released, &Action::Confirm, false), (None, false));
+        assert_eq!(decide(S::Confirmed, &Action::Release, false), (None, false));
+        assert_eq!(decide(S::Held, &Action::Fulfil, false), (None, false));
     }
 }

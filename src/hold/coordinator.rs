@@ -71,6 +71,9 @@ pub enum HoldError {
     /// A pinned location the cart cannot use (unknown, paused, not the channel's).
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// A partial fulfilment names a location the hold took nothing at.
+    #[error("{0}")]
+    NotAt(String),
 }
 
 /// Why a hold request could not run now; a retry may succeed (503).
@@ -106,6 +109,7 @@ impl From<BookError> for HoldError {
     fn from(err: BookError) -> Self {
         match err {
             BookError::NotFound(id) => Self::NotFound(id),
+            not_at @ BookError::NotAt { .. } => Self::NotAt(not_at.to_string()),
             full @ BookError::Full(_) => Self::Unavailable(Unavailable::BookFull(full)),
         }
     }
@@ -201,6 +205,7 @@ impl Reservations {
             created_at_ms: now,
             expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
             updated_at_ms: now,
+            shipped_from: Box::default(),
             placed_by: PlacedBy(Some(placed_by)),
         };
         if let Err(err) = self.book.insert(hold.clone(), idempotency, marks) {
@@ -306,9 +311,10 @@ impl Reservations {
 
 /// Sends a line change that must arrive: no timeout, the actor answers once it has run.
 async fn settle(entries: &[SkuEntry], hold_id: HoldId, target: LineTarget) {
-    let sends = entries
-        .iter()
-        .map(|entry| entry.ask(SettleLine { hold_id, target }, None));
+    let sends = entries.iter().map(|entry| {
+        let target = target.clone();
+        entry.ask(SettleLine { hold_id, target }, None)
+    });
     for reply in join_all(sends).await {
         if let Err(err) = reply {
             tracing::error!(%hold_id, %err, "Line change did not reach its SKU actor.");

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::idempotency::StoredResponse;
 use crate::clock::rfc3339;
-use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, Quantity, SkuId};
+use crate::domain::{Channel, CustomerId, HoldId, HoldStatus, LocationId, Quantity, SkuId};
 use crate::sku::sites::{Allocation, Placement};
 
 /// One line of a cart: units of one SKU.
@@ -48,6 +48,9 @@ pub struct HoldRecord {
     pub expires_at_ms: u64,
     /// When the status last changed.
     pub updated_at_ms: u64,
+    /// Locations whose part of a confirmed hold has shipped (a partial fulfilment);
+    /// empty for most holds, which cost nothing for it.
+    pub shipped_from: Box<[LocationId]>,
     /// The idempotency key that placed the hold. Not journaled (the `HoldPlaced` event
     /// carries the key beside the hold).
     pub placed_by: PlacedBy,
@@ -67,6 +70,7 @@ struct StoredRecord {
     updated_at_ms: u64,
     pooled: Vec<u64>,
     placements: Vec<Placement>,
+    shipped_from: Box<[LocationId]>,
 }
 
 /// A hold as builds before format 8 journaled and snapshotted it: without placements
@@ -93,6 +97,7 @@ impl From<StoredRecordV7> for HoldRecordV7 {
     fn from(old: StoredRecordV7) -> Self {
         Self(HoldRecord::from(StoredRecord {
             placements: Vec::new(),
+            shipped_from: Box::default(),
             id: old.id,
             lines: old.lines,
             channel: old.channel,
@@ -150,6 +155,7 @@ impl From<StoredRecord> for HoldRecord {
             created_at_ms: stored.created_at_ms,
             expires_at_ms: stored.expires_at_ms,
             updated_at_ms: stored.updated_at_ms,
+            shipped_from: stored.shipped_from,
             placed_by: PlacedBy::default(),
         }
     }
@@ -159,7 +165,7 @@ impl From<StoredRecord> for HoldRecord {
 /// writes up to a million of them).
 impl Serialize for HoldRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("HoldRecord", 10)?;
+        let mut record = serializer.serialize_struct("HoldRecord", 11)?;
         record.serialize_field("id", &self.id)?;
         record.serialize_field("lines", &StoredLines(&self.lines))?;
         record.serialize_field("channel", &self.channel)?;
@@ -170,6 +176,7 @@ impl Serialize for HoldRecord {
         record.serialize_field("updated_at_ms", &self.updated_at_ms)?;
         record.serialize_field("pooled", &PooledUnits(&self.lines))?;
         record.serialize_field("placements", &Placements(&self.lines))?;
+        record.serialize_field("shipped_from", &self.shipped_from)?;
         record.end()
     }
 }
@@ -286,6 +293,10 @@ pub struct HoldView<'a> {
     pub channel: &'a Channel,
     #[schema(value_type = CustomerId)]
     pub customer_id: &'a CustomerId,
+    /// Locations whose part of the hold has shipped, while the rest has not.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Option<Vec<LocationId>>)]
+    pub shipped_from: &'a [LocationId],
 }
 
 impl HoldRecord {
@@ -299,7 +310,33 @@ impl HoldRecord {
             lines: AskedLines(&self.lines),
             channel: &self.channel,
             customer_id: &self.customer_id,
+            shipped_from: &self.shipped_from,
         }
+    }
+
+    /// Every location the hold took units at.
+    pub fn locations(&self) -> Vec<LocationId> {
+        let mut all: Vec<LocationId> = self
+            .lines
+            .iter()
+            .flat_map(|line| line.placement.units(line.quantity.units()))
+            .map(|(location, _)| location)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Notes that the hold's part at `locations` shipped.
+    pub fn ship_from(&mut self, locations: &[LocationId]) {
+        let mut shipped = self.shipped_from.to_vec();
+        for location in locations {
+            if !shipped.contains(location) {
+                shipped.push(location.clone());
+            }
+        }
+        shipped.sort_unstable();
+        self.shipped_from = shipped.into_boxed_slice();
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -312,6 +349,7 @@ impl HoldRecord {
         json(&HoldView {
             status: HoldStatus::Held,
             updated_at: rfc3339(self.created_at_ms),
+            shipped_from: &[],
             ..self.view()
         })
     }
@@ -353,6 +391,7 @@ mod tests {
             created_at_ms: 1,
             expires_at_ms: 2,
             updated_at_ms: 3,
+            shipped_from: Box::default(),
             placed_by: PlacedBy::default(),
         }
     }
@@ -381,6 +420,7 @@ mod tests {
             updated_at_ms: 3,
             pooled: vec![1, 0],
             placements: hold.lines.iter().map(|l| l.placement.clone()).collect(),
+            shipped_from: Box::default(),
         };
         let bytes = postcard::to_stdvec(&hold).expect("encodes");
         assert_eq!(bytes, postcard::to_stdvec(&stored).expect("encodes"));

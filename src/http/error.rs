@@ -237,6 +237,7 @@ impl From<HoldError> for ApiError {
             },
             HoldError::Unavailable(why) => Self::Unavailable(why.to_string()),
             HoldError::Route(why) => Self::conflict(why.to_string()),
+            HoldError::NotAt(why) => Self::conflict(why),
         }
     }
 }

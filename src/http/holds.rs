@@ -397,14 +397,29 @@ pub async fn release(
     change_hold(request, &path, state, Action::Release).await
 }
 
+/// What shipped, when not everything did.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"locations": ["wh-east"]}))]
+pub(crate) struct FulfilBody {
+    /// The locations whose part of the hold shipped; the rest stays committed. Omitted:
+    /// everything shipped.
+    #[schema(value_type = Option<Vec<LocationId>>, min_items = 1, max_items = 200)]
+    locations: Option<Vec<String>>,
+}
+
 /// `POST /v1/holds/{hold_id}/fulfil`: shipped.
 #[utoipa::path(
     post,
     path = "/v1/holds/{hold_id}/fulfil",
     tag = "holds",
     summary = "Fulfil a confirmed hold: shipped",
-    description = "Committed units and on-hand go down together. Repeating it answers 200.",
+    description = "Committed units and on-hand go down together, at the locations the hold \
+        took them from. With no body everything ships; with `locations`, only the hold's \
+        part there (the hold stays `confirmed`, listing `shipped_from`, until every \
+        location it took units at has shipped). Repeating it answers 200.",
     params(HoldIdPath),
+    request_body(content = Option<FulfilBody>, description = "Optional: a partial shipment"),
     responses(
         (status = 200, description = "The hold as it is now", body = HoldView),
         HoldChangeErrors,
@@ -414,7 +429,32 @@ pub async fn release(
 pub async fn fulfil(
     request: HttpRequest,
     path: web::Path<String>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    change_hold(request, &path, state, Action::Fulfil).await
+    let body = read_limited(&request, payload, state.settings.body_bytes_max).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return change_hold(request, &path, state, Action::Fulfil).await;
+    }
+    // `null` and `{}` say nothing about where: everything shipped.
+    let body: Option<FulfilBody> = parse_json(&body)?;
+    let Some(named) = body.and_then(|body| body.locations) else {
+        return change_hold(request, &path, state, Action::Fulfil).await;
+    };
+    if named.is_empty() || named.len() > FULFIL_LOCATIONS_MAX {
+        return Err(invalid(format!(
+            "locations must name 1 to {FULFIL_LOCATIONS_MAX} locations"
+        )));
+    }
+    let mut locations: Vec<LocationId> = Vec::with_capacity(named.len());
+    for raw in &named {
+        let id = LocationId::parse(raw).map_err(|e| invalid(format!("locations: {e}")))?;
+        if !locations.contains(&id) {
+            locations.push(id);
+        }
+    }
+    change_hold(request, &path, state, Action::FulfilAt(locations.into())).await
 }
+
+/// Most locations one partial fulfilment names.
+const FULFIL_LOCATIONS_MAX: usize = 200;

@@ -190,6 +190,11 @@ pub struct Move {
     pub reset: bool,
 }
 
+/// `complete_since_ms` of a SKU whose state came from a build that kept no moves: until
+/// this build dates a change of it, no count with an `as_of` can be corrected. The first
+/// dated change replaces it with its time (every move since the upgrade is dated).
+pub const MOVES_UNKNOWN: u64 = u64::MAX;
+
 /// The recent stock moves of one SKU, for feeds counted before they are loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Moves {
@@ -216,6 +221,9 @@ impl Moves {
     /// Units to add to a count of `location` taken at `as_of_ms`, for what moved there
     /// after it; or why the count cannot be used.
     pub fn since(&self, location: &LocationId, as_of_ms: u64) -> Result<i64, String> {
+        if self.complete_since_ms == MOVES_UNKNOWN {
+            return Err("this SKU's stock moves before this build are not known; send the count without as_of".into());
+        }
         if as_of_ms < self.complete_since_ms {
             return Err(format!(
                 "as_of {} is older than the stock moves kept for this SKU (from {}); send a newer count",

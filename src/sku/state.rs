@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::mark::{Published, SaleWindow};
-use super::sites::{place, Move, Moves, Placement, Route, SiteStock, Sites};
+use super::sites::{
+    place, Allocation, Move, Moves, Placement, Route, SiteStock, Sites, MOVES_UNKNOWN,
+};
 use crate::domain::{
     AdjustReason, Channel, CustomerId, HoldId, LocationId, Quantity, SkuId, UNITS_MAX,
 };
@@ -65,6 +67,12 @@ pub enum SkuChange {
         delta: i64,
         reason: AdjustReason,
     },
+    /// What a committed line took at `locations` shipped (a partial fulfilment): those
+    /// units leave `committed` and `on_hand` there, as `LineFulfilled` does for a whole line.
+    LineShipped {
+        hold_id: HoldId,
+        locations: Vec<LocationId>,
+    },
     /// As `LineReserved`, with the locations the units were taken at.
     LineReservedAt {
         hold_id: HoldId,
@@ -115,6 +123,56 @@ pub struct Line {
     pub customer: CustomerId,
     /// The locations its units were taken at.
     pub placement: Placement,
+}
+
+/// What shipping part of a line takes away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    pub units: u64,
+    /// Of those, units the line drew from the shared pool: the quota's go first, so the
+    /// split after any number of partial shipments depends only on the total shipped.
+    pub pooled: u64,
+    /// Units per location.
+    pub at: Vec<(LocationId, u64)>,
+}
+
+impl Line {
+    /// The line after what it took at `locations` shipped, and what shipped; `None` for
+    /// the rest if nothing would be left (the line is fulfilled), `None` overall if it
+    /// took nothing there.
+    pub fn ship(&self, locations: &[LocationId]) -> Option<(Option<Line>, Shipment)> {
+        let units = self.quantity.units();
+        let (at, kept): (Vec<_>, Vec<_>) = self
+            .placement
+            .units(units)
+            .into_iter()
+            .partition(|(location, _)| locations.contains(location));
+        let shipped: u64 = at.iter().map(|(_, units)| units).sum();
+        if shipped == 0 {
+            return None;
+        }
+        let from_quota = units.saturating_sub(self.pooled);
+        let pooled = shipped - shipped.min(from_quota);
+        let shipment = Shipment {
+            units: shipped,
+            pooled,
+            at,
+        };
+        let rest = self
+            .quantity
+            .checked_sub_units(shipped)
+            .map(|quantity| Line {
+                quantity,
+                pooled: self.pooled - pooled,
+                placement: Placement::new(
+                    kept.into_iter()
+                        .map(|(location, quantity)| Allocation { location, quantity })
+                        .collect(),
+                ),
+                ..self.clone()
+            });
+        Some((rest, shipment))
+    }
 }
 
 /// Units a channel has in play on this SKU.
@@ -706,7 +764,29 @@ impl SkuState {
         let Some(line) = self.lines.get(&hold_id) else {
             return Vec::new();
         };
+        if let LineTarget::Shipped(locations) = &target {
+            let units = line.quantity.units();
+            let here: Vec<LocationId> = line
+                .placement
+                .units(units)
+                .into_iter()
+                .map(|(location, _)| location)
+                .filter(|location| locations.contains(location))
+                .collect();
+            if here.is_empty() {
+                return Vec::new();
+            }
+            let shipped = SkuChange::LineShipped {
+                hold_id,
+                locations: here,
+            };
+            return match line.committed {
+                true => vec![shipped],
+                false => vec![SkuChange::LineCommitted { hold_id }, shipped],
+            };
+        }
         match (target, line.committed) {
+            (LineTarget::Shipped(_), _) => Vec::new(),
             (LineTarget::Released, false) => vec![SkuChange::LineReleased { hold_id }],
             (LineTarget::Committed, false) => vec![SkuChange::LineCommitted { hold_id }],
             (LineTarget::Fulfilled, false) => vec![
@@ -769,6 +849,13 @@ impl SkuState {
 
     /// Applies a change made at `at_ms`, remembering the stock it moved (see [`Moves`]).
     pub fn apply_at(&mut self, change: &SkuChange, at_ms: u64) {
+        if let Some(moves) = self
+            .moves
+            .as_mut()
+            .filter(|moves| moves.complete_since_ms == MOVES_UNKNOWN)
+        {
+            moves.complete_since_ms = at_ms;
+        }
         let mut moved = |location: LocationId, delta: i64, reset: bool| {
             self.moves.get_or_insert_default().record(Move {
                 location,
@@ -791,9 +878,26 @@ impl SkuState {
             SkuChange::SiteStockAdjusted {
                 location, delta, ..
             } => moved(location.clone(), *delta, false),
-            SkuChange::LineFulfilled { hold_id } => {
-                if let Some(line) = self.lines.get(hold_id).filter(|line| line.committed) {
-                    let shipped = line.placement.units(line.quantity.units());
+            SkuChange::LineFulfilled { .. } | SkuChange::LineShipped { .. } => {
+                let (hold_id, shipped) = match change {
+                    SkuChange::LineShipped { hold_id, locations } => {
+                        let shipment = self
+                            .lines
+                            .get(hold_id)
+                            .and_then(|line| line.ship(locations));
+                        (hold_id, shipment.map(|(_, shipment)| shipment.at))
+                    }
+                    SkuChange::LineFulfilled { hold_id } => {
+                        let line = self.lines.get(hold_id);
+                        (
+                            hold_id,
+                            line.map(|line| line.placement.units(line.quantity.units())),
+                        )
+                    }
+                    _ => return self.apply(change),
+                };
+                let committed = self.lines.get(hold_id).is_some_and(|line| line.committed);
+                if let Some(shipped) = shipped.filter(|_| committed) {
                     for (location, units) in shipped {
                         let units = i64::try_from(units).unwrap_or(i64::MAX);
                         self.moves.get_or_insert_default().record(Move {
@@ -810,11 +914,10 @@ impl SkuState {
         self.apply(change);
     }
 
-    /// The SKU's moves are not known before `at_ms` (its state came from a build that did
-    /// not keep them): a count older than that is refused.
-    pub fn moves_known_from(&mut self, at_ms: u64) {
-        let moves = self.moves.get_or_insert_default();
-        moves.complete_since_ms = moves.complete_since_ms.max(at_ms);
+    /// The SKU's state came from a build that did not keep its stock moves (see
+    /// [`MOVES_UNKNOWN`]).
+    pub fn moves_unknown(&mut self) {
+        self.moves.get_or_insert_default().complete_since_ms = MOVES_UNKNOWN;
     }
 
     /// What a count of `on_hand` at `location` taken at `as_of_ms` means now: the units
@@ -973,6 +1076,35 @@ impl SkuState {
                     self.forget_customer_units(&line.customer, units);
                 }
             }
+            SkuChange::LineShipped { hold_id, locations } => {
+                let Some(line) = self.lines.get(hold_id).filter(|line| line.committed) else {
+                    return;
+                };
+                let Some((rest, shipment)) = line.ship(locations) else {
+                    return;
+                };
+                let Some(rest) = rest else {
+                    return self.apply(&SkuChange::LineFulfilled { hold_id: *hold_id });
+                };
+                let (channel, customer) = (rest.channel.clone(), rest.customer.clone());
+                self.lines.insert(*hold_id, rest);
+                for (location, units) in &shipment.at {
+                    if !location.is_default() {
+                        let site = self.sites.entry(location);
+                        take(&mut site.committed, *units);
+                        take(&mut site.on_hand, *units);
+                    }
+                }
+                take(&mut self.committed, shipment.units);
+                take(&mut self.on_hand, shipment.units);
+                if let Some(quota) = self.quotas.get_mut(&channel) {
+                    *quota = quota.saturating_sub(shipment.units - shipment.pooled);
+                }
+                let usage = self.channels.entry(channel).or_default();
+                take(&mut usage.committed, shipment.units);
+                take(&mut usage.pooled_committed, shipment.pooled);
+                self.forget_customer_units(&customer, shipment.units);
+            }
             SkuChange::AllocationSet { quotas } => {
                 self.quotas = quotas.clone();
             }
@@ -1033,11 +1165,13 @@ fn take(counter: &mut u64, units: u64) {
 }
 
 /// Where a hold's status change sends its line on a SKU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineTarget {
     Released,
     Committed,
     Fulfilled,
+    /// What the line took at these locations shipped; the rest stays committed.
+    Shipped(std::sync::Arc<[LocationId]>),
 }
 
 #[cfg(test)]

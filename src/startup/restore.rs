@@ -38,16 +38,16 @@ pub async fn restore(
     // cost one round trip per line of every hold kept, seconds at a hundred thousand.
     let mut unsettled = Vec::new();
     for hold in replayed.holds.values() {
-        let Some(target) = crate::hold::book::line_target(hold.status) else {
+        let Some(target) = crate::hold::book::hold_line_target(hold) else {
             continue;
         };
         for line in &hold.lines {
             let behind = replayed
                 .skus
                 .get(&line.sku)
-                .is_some_and(|state| !state.line_changes_for(hold.id, target).is_empty());
+                .is_some_and(|state| !state.line_changes_for(hold.id, target.clone()).is_empty());
             if behind {
-                unsettled.push((line.sku.clone(), hold.id, target));
+                unsettled.push((line.sku.clone(), hold.id, target.clone()));
             }
         }
     }

@@ -100,6 +100,13 @@ pub enum Event {
     ChannelPolicyPut {
         policy: crate::location::ChannelPolicy,
     },
+    /// What a confirmed hold took at `locations` shipped, the rest not yet; line changes
+    /// on its SKUs follow it.
+    HoldShipped {
+        hold_id: HoldId,
+        locations: Vec<crate::domain::LocationId>,
+        at_ms: u64,
+    },
 }
 
 impl SkuLog for Journal {
@@ -143,6 +150,14 @@ impl HoldLog for Journal {
         self.append(Event::HoldStatusChanged {
             hold_id,
             status,
+            at_ms,
+        });
+    }
+
+    fn hold_shipped(&self, hold_id: HoldId, locations: Vec<crate::domain::LocationId>, at_ms: u64) {
+        self.append(Event::HoldShipped {
+            hold_id,
+            locations,
             at_ms,
         });
     }
@@ -194,6 +209,7 @@ impl Event {
             | Event::SaleDeleted { .. }
             | Event::LocationPut { .. }
             | Event::ChannelPolicyPut { .. }
+            | Event::HoldShipped { .. }
             | Event::Refused { .. }
             | Event::WebhookSet { .. }
             | Event::WebhookDeleted { .. }

@@ -92,7 +92,8 @@ impl Dirty {
             | SkuChange::LineReservedAt { hold_id, .. }
             | SkuChange::LineReleased { hold_id }
             | SkuChange::LineCommitted { hold_id }
-            | SkuChange::LineFulfilled { hold_id } => {
+            | SkuChange::LineFulfilled { hold_id }
+            | SkuChange::LineShipped { hold_id, .. } => {
                 self.holds.insert(*hold_id);
             }
             SkuChange::StockSet { .. }
@@ -169,6 +170,17 @@ impl Image {
                 idempotency,
                 marks,
             } => self.hold_placed(hold, idempotency, &marks),
+            Event::HoldShipped {
+                hold_id,
+                locations,
+                at_ms,
+            } => {
+                if let Some(hold) = self.holds.get_mut(&hold_id) {
+                    hold.ship_from(&locations);
+                    hold.updated_at_ms = at_ms;
+                    self.dirty.holds.insert(hold_id);
+                }
+            }
             Event::LocationPut { location } => {
                 self.locations.insert(location.id.clone(), location);
                 self.dirty.routing = true;
@@ -243,7 +255,7 @@ impl Image {
             None => {
                 // Written by a build that did not date its changes.
                 state.apply(change);
-                state.moves_known_from(crate::clock::Clock::system().now_ms());
+                state.moves_unknown();
             }
         }
         self.dirty.line(change);

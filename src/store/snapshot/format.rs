@@ -91,6 +91,7 @@ impl<'a> StoredHold<'a> {
 
     pub(super) fn restore_lines(&self, image: &mut Image) {
         let hold = &self.hold;
+        let shipped = &hold.shipped_from;
         for (line, mark) in hold.lines.iter().zip(&self.lines) {
             let committed = match mark {
                 LineMark::Held => false,
@@ -104,6 +105,12 @@ impl<'a> StoredHold<'a> {
                 pooled: line.pooled,
                 customer: hold.customer_id.clone(),
                 placement: line.placement.clone(),
+            };
+            // A partly shipped hold: the SKU carries what is left of the line.
+            let restored = match restored.ship(shipped) {
+                Some((Some(rest), _)) => rest,
+                Some((None, _)) => continue,
+                None => restored,
             };
             image
                 .skus

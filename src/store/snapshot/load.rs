@@ -138,11 +138,11 @@ fn put_sku(
     image.skus.insert(sku.into_owned(), state);
 }
 
-/// The stock moves of a SKU from a build that kept none: complete only from now.
+/// The stock moves of a SKU from a build that kept none.
 fn legacy_moves() -> Option<crate::sku::sites::Moves> {
     Some(crate::sku::sites::Moves {
         kept: Default::default(),
-        complete_since_ms: crate::clock::Clock::system().now_ms(),
+        complete_since_ms: crate::sku::sites::MOVES_UNKNOWN,
     })
 }
 
