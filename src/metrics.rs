@@ -37,6 +37,7 @@ pub const ADMISSION_IN_FLIGHT_MAX: &str = "holdfast_admission_in_flight_max";
 pub const SKU_STOCK_EVENTS_TOTAL: &str = "holdfast_sku_stock_events_total";
 pub const SKU_UNITS: &str = "holdfast_sku_units";
 pub const SKU_CHANNEL_UNITS: &str = "holdfast_sku_channel_units";
+pub const LOCATION_UNITS: &str = "holdfast_location_units";
 pub const SKU_MAILBOX_DEPTH_MAX: &str = "holdfast_sku_mailbox_depth_max";
 pub const SKUS: &str = "holdfast_skus";
 pub const HOLDS: &str = "holdfast_holds";
@@ -238,6 +239,11 @@ fn describe() {
         SKU_UNITS,
         Unit::Count,
         "Units of each watched SKU by state (on_hand, held, committed, available)."
+    );
+    describe_gauge!(
+        LOCATION_UNITS,
+        Unit::Count,
+        "Units at each location over all SKUs by state (on_hand, held, committed, available)."
     );
     describe_gauge!(
         SKU_CHANNEL_UNITS,
@@ -467,6 +473,38 @@ pub fn sku_units(sku: &str, state: &'static str, units: u64) {
 pub fn sku_channel_units(sku: &str, channel: &str, state: &'static str, units: u64) {
     gauge!(SKU_CHANNEL_UNITS, "sku" => sku.to_owned(), "channel" => channel.to_owned(), "state" => state)
         .set(units as f64);
+}
+
+/// The states of `holdfast_location_units`, in the order of [`location_units_moved`]'s
+/// deltas.
+const LOCATION_STATES: [&str; 4] = ["on_hand", "held", "committed", "available"];
+
+type LocationGauges = [metrics::Gauge; 4];
+
+/// Moves one location's units (over all SKUs) by `deltas` (on hand, held, committed,
+/// available). Each SKU actor reports what its changes moved, so the totals need no scan
+/// of a million SKUs. Locations are admin-defined and capped by `--locations-max`, so the
+/// label set and this cache are bounded; the handles are cached because a registry
+/// lookup per reservation showed in a hot SKU's latency.
+pub fn location_units_moved(location: &crate::domain::LocationId, deltas: [i64; 4]) {
+    static GAUGES: OnceLock<
+        parking_lot::RwLock<crate::domain::IdMap<crate::domain::LocationId, LocationGauges>>,
+    > = OnceLock::new();
+    let cache = GAUGES.get_or_init(Default::default);
+    let apply = |gauges: &LocationGauges| {
+        for (gauge, delta) in gauges.iter().zip(deltas) {
+            if delta != 0 {
+                gauge.increment(delta as f64);
+            }
+        }
+    };
+    if let Some(gauges) = cache.read().get(location) {
+        return apply(gauges);
+    }
+    let gauges = LOCATION_STATES
+        .map(|state| gauge!(LOCATION_UNITS, "location" => location.to_string(), "state" => state));
+    apply(&gauges);
+    cache.write().insert(location.clone(), gauges);
 }
 
 /// Server-wide gauges sampled once a second.

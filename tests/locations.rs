@@ -448,6 +448,21 @@ async fn fulfil_moves_stock_only_where_the_hold_took_it() {
     );
     assert_eq!(at(&view, "c", "held"), 0);
     assert_eq!(view["on_hand"], 7);
+    // The per-location totals over all SKUs (one SKU here, in a process of its own),
+    // counted from the restored state and every change since.
+    let page = server.metrics().await;
+    for (location, state, units) in [
+        ("a", "on_hand", 0.0),
+        ("a", "committed", 0.0),
+        ("b", "on_hand", 2.0),
+        ("c", "on_hand", 5.0),
+        ("c", "held", 0.0),
+        ("c", "available", 5.0),
+    ] {
+        let series =
+            format!("holdfast_location_units{{location=\"{location}\",state=\"{state}\"}}");
+        assert_eq!(common::metric(&page, &series), Some(units), "{series}");
+    }
     drop(process);
 }
 

@@ -16,10 +16,10 @@ use super::messages::{
     Adjust, CurrentMark, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation,
     SetSaleWindow, SetStock, SettleLine, SiteAvailability,
 };
+use super::sites::SiteStock;
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::clock::Clock;
-use crate::domain::Channel;
-use crate::domain::SkuId;
+use crate::domain::{Channel, LocationId, SkuId};
 
 /// Figures other threads may read without a message hop (storefront availability, the
 /// admission queue's sold-out check, metrics). Counters are written only by the actor.
@@ -120,6 +120,7 @@ impl SkuActor {
         mailbox_max: usize,
     ) -> Self {
         gauge.publish(&state);
+        report_sites(&[], &state.site_figures());
         // Recovered with nothing available but something on hand or in play: sold out.
         let sold_out = state.available() == 0 && (state.on_hand > 0 || state.held > 0);
         Self {
@@ -140,7 +141,27 @@ impl SkuActor {
     /// left, and the crossing it made, if any.
     fn apply(&mut self, change: &SkuChange, at_ms: u64) -> StockMark {
         let was_available = self.state.available();
+        // Most SKUs are only at the default location: their one figure is compared
+        // without building lists (this runs for every reservation).
+        let sites_before = match self.state.sites.is_empty() {
+            true => vec![],
+            false => self.state.site_figures(),
+        };
+        let default_before = self.state.default_site();
         self.state.apply_at(change, at_ms);
+        if sites_before.is_empty() && self.state.sites.is_empty() {
+            let default = [(LocationId::default_location(), default_before)];
+            report_sites(
+                &default,
+                &[(default[0].0.clone(), self.state.default_site())],
+            );
+        } else {
+            let mut before = sites_before;
+            if before.is_empty() {
+                before.push((LocationId::default_location(), default_before));
+            }
+            report_sites(&before, &self.state.site_figures());
+        }
         let lines = self.state.lines.len();
         let due = LINES_PACKED_MIN.max(self.lines_packed.saturating_add(self.lines_packed / 2));
         if (due..=LINES_PACKED_MAX).contains(&lines) {
@@ -187,6 +208,26 @@ impl SkuActor {
             tracing::warn!(sku = %self.sku, shortfall, "Stock fell below the channel quotas: the pool is empty and quotas promise more than there is; rebalance.");
         }
         self.journal.sku_changed(self.sku.clone(), change, mark);
+    }
+}
+
+/// Tells the per-location totals what a change moved at each of the SKU's locations.
+fn report_sites(before: &[(LocationId, SiteStock)], after: &[(LocationId, SiteStock)]) {
+    let figures = |site: &SiteStock| {
+        [site.on_hand, site.held, site.committed, site.available()]
+            .map(|units| i64::try_from(units).unwrap_or(i64::MAX))
+    };
+    for (location, now) in after {
+        let was = before
+            .iter()
+            .find(|(id, _)| id == location)
+            .map(|(_, site)| figures(site))
+            .unwrap_or_default();
+        let now = figures(now);
+        if was != now {
+            let deltas = [0, 1, 2, 3].map(|at| now[at] - was[at]);
+            crate::metrics::location_units_moved(location, deltas);
+        }
     }
 }
 

@@ -334,6 +334,15 @@ impl SkuState {
         }
     }
 
+    /// Every location's stock of this SKU, `default` first. A named location never leaves
+    /// a SKU, so a change's before and after list the same locations (or gain one).
+    pub fn site_figures(&self) -> Vec<(LocationId, SiteStock)> {
+        let mut all = Vec::with_capacity(1 + self.sites.0.len());
+        all.push((LocationId::default_location(), self.default_site()));
+        all.extend(self.sites.0.iter().cloned());
+        all
+    }
+
     /// One location's stock of this SKU (zero where it has none).
     pub fn site(&self, location: &LocationId) -> SiteStock {
         if location.is_default() {

@@ -68,8 +68,12 @@ pub struct Hold {
 /// one of those sent after it without an answer.
 #[derive(Debug, Clone, Default)]
 pub struct SetStock {
+    /// At the default location (which stock sets and feeds without a location set).
     pub on_hand: u64,
     pub maybe_on_hand: BTreeSet<u64>,
+    /// At `wh-b`.
+    pub at_b: u64,
+    pub maybe_at_b: BTreeSet<u64>,
     /// The web channel's quota, once one was acknowledged.
     pub web_units: Option<u64>,
     pub maybe_web_units: BTreeSet<u64>,
@@ -170,6 +174,9 @@ pub async fn verify(http: &reqwest::Client, base: &str, ledger: &mut Ledger) -> 
             Ok((200, body)) => {
                 let status = body["status"].as_str().unwrap_or_default();
                 if let Some(problem) = check_status(hold, status, window) {
+                    problems.push(format!("hold {id}: {problem}"));
+                }
+                if let Some(problem) = check_allocations(hold, &body) {
                     problems.push(format!("hold {id}: {problem}"));
                 }
                 observed.push((id.clone(), status.to_owned()));
@@ -303,8 +310,10 @@ fn settle(ledger: &mut Ledger, holds: &[(String, String)], views: &[(String, Val
     }
     for (sku, view) in views {
         if let Some(stock) = ledger.set_skus.get_mut(sku) {
-            stock.on_hand = field(view, "on_hand");
+            stock.on_hand = at(view, "default", "on_hand");
             stock.maybe_on_hand.clear();
+            stock.at_b = at(view, "wh-b", "on_hand");
+            stock.maybe_at_b.clear();
             stock.web_units = view["channels"]["web"]["allocated"].as_u64();
             stock.maybe_web_units.clear();
         }
@@ -354,22 +363,62 @@ fn field(view: &Value, name: &str) -> u64 {
     view[name].as_u64().unwrap_or(u64::MAX)
 }
 
-/// Every unit accounted for: held + committed + available is the sellable stock, and
-/// nothing over it is held or committed unless the back office cut the stock below it.
+/// A figure of the SKU at one location (0 where it has none).
+fn at(view: &Value, location: &str, name: &str) -> u64 {
+    view["locations"][location][name].as_u64().unwrap_or(0)
+}
+
+/// Every unit accounted for at every location: held + committed + available is the
+/// sellable stock there, and the SKU's figures are the sums of its locations'.
 fn check_conserved(sku: &str, view: &Value) -> Option<String> {
-    let sellable = field(view, "on_hand").saturating_sub(field(view, "safety_stock"));
-    let taken = field(view, "held").saturating_add(field(view, "committed"));
-    (field(view, "available") != sellable.saturating_sub(taken))
-        .then(|| format!("sku {sku} not conserved: {view}"))
+    let locations = view["locations"].as_object()?;
+    for (location, figures) in locations {
+        let sellable = field(figures, "on_hand").saturating_sub(field(figures, "safety_stock"));
+        let taken = field(figures, "held").saturating_add(field(figures, "committed"));
+        if taken > sellable || field(figures, "available") != sellable - taken {
+            return Some(format!("sku {sku} not conserved at {location}: {view}"));
+        }
+    }
+    for name in ["on_hand", "held", "committed", "available"] {
+        let sum: u64 = locations.values().map(|figures| field(figures, name)).sum();
+        if sum != field(view, name) {
+            return Some(format!(
+                "sku {sku}: {name} is not its locations' sum: {view}"
+            ));
+        }
+    }
+    None
+}
+
+/// A hold's allocations never change: what it answered when placed is what it says now.
+fn check_allocations(hold: &Hold, now: &Value) -> Option<String> {
+    let placed = hold.answer["lines"].as_array()?;
+    for (index, line) in placed.iter().enumerate() {
+        let allocations = &line["allocations"];
+        if allocations.is_null() || now["lines"][index]["allocations"] != *allocations {
+            return Some(format!(
+                "line {index} was placed at {allocations}, now reads {}",
+                now["lines"][index]
+            ));
+        }
+    }
+    None
 }
 
 fn check_set_sku(sku: &str, stock: &SetStock, ledger: &Ledger, view: &Value) -> Vec<String> {
     let mut problems: Vec<String> = check_conserved(sku, view).into_iter().collect();
-    let on_hand = field(view, "on_hand");
+    let on_hand = at(view, "default", "on_hand");
     if on_hand != stock.on_hand && !stock.maybe_on_hand.contains(&on_hand) {
         problems.push(format!(
-            "sku {sku}: on_hand {on_hand}, acknowledged {} (maybe {:?})",
+            "sku {sku}: on_hand {on_hand} at default, acknowledged {} (maybe {:?})",
             stock.on_hand, stock.maybe_on_hand
+        ));
+    }
+    let at_b = at(view, "wh-b", "on_hand");
+    if at_b != stock.at_b && !stock.maybe_at_b.contains(&at_b) {
+        problems.push(format!(
+            "sku {sku}: on_hand {at_b} at wh-b, acknowledged {} (maybe {:?})",
+            stock.at_b, stock.maybe_at_b
         ));
     }
     if field(view, "safety_stock") != ledger.safety_stock {

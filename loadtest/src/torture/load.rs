@@ -170,9 +170,10 @@ impl BackOffice {
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(self.rng.random_range(20..80))).await;
-            let done = match self.rng.random_range(0..4) {
+            let done = match self.rng.random_range(0..5) {
                 0 | 1 => self.set_stock().await,
                 2 => self.feed().await,
+                3 => self.set_at_b().await,
                 _ => self.allocate().await,
             };
             if done.is_none() {
@@ -197,6 +198,28 @@ impl BackOffice {
             self.stock_acknowledged(&sku, on_hand);
         } else if let Some(stock) = lock(&self.ledger).set_skus.get_mut(&sku) {
             stock.maybe_on_hand.remove(&on_hand);
+        }
+        Some(())
+    }
+
+    /// Sets a SKU's stock at `wh-b` (its other location is the default one).
+    async fn set_at_b(&mut self) -> Option<()> {
+        let sku = self.pick()?;
+        let on_hand = self.rng.random_range(0..100);
+        if let Some(stock) = lock(&self.ledger).set_skus.get_mut(&sku) {
+            stock.maybe_at_b.insert(on_hand);
+        }
+        let body = json!({"on_hand": on_hand, "safety_stock": 0});
+        let url = format!("{}/v1/skus/{sku}/locations/wh-b", self.base);
+        let response = self.http.put(url).json(&body).send().await.ok()?;
+        let acknowledged = response.status().as_u16() == 200;
+        if let Some(stock) = lock(&self.ledger).set_skus.get_mut(&sku) {
+            if acknowledged {
+                stock.at_b = on_hand;
+                stock.maybe_at_b.clear();
+            } else {
+                stock.maybe_at_b.remove(&on_hand);
+            }
         }
         Some(())
     }

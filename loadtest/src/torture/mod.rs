@@ -28,6 +28,11 @@ use load::{BackOffice, SharedLedger, Shopper};
 const SHOP_SKUS: usize = 6;
 const SET_SKUS: usize = 4;
 const SHOP_STOCK: u64 = 100_000;
+/// Stock of each shop SKU at each named location (`wh-a`, `wh-b`, routed to before the
+/// default location): small, so rounds route lines to all three and sometimes split them.
+const SHOP_STOCK_AT: u64 = 40;
+/// The named locations, by priority; the default location comes after them.
+pub const LOCATIONS: [&str; 2] = ["wh-a", "wh-b"];
 const SAFETY_STOCK: u64 = 2;
 /// Every this many rounds (and round 0, empty) a graceful stop; the others are kills, so
 /// a run's mix is known from its length.
@@ -324,7 +329,9 @@ fn set_sku(n: usize) -> String {
 
 async fn seed_skus(http: &reqwest::Client, base: &str, ledger: &SharedLedger) -> Result<(), Error> {
     let put = |sku: String, on_hand: u64| async move {
-        let body = serde_json::json!({"on_hand": on_hand, "safety_stock": SAFETY_STOCK});
+        // The safety stock is the default location's; named ones keep none.
+        let safety = if sku.contains('/') { 0 } else { SAFETY_STOCK };
+        let body = serde_json::json!({"on_hand": on_hand, "safety_stock": safety});
         let response = http
             .put(format!("{base}/v1/skus/{sku}"))
             .json(&body)
@@ -335,13 +342,36 @@ async fn seed_skus(http: &reqwest::Client, base: &str, ledger: &SharedLedger) ->
         }
         Ok(())
     };
+    let describe = |id: &'static str, priority: u32| async move {
+        let body = serde_json::json!({"name": id, "priority": priority});
+        let response = http
+            .put(format!("{base}/v1/locations/{id}"))
+            .json(&body)
+            .send()
+            .await?;
+        if response.status().as_u16() != 200 {
+            return Err(Error::from(format!("location {id}: {}", response.status())));
+        }
+        Ok(())
+    };
+    for (priority, id) in (1..).zip(LOCATIONS) {
+        describe(id, priority).await?;
+    }
+    describe("default", 10).await?;
     for n in 0..SHOP_SKUS {
         put(shop_sku(n), SHOP_STOCK).await?;
+        for location in LOCATIONS {
+            put(
+                format!("{}/locations/{location}", shop_sku(n)),
+                SHOP_STOCK_AT,
+            )
+            .await?;
+        }
         let mut ledger = load::lock(ledger);
         ledger.shop_skus.insert(
             shop_sku(n),
             ShopStock {
-                seeded: SHOP_STOCK,
+                seeded: SHOP_STOCK + SHOP_STOCK_AT * LOCATIONS.len() as u64,
                 ..ShopStock::default()
             },
         );
