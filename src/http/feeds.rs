@@ -333,11 +333,7 @@ pub async fn post_stock_feed(
     while let Some(done) = applying.next().await {
         record(&mut report, Some(done));
     }
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    state.durable().await?;
     report.errors.sort_by_key(|error| error.line);
     Ok(HttpResponse::Ok().json(report))
 }

@@ -160,14 +160,6 @@ fn refused(err: LocationError) -> ApiError {
     }
 }
 
-async fn durable(state: &AppState) -> Result<(), ApiError> {
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))
-}
-
 #[utoipa::path(
     put,
     path = "/v1/locations/{location_id}",
@@ -221,7 +213,7 @@ pub async fn put_location(
         location: location.clone(),
     });
     state.locations.put(location.clone());
-    durable(&state).await?;
+    state.durable().await?;
     tracing::info!(location = %location.id, status = ?location.status, "Location set.");
     Ok(HttpResponse::Ok().json(LocationView::from(location)))
 }
@@ -322,7 +314,7 @@ pub async fn put_channel(
     });
     let view = ChannelView::from(&policy);
     state.locations.put_policy(policy);
-    durable(&state).await?;
+    state.durable().await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

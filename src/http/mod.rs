@@ -65,6 +65,15 @@ impl AppState {
     pub fn actor_send_timeout(&self) -> Duration {
         Duration::from_millis(self.settings.actor_send_timeout_ms)
     }
+
+    /// Resolves once every change journaled before the call is durable (503 if it
+    /// cannot be): an answer that acknowledges a change waits for this.
+    pub async fn durable(&self) -> Result<(), ApiError> {
+        self.journal
+            .barrier()
+            .await
+            .map_err(|err| ApiError::Unavailable(err.to_string()))
+    }
 }
 
 /// The route table, written once: it registers every route (a known path with a wrong

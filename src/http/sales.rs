@@ -227,11 +227,7 @@ pub async fn put_sale(
     if let Some(queue) = state.sales.put(sale.clone()) {
         queue.tick_in_background();
     }
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    state.durable().await?;
     tracing::info!(sale_id = %sale.id, skus = sale.skus.len(), "Sale set.");
     Ok(HttpResponse::Ok().json(sale_view(
         &sale,
@@ -325,11 +321,7 @@ pub async fn delete_sale(
     state.journal.accepting()?;
     state.journal.append(Event::SaleDeleted { id: id.clone() });
     state.sales.remove(&id);
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    state.durable().await?;
     tracing::info!(sale_id = %id, skus = sale.skus.len(), "Sale deleted.");
     Ok(HttpResponse::NoContent().finish())
 }

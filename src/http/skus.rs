@@ -84,11 +84,7 @@ pub(crate) async fn durable_view(
     state: &AppState,
     view: SkuView,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .journal
-        .barrier()
-        .await
-        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    state.durable().await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -137,6 +137,24 @@ pub struct Shipment {
 }
 
 impl Line {
+    /// A line just reserved: held, not yet paid.
+    pub fn held(
+        quantity: Quantity,
+        channel: &Channel,
+        pooled: u64,
+        customer: &CustomerId,
+        placement: Placement,
+    ) -> Self {
+        Self {
+            quantity,
+            channel: channel.clone(),
+            committed: false,
+            pooled,
+            customer: customer.clone(),
+            placement,
+        }
+    }
+
     /// The line after what it took at `locations` shipped, and what shipped; `None` for
     /// the rest if nothing would be left (the line is fulfilled), `None` overall if it
     /// took nothing there.
@@ -1003,14 +1021,7 @@ impl SkuState {
                 pooled,
                 customer,
             } => {
-                let line = Line {
-                    quantity: *quantity,
-                    channel: channel.clone(),
-                    committed: false,
-                    pooled: *pooled,
-                    customer: customer.clone(),
-                    placement: Placement::default(),
-                };
+                let line = Line::held(*quantity, channel, *pooled, customer, Placement::default());
                 self.reserve_line(*hold_id, line);
             }
             SkuChange::LineReservedAt {
@@ -1021,14 +1032,7 @@ impl SkuState {
                 customer,
                 placement,
             } => {
-                let line = Line {
-                    quantity: *quantity,
-                    channel: channel.clone(),
-                    committed: false,
-                    pooled: *pooled,
-                    customer: customer.clone(),
-                    placement: placement.clone(),
-                };
+                let line = Line::held(*quantity, channel, *pooled, customer, placement.clone());
                 self.reserve_line(*hold_id, line);
             }
             SkuChange::LineReleased { hold_id } => {

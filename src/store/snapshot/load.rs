@@ -115,78 +115,73 @@ fn decode_all(
     Ok(())
 }
 
+/// What a snapshot keeps beside a SKU's counters: its last mark and sale window (format 7
+/// on), its named locations' stock and its recent stock moves (format 8 on).
+struct Beside {
+    published: Published,
+    sale_window: Option<SaleWindow>,
+    sites: crate::sku::sites::Sites,
+    moves: Option<crate::sku::sites::Moves>,
+    default_set_ms: u64,
+}
+
+impl Beside {
+    /// For a SKU written by a build that kept no locations and no stock moves: those it
+    /// made before are not known (see `MOVES_UNKNOWN`).
+    fn before_locations(published: Published, sale_window: Option<SaleWindow>) -> Self {
+        Self {
+            published,
+            sale_window,
+            sites: Default::default(),
+            moves: Some(crate::sku::sites::Moves {
+                kept: Default::default(),
+                complete_since_ms: crate::sku::sites::MOVES_UNKNOWN,
+            }),
+            default_set_ms: 0,
+        }
+    }
+}
+
 /// A SKU's counters replace an earlier generation's; its lines stay (they come with the
 /// holds).
 fn put_sku(
     image: &mut Image,
     sku: std::borrow::Cow<'static, SkuId>,
     state: std::borrow::Cow<'static, crate::sku::SkuState>,
-    published: Published,
-    sale_window: Option<SaleWindow>,
-    sites: crate::sku::sites::Sites,
-    (moves, default_set_ms): (Option<crate::sku::sites::Moves>, u64),
+    beside: Beside,
 ) {
     let mut state = state.into_owned();
-    state.published = published;
-    state.sale_window = sale_window;
-    state.sites = sites;
-    state.moves = moves.map(Box::new);
-    state.default_set_ms = default_set_ms;
+    state.published = beside.published;
+    state.sale_window = beside.sale_window;
+    state.sites = beside.sites;
+    state.moves = beside.moves.map(Box::new);
+    state.default_set_ms = beside.default_set_ms;
     if let Some(earlier) = image.skus.get_mut(sku.as_ref()) {
         state.lines = std::mem::take(&mut earlier.lines);
     }
     image.skus.insert(sku.into_owned(), state);
 }
 
-/// The stock moves of a SKU from a build that kept none.
-fn legacy_moves() -> Option<crate::sku::sites::Moves> {
-    Some(crate::sku::sites::Moves {
-        kept: Default::default(),
-        complete_since_ms: crate::sku::sites::MOVES_UNKNOWN,
-    })
-}
-
 /// Puts one decoded entry into the image.
 fn apply(image: &mut Image, entry: Entry<'static>) {
     match entry {
-        // Written by builds that kept no stock moves: none are known before now.
         Entry::Sku(sku, state) => {
-            let moves = (legacy_moves(), 0);
-            put_sku(
-                image,
-                sku,
-                state,
-                Published::default(),
-                None,
-                Default::default(),
-                moves,
-            );
+            let beside = Beside::before_locations(Published::default(), None);
+            put_sku(image, sku, state, beside);
         }
         Entry::SkuMarked(sku, state, published, window) => {
-            let window = window.map(Cow::into_owned);
-            let moves = (legacy_moves(), 0);
-            put_sku(
-                image,
-                sku,
-                state,
-                published,
-                window,
-                Default::default(),
-                moves,
-            );
+            let beside = Beside::before_locations(published, window.map(Cow::into_owned));
+            put_sku(image, sku, state, beside);
         }
         Entry::SkuAt(sku, state, published, window, sites, moves, default_set_ms) => {
-            let window = window.map(Cow::into_owned);
-            let moves = (moves.map(Cow::into_owned), default_set_ms);
-            put_sku(
-                image,
-                sku,
-                state,
+            let beside = Beside {
                 published,
-                window,
-                sites.into_owned(),
-                moves,
-            );
+                sale_window: window.map(Cow::into_owned),
+                sites: sites.into_owned(),
+                moves: moves.map(Cow::into_owned),
+                default_set_ms,
+            };
+            put_sku(image, sku, state, beside);
         }
         Entry::Hold(stored) => {
             let stored = stored.upgraded();
