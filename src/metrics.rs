@@ -498,6 +498,15 @@ pub fn location_units_moved(location: &crate::domain::LocationId, deltas: [i64; 
             }
         }
     };
+    // `default` takes every change of a deployment without locations: no lock for it.
+    static DEFAULT: OnceLock<LocationGauges> = OnceLock::new();
+    if location.is_default() {
+        let gauges = DEFAULT.get_or_init(|| {
+            LOCATION_STATES
+                .map(|state| gauge!(LOCATION_UNITS, "location" => "default", "state" => state))
+        });
+        return apply(gauges);
+    }
     if let Some(gauges) = cache.read().get(location) {
         return apply(gauges);
     }

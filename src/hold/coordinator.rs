@@ -223,7 +223,7 @@ impl Reservations {
         &self,
         request: &PlaceHold,
         entries: &[SkuEntry],
-    ) -> Result<Vec<Arc<Route>>, HoldError> {
+    ) -> Result<Vec<Option<Arc<Route>>>, HoldError> {
         let pins: Vec<Option<LocationId>> = request
             .lines
             .iter()
@@ -236,7 +236,7 @@ impl Reservations {
         };
         let Plan { mut routes, fewest } = self.locations.plan(route_request, &pins)?;
         let unpinned: Vec<usize> = (0..pins.len()).filter(|at| pins[*at].is_none()).collect();
-        let Some(first) = unpinned.first().map(|at| Arc::clone(&routes[*at])) else {
+        let Some(first) = unpinned.first().and_then(|at| routes[*at].clone()) else {
             return Ok(routes);
         };
         if !fewest || unpinned.len() < 2 {
@@ -260,7 +260,7 @@ impl Reservations {
             ..(*first).clone()
         });
         for at in unpinned {
-            routes[at] = Arc::clone(&ordered);
+            routes[at] = Some(Arc::clone(&ordered));
         }
         Ok(routes)
     }

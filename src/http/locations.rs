@@ -255,7 +255,13 @@ pub async fn list_locations(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.admin(&request)?;
-    let all: Vec<LocationView> = state.locations.all().into_iter().map(Into::into).collect();
+    let all: Vec<LocationView> = state
+        .locations
+        .all()
+        .iter()
+        .cloned()
+        .map(Into::into)
+        .collect();
     Ok(HttpResponse::Ok().json(all))
 }
 

@@ -101,6 +101,21 @@ struct Inner {
     /// Named locations, and `default` once it was described.
     locations: BTreeMap<LocationId, Location>,
     policies: BTreeMap<Channel, Arc<ChannelPolicy>>,
+    /// Every location, `default` first: what routing reads for each hold, rebuilt when a
+    /// location changes so a hold shares it instead of copying each location.
+    listed: Arc<[Location]>,
+}
+
+impl Inner {
+    fn relist(&mut self) {
+        let mut all = Vec::with_capacity(self.locations.len() + 1);
+        if !self.locations.contains_key(&LocationId::default_location()) {
+            all.push(Location::default_location());
+        }
+        all.extend(self.locations.values().cloned());
+        all.sort_by_key(|location| (!location.id.is_default(), location.id.clone()));
+        self.listed = all.into();
+    }
 }
 
 /// Why a location or a policy cannot be stored.
@@ -116,14 +131,20 @@ pub enum LocationError {
 
 pub struct Locations {
     inner: RwLock<Inner>,
+    /// Whether any location (`default` included) was ever described: read for every hold,
+    /// so a flag rather than the lock shared by every request thread.
+    described: std::sync::atomic::AtomicBool,
     locations_max: usize,
     policies_max: usize,
 }
 
 impl Locations {
     pub fn new(locations_max: usize, policies_max: usize) -> Self {
+        let mut inner = Inner::default();
+        inner.relist();
         Self {
-            inner: RwLock::default(),
+            inner: RwLock::new(inner),
+            described: Default::default(),
             locations_max,
             policies_max,
         }
@@ -144,10 +165,16 @@ impl Locations {
 
     /// Stores or replaces a location (checked, or replayed).
     pub fn put(&self, location: Location) {
-        self.inner
-            .write()
-            .locations
-            .insert(location.id.clone(), location);
+        let mut inner = self.inner.write();
+        inner.locations.insert(location.id.clone(), location);
+        inner.relist();
+        self.described
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether any location was described: until then every line is at `default`.
+    pub fn described(&self) -> bool {
+        self.described.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn get(&self, id: &LocationId) -> Option<Location> {
@@ -160,18 +187,8 @@ impl Locations {
     }
 
     /// Every location, `default` first, then by id.
-    pub fn all(&self) -> Vec<Location> {
-        let inner = self.inner.read();
-        let mut all = Vec::with_capacity(inner.locations.len() + 1);
-        if !inner
-            .locations
-            .contains_key(&LocationId::default_location())
-        {
-            all.push(Location::default_location());
-        }
-        all.extend(inner.locations.values().cloned());
-        all.sort_by_key(|location| (!location.id.is_default(), location.id.clone()));
-        all
+    pub fn all(&self) -> Arc<[Location]> {
+        Arc::clone(&self.inner.read().listed)
     }
 
     /// Whether any location besides `default` exists: until then holds are placed as they

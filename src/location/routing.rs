@@ -2,7 +2,7 @@
 //! may draw from, in the order it prefers them. The SKU actor then places the line over
 //! them atomically with the reservation (see [`crate::sku::sites::place`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::{LocationStatus, Locations, Routing};
 use crate::domain::{Channel, LocationId};
@@ -31,18 +31,13 @@ pub enum RouteError {
     Paused(LocationId),
 }
 
-/// Each line's route, and whether the cart should be taken from as few locations as
-/// possible (the coordinator then orders the candidates by what each can fill).
+/// Each line's route (`None`: [`Route::unlocated`]), and whether the cart should be taken
+/// from as few locations as possible (the coordinator then orders the candidates by what
+/// each can fill).
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub routes: Vec<Arc<Route>>,
+    pub routes: Vec<Option<Arc<Route>>>,
     pub fewest: bool,
-}
-
-/// The route of every line of a deployment that never named a location.
-fn unlocated() -> Arc<Route> {
-    static ROUTE: OnceLock<Arc<Route>> = OnceLock::new();
-    Arc::clone(ROUTE.get_or_init(|| Arc::new(Route::default())))
 }
 
 impl Locations {
@@ -52,13 +47,13 @@ impl Locations {
         request: RouteRequest<'_>,
         pins: &[Option<LocationId>],
     ) -> Result<Plan, RouteError> {
-        let located = self.located();
-        if !located && pins.iter().all(Option::is_none) {
+        if !self.described() && pins.iter().all(Option::is_none) {
             return Ok(Plan {
-                routes: vec![unlocated(); pins.len()],
+                routes: vec![None; pins.len()],
                 fewest: false,
             });
         }
+        let located = self.located();
         let policy = self.policy(request.channel);
         let allowed = |id: &LocationId| {
             policy
@@ -67,9 +62,9 @@ impl Locations {
                 .is_none_or(|list| list.contains(id))
         };
         let allow_split = request.allow_split.unwrap_or(policy.allow_split);
-        let mut open: Vec<_> = self
-            .all()
-            .into_iter()
+        let all = self.all();
+        let mut open: Vec<&super::Location> = all
+            .iter()
             .filter(|location| location.status == LocationStatus::Active && allowed(&location.id))
             .collect();
         match policy.routing {
@@ -80,7 +75,7 @@ impl Locations {
             }),
             _ => open.sort_by_key(|location| (location.priority, location.id.clone())),
         }
-        let candidates: Arc<[LocationId]> = open.into_iter().map(|l| l.id).collect();
+        let candidates: Arc<[LocationId]> = open.into_iter().map(|l| l.id.clone()).collect();
         let shared = Arc::new(Route {
             candidates,
             most_stock: policy.routing == Routing::MostStock,
@@ -90,7 +85,7 @@ impl Locations {
         let mut routes = Vec::with_capacity(pins.len());
         for pin in pins {
             let Some(pin) = pin else {
-                routes.push(Arc::clone(&shared));
+                routes.push(Some(Arc::clone(&shared)));
                 continue;
             };
             let location = self
@@ -105,12 +100,12 @@ impl Locations {
             if location.status == LocationStatus::Paused {
                 return Err(RouteError::Paused(pin.clone()));
             }
-            routes.push(Arc::new(Route {
+            routes.push(Some(Arc::new(Route {
                 candidates: Arc::from(vec![pin.clone()]),
                 most_stock: false,
                 allow_split: false,
                 located: true,
-            }));
+            })));
         }
         Ok(Plan {
             routes,

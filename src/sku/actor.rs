@@ -16,7 +16,7 @@ use super::messages::{
     Adjust, CurrentMark, GetView, Rebalance, Reserve, Reserved, Restate, SetAllocation,
     SetSaleWindow, SetStock, SettleLine, SiteAvailability,
 };
-use super::sites::SiteStock;
+use super::sites::{Route, SiteStock};
 use super::state::{SkuChange, SkuError, SkuState, SkuView};
 use crate::clock::Clock;
 use crate::domain::{Channel, LocationId, SkuId};
@@ -251,7 +251,10 @@ impl Handler<Reserve> for SkuActor {
             &msg.customer,
             msg.customer_limit,
             self.lines_max,
-            &msg.route,
+            match &msg.route {
+                Some(route) => route,
+                None => Route::unlocated(),
+            },
         )?;
         let (pooled, placement) = match &change {
             SkuChange::LineReservedAt {

@@ -19,8 +19,9 @@ pub struct Reserve {
     pub customer_limit: Option<u64>,
     /// When the hold is placed, for the channel's sales velocity.
     pub at_ms: u64,
-    /// The locations the line may be taken at, and how.
-    pub route: std::sync::Arc<Route>,
+    /// The locations the line may be taken at, and how; `None` while no location is
+    /// named (everything is at `default`: no per-hold allocation, no shared counter).
+    pub route: Option<std::sync::Arc<Route>>,
 }
 
 /// A line reserved: the units it drew from the shared pool, and what it left the SKU at

@@ -124,14 +124,16 @@ pub struct Route {
     pub located: bool,
 }
 
-impl Default for Route {
-    fn default() -> Self {
-        Self {
+impl Route {
+    /// The route of every line while no location is named: all at `default`, unrecorded.
+    pub fn unlocated() -> &'static Route {
+        static ROUTE: std::sync::LazyLock<Route> = std::sync::LazyLock::new(|| Route {
             candidates: Arc::from(vec![LocationId::default_location()]),
             most_stock: false,
             allow_split: true,
             located: false,
-        }
+        });
+        &ROUTE
     }
 }
 
