@@ -69,10 +69,20 @@ pub fn rfc3339(ms: u64) -> String {
 
 /// An RFC 3339 time as milliseconds since the epoch, or why `field` cannot be one.
 pub fn parse_rfc3339_ms(field: &str, text: &str) -> Result<u64, String> {
+    u64::try_from(parse_rfc3339_signed_ms(field, text)?)
+        .map_err(|_| format!("{field} is before 1970"))
+}
+
+/// As [`parse_rfc3339_ms`], any time before 1970 read as 1970 (a count that old is older
+/// than anything kept, and is refused as such).
+pub fn parse_rfc3339_ms_from_1970(field: &str, text: &str) -> Result<u64, String> {
+    Ok(u64::try_from(parse_rfc3339_signed_ms(field, text)?.max(0)).unwrap_or(0))
+}
+
+fn parse_rfc3339_signed_ms(field: &str, text: &str) -> Result<i128, String> {
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| format!("{field} must be an RFC 3339 time: {e}"))?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| format!("{field} is before 1970"))
+    Ok(at.unix_timestamp_nanos() / 1_000_000)
 }
 
 #[cfg(test)]

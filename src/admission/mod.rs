@@ -217,6 +217,8 @@ pub struct Admission {
     /// Tickets carry and are checked against wall-clock time.
     clock: Clock,
     gauges: m::QueueGauges,
+    /// Requests answered 429 since start (what a console shows beside the queue).
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// The queue in front of every hold not on a sale with its own limits.
@@ -255,6 +257,10 @@ pub struct AdmissionStatus {
     pub in_flight: usize,
     pub queued: usize,
     pub outflow_per_s: f64,
+    /// How long the last in the queue would wait at the current outflow.
+    pub estimated_wait_ms: u64,
+    /// Requests answered 429 `queue-full` since the server started.
+    pub refused_total: u64,
 }
 
 impl Admission {
@@ -286,6 +292,7 @@ impl Admission {
             ticket_ttl_ms,
             clock,
             gauges: m::QueueGauges::new(name),
+            refused: Default::default(),
         })
     }
 
@@ -295,14 +302,23 @@ impl Admission {
 
     pub fn status(&self) -> AdmissionStatus {
         let state = self.state.lock();
+        let outflow = state.outflow.decayed(Instant::now());
+        let queued = state.waiters.len();
+        let queued_f64 = u32::try_from(queued).map_or(f64::from(u32::MAX), f64::from);
+        let estimated_wait_ms = Duration::try_from_secs_f64(queued_f64 / outflow)
+            .map_or(0, |wait| {
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+            });
         AdmissionStatus {
             in_flight_max: state.limits.in_flight_max,
             queue_max: state.limits.queue_max,
             wait_max_ms: state.limits.wait_max_ms,
             rate_per_s: state.limits.rate_per_s,
             in_flight: state.in_flight,
-            queued: state.waiters.len(),
-            outflow_per_s: (state.outflow.decayed(Instant::now()) * 10.0).round() / 10.0,
+            queued,
+            outflow_per_s: (outflow * 10.0).round() / 10.0,
+            estimated_wait_ms,
+            refused_total: self.refused.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -324,6 +340,8 @@ impl Admission {
             .map_or(position, |t| position.min(t.position))
             .max(1);
         m::admission_decision(m::AdmissionDecision::QueueFull);
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Refusal::QueueFull {
             ticket: self.signer.sign(Ticket {
                 seq,

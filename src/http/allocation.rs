@@ -30,6 +30,9 @@ pub(crate) struct AllocationBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RebalanceBody {
     policy: RebalancePolicy,
+    /// Answer with the SKU as the rebalance would leave it, changing nothing (a preview).
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// Most channels in one allocation.
@@ -83,7 +86,8 @@ pub async fn put_allocation(
     tag = "allocation",
     summary = "Move unsold quota",
     description = "`release_unsold` gives every channel's unsold quota back to the pool; \
-        `by_velocity` shares it out again by what each channel reserved in the last minutes.",
+        `by_velocity` shares it out again by what each channel reserved in the last minutes. \
+        With `dry_run` the answer is the SKU as the move would leave it, and nothing moves.",
     params(SkuPath),
     request_body = RebalanceBody,
     responses(
@@ -103,6 +107,7 @@ pub async fn post_rebalance(
     let rebalance = Rebalance {
         policy: body.policy,
         now_ms: state.clock.now_ms(),
+        dry_run: body.dry_run,
     };
     change_sku(&state, &sku, rebalance).await
 }

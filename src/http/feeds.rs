@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::body::refuse_declared_over;
 use super::openapi::AdminBodyErrors;
 use super::{ApiError, AppState};
-use crate::clock::parse_rfc3339_ms;
+use crate::clock::parse_rfc3339_ms_from_1970;
 use crate::domain::{LocationId, SkuId};
 use crate::sku::messages::SetStock;
 
@@ -192,6 +192,7 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<StockLine>, Stri
     post,
     path = "/v1/feeds/stock",
     tag = "feeds",
+    params(FeedQuery),
     summary = "Apply a start-of-day stock feed",
     description = "NDJSON, one `{\"sku\", \"on_hand\", \"safety_stock\"}` per line, or CSV \
         (`Content-Type: text/csv`) with a header naming `sku,on_hand[,safety_stock]`. Each \
@@ -212,7 +213,6 @@ fn parse_line(format: &mut Format, text: &str) -> Result<Option<StockLine>, Stri
 )]
 pub async fn post_stock_feed(
     request: HttpRequest,
-    query: web::Query<FeedQuery>,
     mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -235,6 +235,8 @@ pub async fn post_stock_feed(
     let mut pending: Vec<u8> = Vec::new();
     let (mut read, mut line_no, mut overlong) = (0usize, 0u64, false);
     let mut first_line_of: HashMap<(SkuId, LocationId), u64> = HashMap::new();
+    let query = web::Query::<FeedQuery>::from_query(request.query_string())
+        .map_err(|err| ApiError::Invalid(format!("the query string: {err}")))?;
     let query = FeedDefaults::parse(&query)?;
     loop {
         let chunk = payload.next().await;
@@ -340,13 +342,14 @@ pub async fn post_stock_feed(
 
 /// `?location=` and `?as_of=`: what lines that name neither default to.
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// The location of lines that name none; `default` when omitted.
+    #[param(value_type = Option<LocationId>)]
     location: Option<String>,
     /// When the feed's counts were taken (RFC 3339), for lines that give none; units
     /// holdfast shipped or adjusted there since are taken off the counted figure.
+    #[param(value_type = Option<String>, format = DateTime)]
     as_of: Option<String>,
 }
 
@@ -364,7 +367,7 @@ impl FeedDefaults {
             None => None,
         };
         let as_of_ms = match &query.as_of {
-            Some(raw) => Some(parse_rfc3339_ms("as_of", raw).map_err(ApiError::Invalid)?),
+            Some(raw) => Some(parse_rfc3339_ms_from_1970("as_of", raw).map_err(ApiError::Invalid)?),
             None => None,
         };
         Ok(Self { location, as_of_ms })
@@ -388,7 +391,7 @@ fn stock_set(
         return Err(format!("unknown location {location}"));
     }
     let as_of_ms = match &line.as_of {
-        Some(raw) => Some(parse_rfc3339_ms("as_of", raw)?),
+        Some(raw) => Some(parse_rfc3339_ms_from_1970("as_of", raw)?),
         None => defaults.as_of_ms,
     };
     Ok(SetStock {

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod allocation;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod feeds;
 pub mod health;
@@ -109,6 +110,7 @@ route_table! {
     "/health/live" => { GET: health::live },
     "/health/ready" => { GET: health::ready },
     "/metrics" => { GET: health::metrics },
+    "/v1/skus" => { GET: skus::list_skus },
     "/v1/skus/{sku}" => { GET: skus::get_sku, PUT: skus::put_sku },
     "/v1/skus/{sku}/adjustments" => { POST: skus::post_adjustment },
     "/v1/skus/{sku}/allocation" => { PUT: allocation::put_allocation },
@@ -117,6 +119,7 @@ route_table! {
     "/v1/locations/{location_id}" => { GET: locations::get_location, PUT: locations::put_location },
     "/v1/channels/{channel}" => { GET: locations::get_channel, PUT: locations::put_channel },
     "/v1/skus/{sku}/allocation/rebalance" => { POST: allocation::post_rebalance },
+    "/v1/sales" => { GET: sales::list_sales },
     "/v1/sales/{sale_id}" => { GET: sales::get_sale, PUT: sales::put_sale, DELETE: sales::delete_sale },
     "/v1/feeds/stock" => { POST: feeds::post_stock_feed },
     "/v1/availability" => { GET: skus::get_availability },
@@ -128,6 +131,9 @@ route_table! {
     "/v1/webhooks/{webhook_id}/replay" => { POST: webhooks::post_replay },
     "/v1/admission" => { GET: admission::get_admission, PUT: admission::put_admission },
     "/openapi.json" => { GET: openapi::openapi_json },
+    "/console" => { GET: console::index },
+    "/console/console.js" => { GET: console::script },
+    "/console/console.css" => { GET: console::style },
     "/problems/{name}" => { GET: problem::describe },
     "/docs" => { GET: openapi::docs_redirect },
 }
@@ -193,7 +199,9 @@ pub async fn readiness_gate(
         || path == "/openapi.json"
         || path.starts_with("/problems/")
         || path == "/docs"
-        || path.starts_with("/docs/");
+        || path.starts_with("/docs/")
+        || path == "/console"
+        || path.starts_with("/console/");
     if ready || always_open {
         return Ok(next.call(request).await?.map_into_left_body());
     }

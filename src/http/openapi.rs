@@ -376,6 +376,8 @@ impl Modify for Links {
         super::sales::put_sale,
         super::sales::get_sale,
         super::sales::delete_sale,
+        super::sales::list_sales,
+        super::skus::list_skus,
         super::locations::put_location,
         super::locations::get_location,
         super::locations::list_locations,

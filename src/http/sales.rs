@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::admin_json;
-use super::openapi::{AdminChangeErrors, ReadErrors, SalePath};
+use super::openapi::{AdminChangeErrors, AdminReadErrors, ReadErrors, SalePath};
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
 use crate::admission::AdmissionLimits;
@@ -324,4 +324,29 @@ pub async fn delete_sale(
     state.durable().await?;
     tracing::info!(sale_id = %id, skus = sale.skus.len(), "Sale deleted.");
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/sales`: every sale kept (at most `--sales-max`), soonest start first.
+#[utoipa::path(
+    get,
+    path = "/v1/sales",
+    tag = "sales",
+    summary = "Every sale, soonest start first",
+    responses((status = 200, description = "The sales with their SKU ids", body = Vec<SaleView>),
+        AdminReadErrors),
+    security(("bearer" = [])),
+)]
+pub async fn list_sales(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let mut sales = state.sales.all();
+    sales.sort_by(|a, b| (a.starts_at_ms, &a.id).cmp(&(b.starts_at_ms, &b.id)));
+    let now_ms = state.clock.now_ms();
+    let views: Vec<SaleView<'_>> = sales
+        .iter()
+        .map(|sale| sale_view(sale, SaleSkus::Ids(sale.skus.clone()), now_ms))
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
 }

@@ -280,3 +280,74 @@ pub async fn get_availability(
     }
     Ok(HttpResponse::Ok().json(answer))
 }
+
+/// Most SKUs one page of `GET /v1/skus` lists.
+const SKU_PAGE_MAX: usize = 100;
+
+/// `GET /v1/skus`: a page of SKUs, in id order.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SkuPageQuery {
+    /// Only SKUs whose id starts with this.
+    prefix: Option<String>,
+    /// The last SKU of the previous page (its `next`).
+    #[param(value_type = Option<SkuId>)]
+    after: Option<String>,
+    /// At most this many (1 to 100; 50 when omitted).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+}
+
+/// A page of SKUs.
+#[derive(serde::Serialize, ToSchema)]
+pub(crate) struct SkuPage {
+    skus: Vec<SkuView>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<SkuId>)]
+    next: Option<SkuId>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/skus",
+    tag = "stock",
+    summary = "List SKUs, searchable by prefix",
+    params(SkuPageQuery),
+    responses((status = 200, description = "A page of SKUs in id order", body = SkuPage),
+        ReadErrors),
+    security(("bearer" = [])),
+)]
+pub async fn list_skus(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admin(&request)?;
+    let query = web::Query::<SkuPageQuery>::from_query(request.query_string())
+        .map_err(|err| ApiError::Invalid(format!("the query string: {err}")))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=SKU_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "limit must be 1 to {SKU_PAGE_MAX}"
+        )));
+    }
+    // A prefix longer than any id matches nothing: an empty page, not an error.
+    let prefix = query.prefix.as_deref().unwrap_or("");
+    let after = match query.after.as_deref() {
+        Some(raw) => Some(parse_sku(raw)?),
+        None => None,
+    };
+    let entries = state.directory.page(prefix, after.as_ref(), limit);
+    let asks = entries
+        .iter()
+        .map(|entry| entry.ask(GetView, Some(state.actor_send_timeout())));
+    let mut skus = Vec::with_capacity(entries.len());
+    for view in futures_util::future::join_all(asks).await {
+        skus.push(view.map_err(mailbox_error)?);
+    }
+    let next = match skus.len() == limit {
+        true => entries.last().map(|entry| entry.sku.clone()),
+        false => None,
+    };
+    Ok(HttpResponse::Ok().json(SkuPage { skus, next }))
+}

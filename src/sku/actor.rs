@@ -367,6 +367,12 @@ impl Handler<Rebalance> for SkuActor {
     fn handle(&mut self, msg: Rebalance, _: &mut Self::Context) -> Self::Result {
         let recent = self.velocity.recent(msg.now_ms);
         let change = self.state.check_rebalance(msg.policy, &recent)?;
+        if let (true, SkuChange::AllocationSet { quotas }) = (msg.dry_run, &change) {
+            let now = std::mem::replace(&mut self.state.quotas, quotas.clone());
+            let preview = self.state.view(&self.sku);
+            self.state.quotas = now;
+            return Ok(preview);
+        }
         self.record(change);
         Ok(self.state.view(&self.sku))
     }

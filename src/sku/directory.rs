@@ -141,4 +141,27 @@ impl SkuDirectory {
     pub fn skus(&self) -> Vec<SkuEntry> {
         self.entries.read().values().cloned().collect()
     }
+
+    /// Up to `limit` SKUs whose id starts with `prefix`, after `after`, in id order. One
+    /// pass keeping the `limit` smallest, so a page of a million SKUs costs no sort of
+    /// them all and no copy beyond the page.
+    pub fn page(&self, prefix: &str, after: Option<&SkuId>, limit: usize) -> Vec<SkuEntry> {
+        let entries = self.entries.read();
+        let mut smallest: std::collections::BinaryHeap<&SkuId> =
+            std::collections::BinaryHeap::with_capacity(limit + 1);
+        for sku in entries.keys() {
+            if !sku.as_str().starts_with(prefix) || after.is_some_and(|after| sku <= after) {
+                continue;
+            }
+            smallest.push(sku);
+            if smallest.len() > limit {
+                smallest.pop();
+            }
+        }
+        let mut page: Vec<&SkuId> = smallest.into_vec();
+        page.sort_unstable();
+        page.into_iter()
+            .filter_map(|sku| entries.get(sku).cloned())
+            .collect()
+    }
 }

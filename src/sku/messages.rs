@@ -79,6 +79,8 @@ pub struct SetAllocation {
 pub struct Rebalance {
     pub policy: super::state::RebalancePolicy,
     pub now_ms: u64,
+    /// Only show what it would do.
+    pub dry_run: bool,
 }
 
 /// At start: if the availability last published for the SKU is not what it has now (a
