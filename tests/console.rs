@@ -382,27 +382,18 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
     })
     .await;
     let available = "#live-table tbody tr[data-channel=''] .live-available";
-    let before = client
-        .find(Locator::Css(available))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(before, "120");
+    let read = format!("return document.querySelector(\"{available}\")?.textContent ?? '';");
+    assert_eq!(script(&client, &read).await, json!("120"));
     for n in 0..3 {
         let held = server.hold(&format!("live-{n}"), &[("TEE", 2)]).await;
         assert_eq!(held.status, StatusCode::CREATED);
     }
     let acknowledged = Instant::now();
     loop {
-        let now = client
-            .find(Locator::Css(available))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // Read in one step: the table is drawn again on every event, so an element found
+        // first and read after may already be gone.
+        let now = script(&client, &read).await;
+        let now = now.as_str().unwrap_or_default();
         if now == "114" {
             break;
         }

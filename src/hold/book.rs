@@ -380,7 +380,7 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: 1_000,
             updated_at_ms: 0,
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
             placed_by: Default::default(),
         }
     }

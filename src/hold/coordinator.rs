@@ -205,7 +205,7 @@ impl Reservations {
             created_at_ms: now,
             expires_at_ms: now.saturating_add(request.ttl_s.saturating_mul(1_000)),
             updated_at_ms: now,
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
             placed_by: PlacedBy(Some(placed_by)),
         };
         if let Err(err) = self.book.insert(hold.clone(), idempotency, marks) {

@@ -50,7 +50,7 @@ pub struct HoldRecord {
     pub updated_at_ms: u64,
     /// Locations whose part of a confirmed hold has shipped (a partial fulfilment);
     /// empty for most holds, which cost nothing for it.
-    pub shipped_from: Box<[LocationId]>,
+    pub shipped_from: ShippedFrom,
     /// The idempotency key that placed the hold. Not journaled (the `HoldPlaced` event
     /// carries the key beside the hold).
     pub placed_by: PlacedBy,
@@ -70,7 +70,7 @@ struct StoredRecord {
     updated_at_ms: u64,
     pooled: Vec<u64>,
     placements: Vec<Placement>,
-    shipped_from: Box<[LocationId]>,
+    shipped_from: ShippedFrom,
 }
 
 /// A hold as builds before format 8 journaled and snapshotted it: without placements
@@ -97,7 +97,7 @@ impl From<StoredRecordV7> for HoldRecordV7 {
     fn from(old: StoredRecordV7) -> Self {
         Self(HoldRecord::from(StoredRecord {
             placements: Vec::new(),
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
             id: old.id,
             lines: old.lines,
             channel: old.channel,
@@ -257,6 +257,39 @@ impl Serialize for PooledUnits<'_> {
     }
 }
 
+/// Locations whose part of a confirmed hold shipped. Empty for almost every hold, so one
+/// pointer wide and nothing allocated (a boxed slice was two words on every hold of the
+/// book and the image). Stored as a plain list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(clippy::box_collection)] // the box is what makes it one pointer wide
+pub struct ShippedFrom(Option<Box<Vec<LocationId>>>);
+
+impl std::ops::Deref for ShippedFrom {
+    type Target = [LocationId];
+
+    fn deref(&self) -> &[LocationId] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl From<Vec<LocationId>> for ShippedFrom {
+    fn from(locations: Vec<LocationId>) -> Self {
+        Self((!locations.is_empty()).then(|| Box::new(locations)))
+    }
+}
+
+impl Serialize for ShippedFrom {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ShippedFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<LocationId>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// The idempotency key (`channel/key`) that placed a hold, the same allocation the key's
 /// entry uses, so the hold book can hand the key its answer before forgetting the hold.
 /// A back-reference, not part of the hold's value: any two compare equal.
@@ -336,7 +369,7 @@ impl HoldRecord {
             }
         }
         shipped.sort_unstable();
-        self.shipped_from = shipped.into_boxed_slice();
+        self.shipped_from = ShippedFrom::from(shipped);
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -391,7 +424,7 @@ mod tests {
             created_at_ms: 1,
             expires_at_ms: 2,
             updated_at_ms: 3,
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
             placed_by: PlacedBy::default(),
         }
     }
@@ -420,7 +453,7 @@ mod tests {
             updated_at_ms: 3,
             pooled: vec![1, 0],
             placements: hold.lines.iter().map(|l| l.placement.clone()).collect(),
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
         };
         let bytes = postcard::to_stdvec(&hold).expect("encodes");
         assert_eq!(bytes, postcard::to_stdvec(&stored).expect("encodes"));

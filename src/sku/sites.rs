@@ -21,13 +21,15 @@ pub struct Allocation {
 
 /// Where a line's units were taken. `None`: all at the default location, which is what
 /// every line is in a deployment that never named a location; such lines are shown
-/// without allocations, byte for byte as before locations existed.
+/// without allocations, byte for byte as before locations existed. One pointer wide (an
+/// `Arc<[_]>` is two): it sits on every line of the book, the actors and the image, and
+/// at a million holds the second word cost tens of megabytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement(pub Option<Arc<[Allocation]>>);
+pub struct Placement(pub Option<Arc<Vec<Allocation>>>);
 
 impl Placement {
     pub fn new(allocations: Vec<Allocation>) -> Self {
-        Self(Some(Arc::from(allocations)))
+        Self(Some(Arc::new(allocations)))
     }
 
     /// Units per location for a line of `quantity` units.
@@ -43,7 +45,7 @@ impl Placement {
 
     /// The allocations to show, if the line was placed by location.
     pub fn shown(&self) -> Option<&[Allocation]> {
-        self.0.as_deref()
+        self.0.as_deref().map(Vec::as_slice)
     }
 }
 

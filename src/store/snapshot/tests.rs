@@ -43,7 +43,7 @@ fn placed(id: HoldId, lines: &[(&str, i64)], channel: &str, customer: &str) -> E
             created_at_ms: 1,
             expires_at_ms: u64::MAX,
             updated_at_ms: 1,
-            shipped_from: Box::default(),
+            shipped_from: Default::default(),
             placed_by: Default::default(),
         },
         idempotency: IdempotencyRecord {
