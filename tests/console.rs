@@ -24,36 +24,23 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Chromedriver on a free port, stopped when dropped.
 struct Driver {
-    child: std::process::Child,
+    _child: common::Helper,
     url: String,
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_driver() -> Driver {
-    let port = free_port();
+    let port = common::free_port();
     let driver = Driver {
-        child: std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            // The browser's time zone: the sale form must store what is typed in UTC.
-            .env("TZ", "America/New_York")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
+        _child: common::Helper(
+            std::process::Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                // The browser's time zone: the sale form must store what is typed in UTC.
+                .env("TZ", "America/New_York")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        ),
         url: format!("http://127.0.0.1:{port}"),
     };
     for _ in 0..100 {
@@ -140,6 +127,18 @@ async fn text_until(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Sets the last allocation row to `amount` in `mode` (units or percent).
+async fn set_last_row(client: &Client, mode: &str, amount: &str) {
+    let row = "#alloc-rows tbody tr:last-child";
+    let mode_css = format!("{row} .alloc-mode");
+    let select = client.find(Locator::Css(&mode_css)).await.unwrap();
+    select.select_by_value(mode).await.unwrap();
+    let amount_css = format!("{row} .alloc-amount");
+    let input = client.find(Locator::Css(&amount_css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(amount).await.unwrap();
 }
 
 async fn script(client: &Client, code: &str) -> Value {
@@ -257,19 +256,7 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
         .send_keys("web")
         .await
         .unwrap();
-    client
-        .find(Locator::Css(&format!("{row} .alloc-mode")))
-        .await
-        .unwrap()
-        .select_by_value("percent")
-        .await
-        .unwrap();
-    let amount = client
-        .find(Locator::Css(&format!("{row} .alloc-amount")))
-        .await
-        .unwrap();
-    amount.clear().await.unwrap();
-    amount.send_keys("50").await.unwrap();
+    set_last_row(&client, "percent", "50").await;
     let result = client
         .find(Locator::Css(&format!("{row} .alloc-result")))
         .await
@@ -286,19 +273,7 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
     shot(&client, "03-allocation").await;
 
     // Over-allocation: the server's 409, with its numbers, inline.
-    client
-        .find(Locator::Css(&format!("{row} .alloc-mode")))
-        .await
-        .unwrap()
-        .select_by_value("units")
-        .await
-        .unwrap();
-    let amount = client
-        .find(Locator::Css(&format!("{row} .alloc-amount")))
-        .await
-        .unwrap();
-    amount.clear().await.unwrap();
-    amount.send_keys("500").await.unwrap();
+    set_last_row(&client, "units", "500").await;
     click(&client, "#alloc-save").await;
     let error = text_until(&client, "alloc-error", Duration::from_secs(3), |t| {
         !t.is_empty()

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::spawn_with;
@@ -101,24 +101,9 @@ fn the_dashboard_uses_a_datasource_variable_and_units() {
 }
 
 struct Prometheus {
-    child: Child,
+    _child: common::Helper,
     base: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_prometheus(target_port: u16) -> Prometheus {
@@ -129,7 +114,7 @@ fn start_prometheus(target_port: u16) -> Prometheus {
          scrape_configs:\n  - job_name: holdfast\n    static_configs:\n      - targets: [\"127.0.0.1:{target_port}\"]\n"
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let child = tool("prometheus")
         .arg(format!(
             "--config.file={}",
@@ -145,7 +130,7 @@ fn start_prometheus(target_port: u16) -> Prometheus {
         .spawn()
         .expect("prometheus starts");
     Prometheus {
-        child,
+        _child: common::Helper(child),
         base: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     }

@@ -442,3 +442,24 @@ impl TestServer {
         assert_eq!(answer.status, StatusCode::OK, "PUT sku: {}", answer.body);
     }
 }
+
+/// A free loopback port for a helper process (Prometheus, ChromeDriver).
+#[allow(dead_code)] // not every test binary starts a helper
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// A helper process, killed and reaped when dropped (also when its test panics).
+#[allow(dead_code)]
+pub struct Helper(pub std::process::Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
