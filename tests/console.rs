@@ -4,7 +4,8 @@
 //! gets the inline 409 of an over-allocation, creates a sale (entered in New York time,
 //! stored in UTC), uploads a feed with a bad line, and watches holds placed through the API
 //! show in the live view within a second. A screenshot of each screen is written to
-//! `target/console-screenshots/`. Without Chromium the test says so and is skipped;
+//! `target/console-screenshots/`. The same flows run in Firefox (firefox-esr over
+//! Marionette, `tests/firefox/`). Without a browser a test says so and is skipped;
 //! `.ci/run` sets `HOLDFAST_REQUIRE_BROWSER=1`, under which a missing browser fails it.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
@@ -481,4 +482,49 @@ async fn the_api_the_console_reads_pages_lists_and_previews() {
     let queue = api(&server, Method::GET, "/v1/admission", None).await.body;
     assert_eq!(queue["refused_total"], 0, "{queue}");
     assert!(queue["estimated_wait_ms"].is_u64());
+}
+
+const FIREFOX: &str = "/usr/bin/firefox-esr";
+
+/// The virtualenv `.ci/run` makes with `tests/firefox/requirements.txt`.
+fn firefox_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/firefox-venv/bin/python")
+}
+
+/// The same console in Firefox (Debian's firefox-esr over Marionette; the flows are in
+/// `tests/firefox/console_in_firefox.py`): sign in, the SKU list, the inline 409, a sale
+/// stored in UTC, the live view within a second. The server runs as a process of its
+/// own, so the script may block while it drives the browser.
+#[actix_web::test]
+async fn the_console_works_in_firefox() {
+    let missing = !Path::new(FIREFOX).exists() || !firefox_python().exists();
+    if missing {
+        assert!(
+            std::env::var("HOLDFAST_REQUIRE_BROWSER").is_err(),
+            "HOLDFAST_REQUIRE_BROWSER is set but {FIREFOX} or {} is missing",
+            firefox_python().display()
+        );
+        eprintln!(
+            "SKIPPED: the Firefox console test needs {FIREFOX} and a venv at {} (see .ci/run)",
+            firefox_python().display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_process, server) = common::Process::start_server(dir.path(), &["--admin-key", ADMIN_KEY]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/firefox/console_in_firefox.py");
+    let output = std::process::Command::new(firefox_python())
+        .arg(script)
+        .arg(&server.base)
+        .arg(ADMIN_KEY)
+        .arg(shots_dir())
+        .output()
+        .expect("the Firefox script runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("every check passed"), "{said}");
 }
