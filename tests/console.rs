@@ -27,6 +27,20 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 struct Driver {
     _child: common::Helper,
     url: String,
+    /// The browser's profile: its processes are found by it when the driver goes.
+    profile: tempfile::TempDir,
+}
+
+/// ChromeDriver does not take its browser with it when it is killed (a test that fails
+/// never closes its session): the browser's processes are the ones started with this
+/// driver's own profile directory.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let pattern = format!("--user-data-dir={}", self.profile.path().display());
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", "--", &pattern])
+            .status();
+    }
 }
 
 async fn start_driver() -> Driver {
@@ -43,6 +57,7 @@ async fn start_driver() -> Driver {
                 .expect("chromedriver starts"),
         ),
         url: format!("http://127.0.0.1:{port}"),
+        profile: tempfile::tempdir().expect("a profile dir"),
     };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -53,7 +68,8 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not listen on {port}");
 }
 
-async fn browser(driver: &Driver, profile: &Path) -> Client {
+async fn browser(driver: &Driver) -> Client {
+    let profile = driver.profile.path();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -211,8 +227,7 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
     server.put_sku("TEE", 100, 0).await;
     server.put_sku("CAP", 40, 2).await;
     let driver = start_driver().await;
-    let profile = tempfile::tempdir().unwrap();
-    let client = browser(&driver, profile.path()).await;
+    let client = browser(&driver).await;
     client.goto(&server.url("/console")).await.unwrap();
 
     // Sign in: a wrong key is refused, the right one opens the SKU list.
