@@ -364,7 +364,13 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
     assert_eq!(server.sku("TEE").await["on_hand"], 120);
     shot(&client, "06-feeds").await;
 
-    // Live: holds placed through the API show within a second.
+    // Live: holds placed through the API show within a second. TEE is on a sale with its
+    // own admission queue, open now: the live view shows that queue.
+    let now = holdfast::clock::rfc3339(holdfast::clock::Clock::system().now_ms() - 60_000);
+    let drop_sale = json!({"name": "Drop", "starts_at": now, "ends_at": "2031-01-01T00:00:00Z",
+        "skus": ["TEE"], "admission": {"in_flight_max": 8, "queue_max": 40, "wait_max_ms": 2000, "rate_per_s": 0}});
+    let put = api(&server, Method::PUT, "/v1/sales/drop", Some(drop_sale)).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     click(&client, "nav button[data-screen=live]").await;
     type_into(&client, "live-skus", "TEE").await;
     click(&client, "#live-form button").await;
@@ -394,6 +400,12 @@ async fn a_merchandiser_runs_a_sale_from_the_console() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let queue = text_until(&client, "adm-queue", Duration::from_secs(3), |t| {
+        t.contains("drop")
+    })
+    .await;
+    assert_eq!(queue, "sale drop");
+    assert!(text(&client, "adm-queued").await.ends_with("of 40"));
     text_until(&client, "adm-queued", Duration::from_secs(3), |t| {
         t.contains(" of ")
     })
@@ -496,6 +508,20 @@ async fn the_api_the_console_reads_pages_lists_and_previews() {
 
     let queue = api(&server, Method::GET, "/v1/admission", None).await.body;
     assert_eq!(queue["refused_total"], 0, "{queue}");
+    assert!(
+        sales[0].get("queue").is_none(),
+        "no queue of its own: {sales}"
+    );
+    let own = json!({"name": "q", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z",
+        "skus": ["P-0"], "admission": {"in_flight_max": 3, "queue_max": 7, "wait_max_ms": 100, "rate_per_s": 0}});
+    assert_eq!(
+        api(&server, Method::PUT, "/v1/sales/s2", Some(own))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let sale = api(&server, Method::GET, "/v1/sales/s2", None).await.body;
+    assert_eq!(sale["queue"]["queue_max"], 7, "{sale}");
     assert!(queue["estimated_wait_ms"].is_u64());
 }
 

@@ -13,7 +13,7 @@ use super::body::admin_json;
 use super::openapi::{AdminChangeErrors, AdminReadErrors, ReadErrors, SalePath};
 use super::skus::{known_sku, mailbox_error};
 use super::{ApiError, AppState};
-use crate::admission::AdmissionLimits;
+use crate::admission::{AdmissionLimits, AdmissionStatus};
 use crate::clock::rfc3339;
 use crate::domain::{SaleId, SkuId};
 use crate::sale::{AfterEnd, Sale, SaleRefusal};
@@ -78,6 +78,9 @@ pub(crate) struct SaleView<'a> {
     hold_ttl_s: Option<u64>,
     admission: Option<AdmissionLimits>,
     after_end: AfterEnd,
+    /// The state of the sale's own admission queue, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<AdmissionStatus>,
 }
 
 /// `PUT` answers with the SKU ids; `GET` with each SKU's live sell-through.
@@ -173,8 +176,9 @@ fn parse_sale(id: SaleId, body: SaleBody, state: &AppState) -> Result<Sale, ApiE
     })
 }
 
-fn sale_view(sale: &Sale, skus: SaleSkus, now_ms: u64) -> SaleView<'_> {
+fn sale_view<'a>(state: &AppState, sale: &'a Sale, skus: SaleSkus, now_ms: u64) -> SaleView<'a> {
     SaleView {
+        queue: state.sales.queue_status(&sale.id),
         sale_id: &sale.id,
         name: &sale.name,
         starts_at: rfc3339(sale.starts_at_ms),
@@ -230,6 +234,7 @@ pub async fn put_sale(
     state.durable().await?;
     tracing::info!(sale_id = %sale.id, skus = sale.skus.len(), "Sale set.");
     Ok(HttpResponse::Ok().json(sale_view(
+        &state,
         &sale,
         SaleSkus::Ids(sale.skus.clone()),
         state.clock.now_ms(),
@@ -281,6 +286,7 @@ pub async fn get_sale(
         });
     }
     Ok(HttpResponse::Ok().json(sale_view(
+        &state,
         &sale,
         SaleSkus::Progress(skus),
         state.clock.now_ms(),
@@ -346,7 +352,7 @@ pub async fn list_sales(
     let now_ms = state.clock.now_ms();
     let views: Vec<SaleView<'_>> = sales
         .iter()
-        .map(|sale| sale_view(sale, SaleSkus::Ids(sale.skus.clone()), now_ms))
+        .map(|sale| sale_view(&state, sale, SaleSkus::Ids(sale.skus.clone()), now_ms))
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }

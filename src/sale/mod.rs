@@ -243,6 +243,12 @@ impl SaleBook {
         inner.queues.get(&sale.id).cloned()
     }
 
+    /// The state of the sale's own admission queue, if it has one.
+    pub fn queue_status(&self, id: &SaleId) -> Option<crate::admission::AdmissionStatus> {
+        let queue = self.inner.read().queues.get(id).cloned()?;
+        Some(queue.status())
+    }
+
     pub fn get(&self, id: &SaleId) -> Option<Arc<Sale>> {
         self.inner.read().sales.get(id).cloned()
     }

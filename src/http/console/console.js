@@ -435,10 +435,23 @@ async function watch(event) {
 
 let admissionTimer = null;
 
+// The queue the watched SKUs' holds go through: an open sale's own, if one of them is on
+// such a sale, else the server-wide one.
 async function pollAdmission() {
-  const answer = await api("GET", "/v1/admission");
-  if (answer.status !== 200) return;
-  const s = answer.body;
+  let s = null;
+  let label = "server-wide";
+  const sales = await api("GET", "/v1/sales");
+  if (sales.status === 200) {
+    const own = sales.body.find((sale) => sale.open && sale.queue &&
+      sale.skus.some((sku) => watched.includes(sku)));
+    if (own) { s = own.queue; label = "sale " + own.sale_id; }
+  }
+  if (!s) {
+    const answer = await api("GET", "/v1/admission");
+    if (answer.status !== 200) return;
+    s = answer.body;
+  }
+  $("adm-queue").textContent = label;
   $("adm-queued").textContent = `${s.queued} of ${s.queue_max}`;
   $("adm-in-flight").textContent = `${s.in_flight} of ${s.in_flight_max}`;
   $("adm-wait").textContent = `${s.estimated_wait_ms} ms`;
