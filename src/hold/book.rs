@@ -248,19 +248,18 @@ impl HoldBook {
                     location: other.clone(),
                 });
             }
-        }
-        if let (Some(HoldStatus::Fulfilled), Action::FulfilAt(locations)) = (next, &action) {
-            let left: Vec<LocationId> = record
-                .locations()
-                .into_iter()
-                .filter(|at| !record.shipped_from.contains(at) && !locations.contains(at))
-                .collect();
-            let newly: Vec<LocationId> = locations
+            // Shipping part of a confirmed hold: it stays confirmed while a location it
+            // took units at has not shipped.
+            let shipped = |at: &LocationId| record.shipped_from.contains(at);
+            let rest_waits = took
                 .iter()
-                .filter(|at| !record.shipped_from.contains(*at))
-                .cloned()
-                .collect();
-            if !left.is_empty() {
+                .any(|at| !shipped(at) && !locations.contains(at));
+            if next == Some(HoldStatus::Fulfilled) && rest_waits {
+                let newly = locations
+                    .iter()
+                    .filter(|at| !shipped(at))
+                    .cloned()
+                    .collect();
                 return self.ship_part(&mut shard, id, newly, now_ms);
             }
         }

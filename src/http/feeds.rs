@@ -387,9 +387,10 @@ fn stock_set(
             .clone()
             .unwrap_or_else(LocationId::default_location),
     };
-    if state.locations.get(&location).is_none() {
-        return Err(format!("unknown location {location}"));
-    }
+    state
+        .locations
+        .require(&location)
+        .map_err(|err| err.to_string())?;
     let as_of_ms = match &line.as_of {
         Some(raw) => Some(parse_rfc3339_ms_from_1970("as_of", raw)?),
         None => defaults.as_of_ms,

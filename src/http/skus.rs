@@ -67,12 +67,11 @@ pub(crate) fn known_sku(state: &AppState, sku: &SkuId) -> Result<SkuEntry, ApiEr
 /// A location the registry knows (`default` always), or 404.
 pub(crate) fn known_location(state: &AppState, raw: &str) -> Result<LocationId, ApiError> {
     let id = LocationId::parse(raw).map_err(|err| ApiError::Invalid(err.to_string()))?;
-    match state.locations.get(&id) {
-        Some(_) => Ok(id),
-        None => Err(ApiError::not_found(format!(
-            "unknown location {id}; PUT /v1/locations/{id} first"
-        ))),
-    }
+    state
+        .locations
+        .require(&id)
+        .map_err(|err| ApiError::not_found(err.to_string()))?;
+    Ok(id)
 }
 
 pub(crate) fn mailbox_error(err: actix::MailboxError) -> ApiError {

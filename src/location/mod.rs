@@ -129,6 +129,12 @@ pub enum LocationError {
     Conflict(String),
 }
 
+fn unknown(id: &LocationId) -> LocationError {
+    LocationError::Unknown(format!(
+        "unknown location {id}; PUT /v1/locations/{id} first"
+    ))
+}
+
 pub struct Locations {
     inner: RwLock<Inner>,
     /// Whether any location (`default` included) was ever described: read for every hold,
@@ -177,6 +183,14 @@ impl Locations {
         self.described.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// `Ok` for a location that exists (`default` always), else why not.
+    pub fn require(&self, id: &LocationId) -> Result<(), LocationError> {
+        match id.is_default() || self.inner.read().locations.contains_key(id) {
+            true => Ok(()),
+            false => Err(unknown(id)),
+        }
+    }
+
     pub fn get(&self, id: &LocationId) -> Option<Location> {
         let inner = self.inner.read();
         match inner.locations.get(id) {
@@ -189,16 +203,6 @@ impl Locations {
     /// Every location, `default` first, then by id.
     pub fn all(&self) -> Arc<[Location]> {
         Arc::clone(&self.inner.read().listed)
-    }
-
-    /// Whether any location besides `default` exists: until then holds are placed as they
-    /// always were, without allocations.
-    pub fn located(&self) -> bool {
-        self.inner
-            .read()
-            .locations
-            .keys()
-            .any(|id| !id.is_default())
     }
 
     /// Why `policy` cannot be stored now, if it cannot.
@@ -214,9 +218,7 @@ impl Locations {
         }
         for id in policy.locations.iter().flatten() {
             if !id.is_default() && !inner.locations.contains_key(id) {
-                return Err(LocationError::Unknown(format!(
-                    "unknown location {id}; PUT /v1/locations/{id} first"
-                )));
+                return Err(unknown(id));
             }
         }
         Ok(())

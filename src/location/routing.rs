@@ -53,7 +53,10 @@ impl Locations {
                 fewest: false,
             });
         }
-        let located = self.located();
+        // One snapshot of the locations for the whole plan: `default` and the named ones.
+        // Until a named one exists, lines are placed without allocations, as always.
+        let all = self.all();
+        let located = all.len() > 1;
         let policy = self.policy(request.channel);
         let allowed = |id: &LocationId| {
             policy
@@ -62,7 +65,6 @@ impl Locations {
                 .is_none_or(|list| list.contains(id))
         };
         let allow_split = request.allow_split.unwrap_or(policy.allow_split);
-        let all = self.all();
         let mut open: Vec<&super::Location> = all
             .iter()
             .filter(|location| location.status == LocationStatus::Active && allowed(&location.id))
