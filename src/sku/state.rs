@@ -883,6 +883,7 @@ impl SkuState {
         {
             moves.complete_since_ms = at_ms;
         }
+        let shipped = self.shipped_by(change);
         let mut moved = |location: LocationId, delta: i64, reset: bool| {
             self.moves.get_or_insert_default().record(Move {
                 location,
@@ -906,39 +907,33 @@ impl SkuState {
                 location, delta, ..
             } => moved(location.clone(), *delta, false),
             SkuChange::LineFulfilled { .. } | SkuChange::LineShipped { .. } => {
-                let (hold_id, shipped) = match change {
-                    SkuChange::LineShipped { hold_id, locations } => {
-                        let shipment = self
-                            .lines
-                            .get(hold_id)
-                            .and_then(|line| line.ship(locations));
-                        (hold_id, shipment.map(|(_, shipment)| shipment.at))
-                    }
-                    SkuChange::LineFulfilled { hold_id } => {
-                        let line = self.lines.get(hold_id);
-                        (
-                            hold_id,
-                            line.map(|line| line.placement.units(line.quantity.units())),
-                        )
-                    }
-                    _ => return self.apply(change),
-                };
-                let committed = self.lines.get(hold_id).is_some_and(|line| line.committed);
-                if let Some(shipped) = shipped.filter(|_| committed) {
-                    for (location, units) in shipped {
-                        let units = i64::try_from(units).unwrap_or(i64::MAX);
-                        self.moves.get_or_insert_default().record(Move {
-                            location,
-                            at_ms,
-                            delta: -units,
-                            reset: false,
-                        });
-                    }
+                for (location, units) in shipped {
+                    moved(location, -i64::try_from(units).unwrap_or(i64::MAX), false);
                 }
             }
             _ => {}
         }
         self.apply(change);
+    }
+
+    /// Units per location that `change` ships out of a committed line (none for a change
+    /// that ships nothing).
+    fn shipped_by(&self, change: &SkuChange) -> Vec<(LocationId, u64)> {
+        let (hold_id, locations) = match change {
+            SkuChange::LineFulfilled { hold_id } => (hold_id, None),
+            SkuChange::LineShipped { hold_id, locations } => (hold_id, Some(locations)),
+            _ => return Vec::new(),
+        };
+        let Some(line) = self.lines.get(hold_id).filter(|line| line.committed) else {
+            return Vec::new();
+        };
+        match locations {
+            None => line.placement.units(line.quantity.units()),
+            Some(locations) => line
+                .ship(locations)
+                .map(|(_, shipment)| shipment.at)
+                .unwrap_or_default(),
+        }
     }
 
     /// The SKU's state came from a build that did not keep its stock moves (see
